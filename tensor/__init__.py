@@ -1,0 +1,30 @@
+"""raygrad's tensor engine: a PyTorch-like dynamic graph on NumPy (cpu) and CuPy (cuda).
+
+    import tensor
+    x = tensor.randn(3, 4, requires_grad=True)
+    (x @ x.T).sum().backward()
+"""
+from . import dtypes
+from .backend import Device, Device as device
+from .dtypes import (
+    bool, double, float, float16, float32, float64, get_default_dtype, half, int, int8, int16, int32, int64,
+    long, set_default_dtype, short, uint8,
+)
+from .errors import AutogradError, DeviceError, DTypeError, SerializationError, ShapeError, TensorError
+from .tensor import Size, Tensor
+from . import autograd
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (
+    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like, linspace, ones,
+    ones_like, tensor, zeros, zeros_like,
+)
+from .random import (
+    Generator, get_rng_state, initial_seed, manual_seed, rand, rand_like, randint, randint_like, randn,
+    randn_like, randperm, seed, set_rng_state,
+)
+from . import cuda, methods
+
+globals().update(methods.functions)
+is_tensor = lambda obj: isinstance(obj, Tensor)  # noqa: E731
+
+__version__ = "0.1.0"

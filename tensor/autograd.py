@@ -1,0 +1,270 @@
+"""Reverse-mode autodiff: Function (one op = one node), grad mode, and the backward engine.
+
+A Function's `forward(ctx, *args)` and `backward(ctx, *grads)` work on raw arrays (numpy or
+cupy; `ctx.xp` is the module), never on Tensors. `Function.apply` unwraps Tensor arguments,
+runs forward, wraps the outputs and, when grad is on and an input requires it, links the node
+into the graph. The node *is* the ctx: it holds its saved arrays and the edges to its inputs'
+nodes, so the graph points only from outputs down to inputs and a dropped loss frees it all.
+
+Backward functions must never modify the incoming gradient arrays in place: the engine may hand
+the same array to several consumers.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+
+import numpy as np
+
+from .errors import AutogradError, DeviceError
+from .tensor import Tensor, _wrap
+
+# ---------------------------------------------------------------------------------------- grad mode
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    return _mode.enabled
+
+
+class set_grad_enabled:
+    """Context manager and decorator that turns graph recording on or off (per thread)."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = bool(mode)
+        self.prev = _mode.enabled
+        _mode.enabled = self.mode  # like torch: calling it as a function sets the mode at once
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.prev
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__(self.mode):
+                return fn(*args, **kwargs)
+
+        _mode.enabled = self.prev  # decorating must not change the mode
+        return wrapper
+
+
+class no_grad(set_grad_enabled):
+    """`with no_grad():` / `@no_grad()`: ops inside record no graph."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    def __init__(self):
+        super().__init__(True)
+
+
+# ----------------------------------------------------------------------------------------- Function
+
+_sequence = itertools.count()
+
+
+class Function:
+    """One differentiable operation. Subclass it and write `forward` and `backward` as staticmethods.
+
+    forward(ctx, *args) -> array or tuple of arrays      (Tensor args arrive as raw arrays)
+    backward(ctx, *grads) -> one gradient (array or None) per forward argument
+
+    On ctx: `save_for_backward(*arrays)` / `saved_tensors`, `needs_input_grad` (a bool per
+    argument), `mark_non_differentiable(*outputs)`, `xp` (numpy or cupy), and any attribute you set.
+    """
+
+    # Defaults, overridden per instance only when used, to keep apply cheap.
+    _saved = ()
+    _saved_versions = None
+    _released = False
+    _non_diff = None
+    _tensor_hooks = None
+    view_of = None  # set to an argument index on ops whose output is a view of that argument
+    xp = np
+
+    def __init__(self):
+        self.needs_input_grad = ()
+
+    forward = None
+    backward = None
+
+    # -- ctx API
+    def save_for_backward(self, *arrays):
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self):
+        if self._released:
+            raise AutogradError(
+                f"{type(self).__name__}: trying to backward through the graph a second time (its saved "
+                "arrays were freed after the first backward); pass retain_graph=True to the first backward"
+            )
+        versions = self._saved_versions
+        if versions:
+            for index, (counter, version) in versions.items():
+                if counter[0] != version:
+                    raise AutogradError(
+                        f"{type(self).__name__}: saved tensor {index} was modified by an in-place operation "
+                        f"(version {counter[0]}, expected {version}); clone() it before changing it in place"
+                    )
+        return self._saved
+
+    def mark_non_differentiable(self, *arrays):
+        self._non_diff = {id(a) for a in arrays}
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+    # -- apply
+    @classmethod
+    def apply(cls, *args):
+        ctx = cls.__new__(cls)
+        arrays = []
+        needs = []
+        first = None
+        any_needed = False
+        track = _mode.enabled
+        for arg in args:
+            if isinstance(arg, Tensor):
+                data = arg.data
+                if first is None:
+                    first = data
+                elif type(data) is not type(first) or (type(data) is not np.ndarray and data.device != first.device):
+                    _raise_mixed_devices(cls, args)
+                need = track and arg.requires_grad
+                any_needed = any_needed or need
+                arrays.append(data)
+                needs.append(need)
+            else:
+                arrays.append(arg)
+                needs.append(False)
+        ctx.needs_input_grad = needs
+        if first is not None and type(first) is not np.ndarray:
+            from .backend import array_module
+
+            ctx.xp = array_module(first)
+        raw = cls.forward(ctx, *arrays)
+        if not any_needed:
+            if type(raw) is tuple:
+                return tuple(_wrap(r) for r in raw)
+            return _wrap(raw)
+        return _link(ctx, args, needs, raw)
+
+
+def _link(ctx, args, needs, raw):
+    """Record ctx in the graph: edges to the inputs' nodes, outputs that point back at ctx."""
+    ctx.next_functions = [_edge(arg) if need else None for arg, need in zip(args, needs)]
+    ctx.sequence_nr = next(_sequence)
+    multi = type(raw) is tuple
+    outputs = raw if multi else (raw,)
+    ctx.output_meta = [(o.shape, o.dtype) for o in outputs]
+    non_diff = ctx._non_diff
+    wrapped = []
+    for nr, out in enumerate(outputs):
+        t = _wrap(out)
+        if out.dtype.kind == "f" and (non_diff is None or id(out) not in non_diff):
+            t._requires_grad = True
+            t.grad_fn = ctx
+            t._output_nr = nr
+        wrapped.append(t)
+    if ctx.view_of is not None:
+        base = args[ctx.view_of]
+        for t in wrapped:
+            t._version = base._version_counter()
+            t._base = base if base._base is None else base._base
+    if ctx._saved:
+        _record_versions(ctx, args, wrapped)
+    return tuple(wrapped) if multi else wrapped[0]
+
+
+def _edge(tensor):
+    fn = tensor.grad_fn
+    if fn is not None:
+        return fn, tensor._output_nr
+    return tensor._grad_accumulator(), 0
+
+
+def _record_versions(ctx, args, outputs):
+    """Remember the version of each saved input/output so in-place changes are caught at backward."""
+    versions = {}
+    for index, saved in enumerate(ctx._saved):
+        for t in itertools.chain(args, outputs):
+            if isinstance(t, Tensor) and t.data is saved:
+                counter = t._version_counter()
+                versions[index] = (counter, counter[0])
+                break
+    ctx._saved_versions = versions
+
+
+def _raise_mixed_devices(cls, args):
+    devices = [str(a.device) for a in args if isinstance(a, Tensor)]
+    raise DeviceError(
+        f"{cls.__name__.removesuffix('Backward')}: operands are on different devices ({', '.join(devices)}); "
+        "move them to one device with .to(device) first"
+    )
+
+
+class AccumulateGrad:
+    """The node at a leaf: adds the incoming gradient into `variable.grad`."""
+
+    sequence_nr = float("inf")  # like PyTorch: a ready leaf runs first, so grad hooks (DDP) fire early
+    next_functions = ()
+    _tensor_hooks = None
+
+    def __init__(self, variable: Tensor):
+        self.variable = variable
+        self.output_meta = [(variable.shape, variable.dtype)]
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+
+def _accumulate(variable: Tensor, grad, owned: bool):
+    """Add `grad` into variable.grad. `owned` says the engine may keep `grad` itself without a copy."""
+    if grad.dtype != variable.dtype:
+        grad = grad.astype(variable.dtype)
+        owned = True
+    current = variable._grad
+    if current is None:
+        if not owned or grad.base is not None:
+            grad = grad.copy()
+        variable._grad = _wrap(grad)
+    else:
+        current.data += grad
+    hooks = variable._post_acc_hooks
+    if hooks:
+        for hook in list(hooks.values()):
+            hook(variable)
+
+
+# ------------------------------------------------------------------------------------------- engine
+
+from .engine import backward, grad  # noqa: E402  (the engine needs Function/AccumulateGrad above)
+from .gradcheck import gradcheck  # noqa: E402
+
+__all__ = [
+    "Function",
+    "backward",
+    "grad",
+    "gradcheck",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+]

@@ -1,0 +1,175 @@
+"""Creating tensors: from data (tensor, as_tensor, from_numpy, from_dlpack) and by shape (zeros, arange...).
+
+Random creation (rand, randn, ...) lives in random.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+from .backend import as_device, device_of, to_device_array
+from .errors import DTypeError
+from .tensor import Tensor, _wrap
+
+
+def _to_array(data, dtype=None, device=None, copy=True):
+    """Turn data (Tensor, numpy/cupy array, nested lists, scalars, DLPack object) into an array."""
+    dtype = None if dtype is None else dtypes.as_dtype(dtype)
+    if isinstance(data, Tensor):
+        data = data.data
+    elif not isinstance(data, np.ndarray) and type(data).__module__.split(".")[0] not in ("cupy",):
+        if hasattr(data, "__dlpack__") and not isinstance(data, (list, tuple)):
+            data = from_dlpack(data).data
+        else:
+            data = _from_python(data)
+    target = device_of(data) if device is None else as_device(device)
+    if data.dtype not in dtypes.SUPPORTED:
+        raise DTypeError(f"arrays of dtype {data.dtype} are not supported; convert to one of float32, int64, bool, ...")
+    moved = to_device_array(data, target)
+    if dtype is not None and moved.dtype != dtype:
+        return moved.astype(dtype)
+    if copy and moved is data:
+        return moved.copy()
+    return moved
+
+
+def _from_python(data):
+    """Nested lists and Python scalars follow PyTorch: floats -> default dtype, ints -> int64."""
+    array = np.asarray(data)
+    if array.dtype.kind == "f":
+        return array.astype(dtypes.get_default_dtype(), copy=False)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    if array.dtype.kind == "b":
+        return array
+    raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of numpy dtype {array.dtype}")
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor that owns a copy of `data`."""
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like tensor(), but shares memory with `data` when dtype and device already match."""
+    if isinstance(data, Tensor) and (dtype is None or data.dtype == dtypes.as_dtype(dtype)):
+        if device is None or data.device == as_device(device):
+            return data
+    return _wrap(_to_array(data, dtype, device, copy=False))
+
+
+def from_numpy(array: np.ndarray):
+    """A CPU tensor sharing memory with a NumPy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    return _wrap(_to_array(array, copy=False))
+
+
+def from_dlpack(obj):
+    """Zero-copy import of any DLPack producer (NumPy, CuPy, PyTorch, JAX) onto its own device."""
+    if isinstance(obj, Tensor):
+        return obj
+    kind, _ = obj.__dlpack_device__()
+    if kind == 1:  # kDLCPU
+        return _wrap(np.from_dlpack(obj))
+    if kind in (2, 3):  # kDLCUDA, kDLCUDAHost
+        cp = as_device("cuda").xp
+        return _wrap(cp.from_dlpack(obj))
+    raise DTypeError(f"from_dlpack: DLPack device type {kind} is not supported (only CPU and CUDA)")
+
+
+def _xp_and_dtype(device, dtype, default=None):
+    dev = as_device(device)
+    return dev.xp, (dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())), dev
+
+
+def _shape(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    return tuple(int(s) for s in size)
+
+
+def _filled(fill, size, dtype, device, requires_grad):
+    xp, dtype, dev = _xp_and_dtype(device, dtype)
+    shape = _shape(size)
+    with _on(dev):
+        t = _wrap(fill(xp, shape, dtype))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = dtypes.result_type(fill_value)
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device, requires_grad)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return empty(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Values from start (inclusive) to end (exclusive); int64 for integer arguments, else float32."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    if dtype is None:
+        dtype = dtypes.result_type(start, end, step)
+    xp, dtype, dev = _xp_and_dtype(device, dtype)
+    with _on(dev):
+        t = _wrap(xp.arange(start, end, step).astype(dtype, copy=False))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    xp, dtype, dev = _xp_and_dtype(device, dtype)
+    with _on(dev):
+        t = _wrap(xp.linspace(start, end, int(steps)).astype(dtype, copy=False))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    xp, dtype, dev = _xp_and_dtype(device, dtype)
+    with _on(dev):
+        t = _wrap(xp.eye(n, m, dtype=dtype))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+class _on:
+    """Make a CUDA device current while creating arrays on it (no-op on the CPU)."""
+
+    def __init__(self, device):
+        self.ctx = device.xp.cuda.Device(device.index) if device.type == "cuda" else None
+
+    def __enter__(self):
+        if self.ctx is not None:
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+

@@ -1,0 +1,208 @@
+"""The backward engine: walks the graph from the roots in reverse topological order.
+
+No recursion (a 100,000-op chain is fine): dependencies are counted with an explicit stack, then
+nodes run from a heap keyed on creation order, newest first, as soon as every consumer of their
+outputs has sent its gradient. Each node's saved arrays are released right after it runs.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from .autograd import AccumulateGrad, _accumulate
+from .errors import AutogradError, ShapeError
+from .tensor import Tensor, _wrap
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(tensors)/d(leaf) into every leaf's `.grad` (torch.autograd.backward)."""
+    _refuse_create_graph(create_graph)
+    roots = _roots(tensors, grad_tensors)
+    if inputs is not None:
+        grads = _run(roots, bool(retain_graph), capture=_capture_keys(inputs))
+        for t, g in zip(_as_tuple(inputs), grads):
+            if g is not None:
+                _accumulate(t, g, owned=False)
+        return
+    _run(roots, bool(retain_graph), capture=None)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Return d(outputs)/d(inputs) as a tuple of Tensors, leaving every `.grad` untouched."""
+    _refuse_create_graph(create_graph)
+    inputs = _as_tuple(inputs)
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise AutogradError(f"grad: input {i} does not require grad; call requires_grad_() on it first")
+    grads = _run(_roots(outputs, grad_outputs), bool(retain_graph), capture=_capture_keys(inputs))
+    result = []
+    for i, g in enumerate(grads):
+        if g is None and not allow_unused:
+            raise AutogradError(
+                f"grad: input {i} (shape {tuple(inputs[i].shape)}) was not used to compute the outputs; "
+                "pass allow_unused=True to get None for it"
+            )
+        result.append(None if g is None else _wrap(g))
+    return tuple(result)
+
+
+def _refuse_create_graph(create_graph):
+    if create_graph:
+        raise AutogradError(
+            "create_graph=True (higher-order gradients) is not supported: backward functions run on raw "
+            "arrays and record no graph"
+        )
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _roots(tensors, grad_tensors):
+    tensors = _as_tuple(tensors)
+    grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(tensors)
+    if len(grads) != len(tensors):
+        raise AutogradError(f"backward: got {len(tensors)} tensors but {len(grads)} gradients")
+    roots = []
+    for i, (t, g) in enumerate(zip(tensors, grads)):
+        if not t.requires_grad:
+            raise AutogradError(
+                f"backward: tensor {i} does not require grad and has no grad_fn; set requires_grad=True on "
+                "the leaves it was computed from (and do not compute it under no_grad)"
+            )
+        if g is None:
+            if t.numel() != 1:
+                raise AutogradError(
+                    f"backward: grad can be created implicitly only for scalar outputs, got shape "
+                    f"{tuple(t.shape)}; pass gradient= a tensor of that shape"
+                )
+            g = t.xp.ones(t.shape, dtype=t.dtype)
+        else:
+            g = g.data.copy() if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t.dtype).copy()
+            if g.shape != t.data.shape:
+                raise ShapeError(f"backward: gradient shape {g.shape} does not match tensor shape {t.data.shape}")
+        node = t.grad_fn if t.grad_fn is not None else t._grad_accumulator()
+        roots.append((node, t._output_nr, g))
+    return roots
+
+
+def _capture_keys(inputs):
+    """Map each input to the (node, output number) whose incoming gradient is d/d(input)."""
+    keys = {}
+    for i, t in enumerate(_as_tuple(inputs)):
+        node = t.grad_fn if t.grad_fn is not None else t._grad_accumulator()
+        keys[(node, t._output_nr)] = i
+    return keys
+
+
+def _dependencies(roots):
+    """How many edges point at each node reachable from the roots."""
+    deps = {}
+    seen = set(roots)
+    stack = list(seen)
+    while stack:
+        for edge in stack.pop().next_functions:
+            if edge is None:
+                continue
+            nxt = edge[0]
+            deps[nxt] = deps.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return deps
+
+
+def _run(roots, retain_graph, capture):
+    buffers = {}
+    for node, nr, g in roots:
+        _add_grad(buffers, node, nr, g)
+    deps = _dependencies(list(buffers))
+    tie = itertools.count()
+    ready = [(-node.sequence_nr, next(tie), node) for node in buffers if deps.get(node, 0) == 0]
+    heapq.heapify(ready)
+    captured = [None] * len(capture) if capture else None
+    handed_to_leaves = set()
+    while ready:
+        node = heapq.heappop(ready)[2]
+        grads = buffers.pop(node, None)
+        if grads is not None and node._tensor_hooks:
+            _run_tensor_hooks(node, grads)
+        if capture and grads is not None:
+            for nr, g in enumerate(grads):
+                slot = capture.get((node, nr))
+                if slot is not None:
+                    captured[slot] = g
+        if isinstance(node, AccumulateGrad):
+            if capture is None and grads is not None and grads[0] is not None:
+                _accumulate_leaf(node.variable, grads[0], handed_to_leaves)
+            continue
+        input_grads = _call_backward(node, grads, retain_graph)
+        for edge, g in zip(node.next_functions, input_grads):
+            if edge is None:
+                continue
+            nxt, nr = edge
+            if g is not None:
+                _check_grad_shape(node, nxt, nr, g)
+                _add_grad(buffers, nxt, nr, g)
+            deps[nxt] -= 1
+            if deps[nxt] == 0:
+                heapq.heappush(ready, (-nxt.sequence_nr, next(tie), nxt))
+    return captured
+
+
+def _add_grad(buffers, node, nr, g):
+    slots = buffers.get(node)
+    if slots is None:
+        slots = buffers[node] = [None] * len(node.output_meta)
+    # Out of place: the existing array may be shared with another consumer.
+    slots[nr] = g if slots[nr] is None else slots[nr] + g
+
+
+def _call_backward(node, grads, retain_graph):
+    count = len(node.next_functions)
+    if grads is None:  # no consumer sent a gradient: nothing flows further down
+        return (None,) * count
+    if None in grads:  # materialise zeros for unused outputs, as PyTorch does
+        xp = node.xp
+        grads = [xp.zeros(shape, dtype) if g is None else g for g, (shape, dtype) in zip(grads, node.output_meta)]
+    result = type(node).backward(node, *grads)
+    if not isinstance(result, tuple):
+        result = (result,)
+    if len(result) != count:
+        raise AutogradError(
+            f"{type(node).__name__}.backward returned {len(result)} gradients but forward took {count} arguments"
+        )
+    if not retain_graph and node._saved:
+        node._saved = ()
+        node._released = True
+    return result
+
+
+def _check_grad_shape(node, nxt, nr, g):
+    expected = nxt.output_meta[nr][0]
+    if g.shape != expected:
+        raise ShapeError(
+            f"{type(node).__name__}.backward returned a gradient of shape {g.shape} for an input of shape "
+            f"{expected}; reduce broadcast dimensions with sum_to(grad, shape)"
+        )
+
+
+def _accumulate_leaf(variable, g, handed):
+    for hook in list((variable._hooks or {}).values()):
+        result = hook(_wrap(g))
+        if result is not None:
+            g = result.data if isinstance(result, Tensor) else result
+    # The same array can reach two leaves (x + y passes one gradient to both): keep it only once.
+    owned = id(g) not in handed
+    handed.add(id(g))
+    _accumulate(variable, g, owned)
+
+
+def _run_tensor_hooks(node, grads):
+    for nr, hooks in node._tensor_hooks.items():
+        if grads[nr] is None:
+            continue
+        for hook in list(hooks.values()):
+            result = hook(_wrap(grads[nr]))
+            if result is not None:
+                grads[nr] = result.data if isinstance(result, Tensor) else result

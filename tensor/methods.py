@@ -1,0 +1,132 @@
+"""The Tensor method and operator surface, in one table: which op module implements each name.
+
+Op modules define plain functions whose first argument is the tensor; this file attaches them to
+Tensor, so `x.exp()` and `tensor.exp(x)` are the same function.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .tensor import Tensor
+
+METHODS = {
+    "arithmetic": "add sub mul div pow neg floor_divide remainder true_divide",
+    "unary": "abs sign exp log log1p expm1 log2 log10 sqrt rsqrt square reciprocal sin cos tan tanh sigmoid "
+    "relu leaky_relu gelu silu softplus elu clamp clip floor ceil round trunc erf",
+    "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite "
+    "maximum minimum any all isclose allclose equal masked_fill",
+    "reduce": "sum mean prod max min amax amin argmax argmin var std logsumexp norm cumsum",
+    "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
+    "movedim swapaxes view_as reshape_as",
+    "layout": "repeat tile flip roll tril triu",
+    "join": "split chunk unbind",
+    "index": "gather scatter scatter_add index_select take_along_dim",
+    "linalg": "matmul mm bmm dot outer",
+    "sort": "sort argsort topk",
+    "convert": "clone contiguous float double half long int bool",
+    "inplace": "add_ sub_ mul_ div_ pow_ neg_ zero_ fill_ copy_ clamp_",
+}
+
+# operator -> (module, function, swap operands)
+OPERATORS = {
+    "__add__": ("arithmetic", "add", False),
+    "__radd__": ("arithmetic", "add", True),
+    "__sub__": ("arithmetic", "sub", False),
+    "__rsub__": ("arithmetic", "sub", True),
+    "__mul__": ("arithmetic", "mul", False),
+    "__rmul__": ("arithmetic", "mul", True),
+    "__truediv__": ("arithmetic", "div", False),
+    "__rtruediv__": ("arithmetic", "div", True),
+    "__floordiv__": ("arithmetic", "floor_divide", False),
+    "__rfloordiv__": ("arithmetic", "floor_divide", True),
+    "__mod__": ("arithmetic", "remainder", False),
+    "__rmod__": ("arithmetic", "remainder", True),
+    "__pow__": ("arithmetic", "pow", False),
+    "__rpow__": ("arithmetic", "pow", True),
+    "__matmul__": ("linalg", "matmul", False),
+    "__rmatmul__": ("linalg", "matmul", True),
+    "__neg__": ("arithmetic", "neg", False),
+    "__abs__": ("unary", "abs", False),
+    "__eq__": ("compare", "eq", False),
+    "__ne__": ("compare", "ne", False),
+    "__lt__": ("compare", "lt", False),
+    "__le__": ("compare", "le", False),
+    "__gt__": ("compare", "gt", False),
+    "__ge__": ("compare", "ge", False),
+    "__and__": ("compare", "logical_and", False),
+    "__rand__": ("compare", "logical_and", True),
+    "__or__": ("compare", "logical_or", False),
+    "__ror__": ("compare", "logical_or", True),
+    "__xor__": ("compare", "logical_xor", False),
+    "__invert__": ("compare", "logical_not", False),
+    "__getitem__": ("index", "getitem", False),
+    "__setitem__": ("inplace", "setitem", False),
+    "__iadd__": ("inplace", "add_", False),
+    "__isub__": ("inplace", "sub_", False),
+    "__imul__": ("inplace", "mul_", False),
+    "__itruediv__": ("inplace", "div_", False),
+}
+
+PROPERTIES = {"T": ("shape", "reverse_dims"), "mT": ("shape", "matrix_transpose")}
+
+# Free functions only (tensor.cat, tensor.where, ...), beyond the methods above, which are exported too.
+FUNCTIONS = {
+    "arithmetic": "rsub",
+    "compare": "where",
+    "join": "cat concat stack hstack vstack",
+    "index": "one_hot",
+    "layout": "pad",
+    "linalg": "einsum",
+}
+
+missing: list[str] = []  # filled while binding; tests/tensor/test_methods.py asserts it is empty
+
+
+def _swapped(fn):
+    def method(self, other):
+        return fn(other, self)
+
+    method.__name__ = fn.__name__
+    return method
+
+
+def _bind():
+    modules = {}
+
+    def lookup(module, name):
+        if module not in modules:
+            try:
+                modules[module] = importlib.import_module(f".ops.{module}", __package__)
+            except ImportError:
+                modules[module] = None
+        mod = modules[module]
+        fn = getattr(mod, name, None) if mod is not None else None
+        if fn is None:
+            missing.append(f"{module}.{name}")
+        return fn
+
+    for module, names in METHODS.items():
+        for name in names.split():
+            fn = lookup(module, name)
+            if fn is not None:
+                setattr(Tensor, name, fn)
+    for dunder, (module, name, swap) in OPERATORS.items():
+        fn = lookup(module, name)
+        if fn is not None:
+            setattr(Tensor, dunder, _swapped(fn) if swap else fn)
+    for prop, (module, name) in PROPERTIES.items():
+        fn = lookup(module, name)
+        if fn is not None:
+            setattr(Tensor, prop, property(fn))
+    Tensor.__pos__ = lambda self: self
+    functions = {}
+    for table in (METHODS, FUNCTIONS):
+        for module, names in table.items():
+            for name in names.split():
+                fn = lookup(module, name) if table is FUNCTIONS else getattr(Tensor, name, None)
+                if fn is not None and not name.endswith("_"):
+                    functions[name] = fn
+    return functions
+
+
+functions = _bind()  # the public free functions, exported by tensor/__init__.py

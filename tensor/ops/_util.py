@@ -1,0 +1,66 @@
+"""Helpers shared by the op families."""
+from __future__ import annotations
+
+from .. import dtypes
+from ..tensor import Tensor
+
+
+def sum_to(grad, shape):
+    """Undo broadcasting: sum `grad` down to `shape` (the one helper every broadcasting op uses)."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
+    out = grad.sum(axis=axes, keepdims=True) if axes else grad
+    if lead:
+        out = out.reshape(shape)
+    return out
+
+
+def promote(a, b):
+    """Cast the Tensor operands of a binary op to their PyTorch result dtype (scalars stay weak)."""
+    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+    if ta and tb:
+        if a.data.dtype is b.data.dtype or a.data.dtype == b.data.dtype:
+            return a, b
+    elif ta:
+        if not _scalar_upcasts(a.data.dtype, b):
+            return a, b
+    elif tb:
+        if not _scalar_upcasts(b.data.dtype, a):
+            return a, b
+    else:
+        raise TypeError(f"expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+    target = dtypes.result_type(a, b)
+    return cast(a, target), cast(b, target)
+
+
+def _scalar_upcasts(dtype, scalar):
+    """Does a Python scalar move the result to a higher category than `dtype` (int tensor * 0.5)?"""
+    return dtypes.scalar_category(scalar) > dtypes.category(dtype)
+
+
+def cast(x, dtype):
+    if isinstance(x, Tensor):
+        return x if x.data.dtype == dtype else x.to(dtype=dtype)
+    return x
+
+
+def normalize_dim(dim, ndim, op="op"):
+    """A dim in [-ndim, ndim) as a non-negative int, with a clear error otherwise."""
+    lo, hi = -max(ndim, 1), max(ndim, 1)
+    if not lo <= dim < hi:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dimension(s) (expected {lo}..{hi - 1})")
+    return dim % max(ndim, 1)
+
+
+def normalize_dims(dim, ndim, op="op"):
+    """None -> all dims; int or tuple -> a sorted tuple of non-negative dims."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        dim = (dim,)
+    dims = tuple(sorted({normalize_dim(d, ndim, op) for d in dim}))
+    if len(dims) != len(dim):
+        raise ValueError(f"{op}: dim {dim} repeats a dimension")
+    return dims

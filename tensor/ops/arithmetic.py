@@ -1,0 +1,194 @@
+"""+ - * / // % ** and negation, broadcasting like NumPy, promoting like PyTorch.
+
+Either operand of a binary Function may be a Python scalar (it stays "weak" and takes the
+tensor's dtype); `sum_to` folds broadcast gradients back to each operand's shape.
+"""
+from __future__ import annotations
+
+from .. import dtypes
+from ..autograd import Function
+from ._util import promote, sum_to
+
+
+def _shape(x):
+    return getattr(x, "shape", None)
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(grad, sa) if need_a else None), (sum_to(grad, sb) if need_b else None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(grad, sa) if need_a else None), (sum_to(-grad, sb) if need_b else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(grad * b, _shape(a)) if need_a else None), (sum_to(grad * a, _shape(b)) if need_b else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(grad / b, _shape(a)) if need_a else None
+        gb = sum_to(-grad * a / (b * b), _shape(b)) if need_b else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        xp = ctx.xp
+        need_a, need_b = ctx.needs_input_grad
+        ga = gb = None
+        if need_a:
+            ga = sum_to(grad * b * a ** (b - 1), _shape(a))
+        if need_b:
+            # d(a^b)/db = a^b log a; PyTorch's convention makes it 0 where a <= 0.
+            positive = a > 0
+            log_a = xp.where(positive, xp.log(xp.where(positive, a, 1)), 0)
+            gb = sum_to(grad * out * log_a, _shape(b))
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class FloorDiv(Function):
+    """a // b rounds toward -inf; piecewise constant, so no gradient flows."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        out = ctx.xp.floor_divide(a, b)
+        ctx.mark_non_differentiable(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None
+
+
+class Remainder(Function):
+    """a % b with the sign of b (Python's and torch.remainder's convention)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.remainder(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(grad, _shape(a)) if need_a else None
+        gb = sum_to(-grad * ctx.xp.floor_divide(a, b), _shape(b)) if need_b else None
+        return ga, gb
+
+
+def add(a, b, alpha=1):
+    if alpha != 1:
+        b = mul(b, alpha)
+    a, b = promote(a, b)
+    return Add.apply(a, b)
+
+
+def sub(a, b, alpha=1):
+    if alpha != 1:
+        b = mul(b, alpha)
+    a, b = promote(a, b)
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    a, b = promote(a, b)
+    return Mul.apply(a, b)
+
+
+def div(a, b, rounding_mode=None):
+    """True division (integers give the default float dtype); rounding_mode 'floor' or 'trunc'."""
+    if rounding_mode == "floor":
+        return floor_divide(a, b)
+    if rounding_mode == "trunc":
+        q = div(a, b)
+        return q.trunc() if q.dtype.kind == "f" else q
+    if rounding_mode is not None:
+        raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+    a, b = promote(a, b)
+    if getattr(a, "dtype", getattr(b, "dtype", None)).kind != "f":
+        a = a.to(dtype=dtypes.get_default_dtype()) if hasattr(a, "dtype") else float(a)
+        b = b.to(dtype=dtypes.get_default_dtype()) if hasattr(b, "dtype") else float(b)
+    return Div.apply(a, b)
+
+
+def pow(a, b):  # noqa: A001 - torch.pow
+    a, b = promote(a, b)
+    return Pow.apply(a, b)
+
+
+def neg(a):
+    return Neg.apply(a)
+
+
+def floor_divide(a, b):
+    a, b = promote(a, b)
+    return FloorDiv.apply(a, b)
+
+
+def remainder(a, b):
+    a, b = promote(a, b)
+    return Remainder.apply(a, b)
+
+
+def rsub(a, b, alpha=1):
+    return sub(b, a, alpha=alpha)
+
+
+def true_divide(a, b):
+    return div(a, b)

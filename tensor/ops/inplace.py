@@ -1,0 +1,175 @@
+"""In-place ops (add_, mul_, ..., zero_, fill_, copy_, clamp_, __setitem__) and the version check.
+
+Without a graph to record (no_grad, or nothing requires grad) an in-place op writes straight
+into the tensor's array with the ufunc's `out=`: the optimizers' hot path. With a graph, the op
+runs out of place on a copy (so the arrays saved for backward stay intact), the result is
+written back into the tensor's memory, and the tensor takes the new node as its grad_fn. Either
+way the version counter moves, so a node that saved this tensor refuses to backward through a
+stale value.
+"""
+from __future__ import annotations
+
+from .. import dtypes
+from ..autograd import is_grad_enabled
+from ..errors import AutogradError, DeviceError, DTypeError, ShapeError
+from ..tensor import Tensor, _wrap
+from . import arithmetic, convert
+
+
+def _raw(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def needs_graph(self, *others):
+    if not is_grad_enabled():
+        return False
+    return self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others)
+
+
+def apply_tracked(self, op, *args, name="in-place op"):
+    """Run `op(self_copy, *args)` with autograd, then make its result self's value and node."""
+    if self.grad_fn is None and self.requires_grad:
+        raise AutogradError(
+            f"{name}: a leaf tensor that requires grad cannot be changed in place while recording a graph; "
+            "wrap the update in `with no_grad():` or use the out-of-place op"
+        )
+    if self._base is not None:
+        raise AutogradError(
+            f"{name}: in-place changes to a view (a slice, reshape or transpose of another tensor) are not "
+            "recorded by autograd; clone() the view first, or change the base tensor"
+        )
+    source = _wrap(self.data.copy())
+    source.grad_fn, source._output_nr, source._requires_grad = self.grad_fn, self._output_nr, self._requires_grad
+    out = op(source, *args)
+    if out.data.shape != self.data.shape:
+        raise ShapeError(f"{name}: result shape {tuple(out.shape)} does not match the tensor's shape {tuple(self.shape)}")
+    if out.dtype != self.dtype:
+        _check_cast(out.dtype, self.dtype, name)
+        out = convert.to(out, dtype=self.dtype)
+    self.data[...] = out.data
+    self._bump_version()
+    self.grad_fn, self._output_nr, self._requires_grad = out.grad_fn, out._output_nr, out._requires_grad
+    return self
+
+
+def _check_cast(result, target, name):
+    if not dtypes.can_cast(result, target):
+        raise DTypeError(f"{name}: result type {result} can't be cast to the tensor's dtype {target} in place")
+
+
+def _ufunc_inplace(self, other, ufunc, op, name):
+    if needs_graph(self, other):
+        return apply_tracked(self, op, other, name=name)
+    if isinstance(other, Tensor) and other.device != self.device:
+        raise DeviceError(f"{name}: tensor on {self.device}, operand on {other.device}; move one with .to()")
+    try:
+        getattr(self.xp, ufunc)(self.data, _raw(other), out=self.data)
+    except ValueError as exc:
+        raise ShapeError(
+            f"{name}: operand of shape {getattr(other, 'shape', ())} does not broadcast to the tensor's shape "
+            f"{tuple(self.shape)}"
+        ) from exc
+    except TypeError as exc:  # numpy's UFuncTypeError: float result into an integer tensor
+        result = dtypes.result_type(self, other)
+        _check_cast(result, self.dtype, name)
+        raise DTypeError(f"{name}: {exc}") from exc
+    self._bump_version()
+    return self
+
+
+def add_(self, other, alpha=1):
+    if alpha != 1:
+        other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+    return _ufunc_inplace(self, other, "add", arithmetic.add, "add_")
+
+
+def sub_(self, other, alpha=1):
+    if alpha != 1:
+        other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+    return _ufunc_inplace(self, other, "subtract", arithmetic.sub, "sub_")
+
+
+def mul_(self, other):
+    return _ufunc_inplace(self, other, "multiply", arithmetic.mul, "mul_")
+
+
+def div_(self, other):
+    if self.dtype.kind != "f":
+        raise DTypeError(f"div_: true division of a {self.dtype} tensor gives floats; use div() or a float tensor")
+    return _ufunc_inplace(self, other, "divide", arithmetic.div, "div_")
+
+
+def pow_(self, other):
+    return _ufunc_inplace(self, other, "power", arithmetic.pow, "pow_")
+
+
+def neg_(self):
+    return _ufunc_inplace(self, -1, "multiply", arithmetic.mul, "neg_")
+
+
+def zero_(self):
+    return fill_(self, 0)
+
+
+def fill_(self, value):
+    if needs_graph(self, value):
+        return apply_tracked(self, lambda s, v: _filled_like(s, v), value, name="fill_")
+    self.data[...] = _raw(value)
+    self._bump_version()
+    return self
+
+
+def _filled_like(source, value):
+    if isinstance(value, Tensor):  # a 0-d tensor: every element of the result is that value
+        return arithmetic.add(arithmetic.mul(source, 0), value).to(dtype=source.dtype)
+    return arithmetic.add(arithmetic.mul(source.detach(), 0), value)
+
+
+def copy_(self, src):
+    """Copy src's values (broadcast, cast and moved as needed) into self; grads flow to src."""
+    if isinstance(src, Tensor):
+        src_data = src.data
+        if src.device != self.device:
+            src = src.to(self.device)
+            src_data = src.data
+    else:
+        src_data = src
+    if needs_graph(self, src):
+        def op(source, value):
+            return arithmetic.add(arithmetic.mul(source.detach(), 0), value).to(dtype=source.dtype)
+
+        return apply_tracked(self, op, src, name="copy_")
+    try:
+        self.data[...] = src_data
+    except ValueError as exc:
+        raise ShapeError(f"copy_: source of shape {getattr(src, 'shape', ())} does not broadcast to {tuple(self.shape)}") from exc
+    self._bump_version()
+    return self
+
+
+def clamp_(self, min=None, max=None):  # noqa: A002 - torch's argument names
+    from .unary import clamp
+
+    if needs_graph(self, min, max):
+        return apply_tracked(self, lambda s: clamp(s, min, max), name="clamp_")
+    self.xp.clip(self.data, _raw(min), _raw(max), out=self.data)
+    self._bump_version()
+    return self
+
+
+def setitem(self, index, value):
+    """self[index] = value."""
+    from .index import index_put, normalize_index
+
+    index = normalize_index(index)
+    if needs_graph(self, value):
+        return apply_tracked(self, lambda s, v: index_put(s, index, v), value, name="__setitem__")
+    if isinstance(value, Tensor) and value.device != self.device:
+        raise DeviceError(f"__setitem__: tensor on {self.device}, value on {value.device}; move one with .to()")
+    try:
+        self.data[index] = _raw(value)
+    except ValueError as exc:
+        raise ShapeError(f"__setitem__: value of shape {getattr(value, 'shape', ())} does not fit the indexed "
+                         f"region of a tensor of shape {tuple(self.shape)}: {exc}") from exc
+    self._bump_version()
+    return self

@@ -1,0 +1,180 @@
+"""Reproducible randomness on both devices: Generator, manual_seed, rand, randn, randint, randperm.
+
+Each device has a default Generator; `manual_seed(s)` reseeds all of them. A Generator wraps
+numpy's PCG64 (cpu) or cupy's generator (cuda), so the same seed gives the same stream per device
+(cpu and cuda streams differ from each other, as in PyTorch).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+from .backend import Device, as_device
+from .creation import _on, _shape
+from .tensor import _wrap
+
+
+class Generator:
+    """A seeded random stream for one device: Generator(device='cpu').manual_seed(0)."""
+
+    def __init__(self, device="cpu"):
+        self.device = as_device(device)
+        self.manual_seed(np.random.SeedSequence().entropy % (2**63))
+
+    def manual_seed(self, seed: int):
+        seed = int(seed)
+        self._seed = seed
+        if self.device.type == "cpu":
+            self._rng = np.random.Generator(np.random.PCG64(seed))
+        else:
+            cp = self.device.xp
+            with cp.cuda.Device(self.device.index):
+                self._rng = cp.random.default_rng(seed)
+        return self
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    @property
+    def rng(self):
+        return self._rng
+
+    def get_state(self):
+        """A JSON-friendly snapshot (cpu only: cupy's generators expose no portable state)."""
+        if self.device.type != "cpu":
+            return {"seed": self._seed}
+        return {"seed": self._seed, "bit_generator": self._rng.bit_generator.state}
+
+    def set_state(self, state):
+        self.manual_seed(state["seed"])
+        if "bit_generator" in state and self.device.type == "cpu":
+            self._rng.bit_generator.state = state["bit_generator"]
+
+
+_default_generators: dict[Device, Generator] = {}
+
+
+def default_generator(device="cpu") -> Generator:
+    device = as_device(device)
+    gen = _default_generators.get(device)
+    if gen is None:
+        gen = _default_generators[device] = Generator(device)
+    return gen
+
+
+def manual_seed(seed: int):
+    """Seed the default generators of every device (created lazily from this seed later)."""
+    global _global_seed
+    _global_seed = int(seed)
+    for gen in _default_generators.values():
+        gen.manual_seed(seed)
+    if Device("cpu") not in _default_generators:
+        default_generator("cpu").manual_seed(seed)
+    return default_generator("cpu")
+
+
+def seed() -> int:
+    s = int(np.random.SeedSequence().entropy % (2**63))
+    manual_seed(s)
+    return s
+
+
+def initial_seed() -> int:
+    return default_generator("cpu").initial_seed()
+
+
+def get_rng_state():
+    return default_generator("cpu").get_state()
+
+
+def set_rng_state(state):
+    default_generator("cpu").set_state(state)
+
+
+def _generator(generator, device):
+    device = as_device(device)
+    if generator is not None:
+        if generator.device != device:
+            raise ValueError(f"generator is for {generator.device} but the tensor is created on {device}")
+        return generator
+    gen = _default_generators.get(device)
+    if gen is None:
+        gen = default_generator(device)
+        if _global_seed is not None:
+            gen.manual_seed(_global_seed)
+    return gen
+
+
+_global_seed = None
+
+
+def _float_dtype(dtype):
+    dtype = dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
+    if dtype.kind != "f":
+        raise dtypes.DTypeError(f"this random function makes floating tensors; got dtype {dtype}")
+    return dtype
+
+
+def _make(array_fn, device, requires_grad):
+    device = as_device(device)
+    with _on(device):
+        t = _wrap(array_fn())
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1)."""
+    gen, dtype, shape = _generator(generator, device), _float_dtype(dtype), _shape(size)
+    sample_dtype = dtype if dtype.itemsize >= 4 else np.float32
+    return _make(lambda: gen.rng.random(shape, dtype=sample_dtype).astype(dtype, copy=False), device, requires_grad)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal."""
+    gen, dtype, shape = _generator(generator, device), _float_dtype(dtype), _shape(size)
+    sample_dtype = dtype if dtype.itemsize >= 4 else np.float32
+    return _make(
+        lambda: gen.rng.standard_normal(shape, dtype=sample_dtype).astype(dtype, copy=False), device, requires_grad
+    )
+
+
+def randint(low, high=None, size=(), generator=None, dtype=None, device=None):
+    """Integers in [low, high); `randint(high, size)` starts at 0. int64 unless dtype says otherwise."""
+    if high is None:
+        low, high = 0, low
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    gen = _generator(generator, device)
+    dtype = dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64
+    shape = _shape((size,)) if isinstance(size, (tuple, list)) else (int(size),)
+    return _make(lambda: gen.rng.integers(low, high, size=shape).astype(dtype, copy=False), device, False)
+
+
+def randperm(n, generator=None, dtype=None, device=None):
+    """A random permutation of 0..n-1."""
+    gen = _generator(generator, device)
+    dtype = dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64
+    if gen.device.type == "cpu":
+        return _make(lambda: gen.rng.permutation(int(n)).astype(dtype, copy=False), device, False)
+    # cupy's Generator has no permutation(): sorting uniform keys gives a uniform permutation.
+    return _make(lambda: gen.rng.random(int(n)).argsort().astype(dtype, copy=False), device, False)
+
+
+def rand_like(t, generator=None, dtype=None, device=None, requires_grad=False):
+    return rand(t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def randn_like(t, generator=None, dtype=None, device=None, requires_grad=False):
+    return randn(t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
+
+
+def randint_like(t, low, high=None, generator=None, dtype=None, device=None):
+    return randint(low, high, t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def bernoulli_mask(shape, p_keep, dtype, device, generator=None):
+    """A raw array of 1/0 with P(1) = p_keep: the mask dropout draws (used by nn)."""
+    gen = _generator(generator, device)
+    return (gen.rng.random(shape, dtype=np.float32) < p_keep).astype(dtype)

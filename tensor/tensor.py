@@ -1,0 +1,352 @@
+"""Tensor: an array (numpy or cupy) plus the bookkeeping autograd needs.
+
+The operators and math methods (x + y, x.sum(), x.reshape(...)) are defined by the op modules in
+tensor/ops and attached in tensor/methods.py; this file holds what is specific to the class:
+identity, conversion, and gradient bookkeeping.
+
+Attribute defaults live on the class and are written on an instance only when they change, which
+keeps creating the many intermediate tensors of a forward pass cheap.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from . import dtypes
+from .backend import Device, array_module, as_device, device_of, to_device_array
+from .errors import AutogradError, DeviceError, DTypeError, ShapeError
+
+
+class Tensor:
+    """An n-dimensional array on a device, optionally recording the ops applied to it.
+
+    `data` is the raw numpy/cupy array (unlike PyTorch, where `.data` is a Tensor).
+    """
+
+    __array_priority__ = 1000  # numpy defers to our operators in `ndarray + Tensor`
+
+    data = None
+    grad_fn = None
+    _requires_grad = False
+    _grad = None
+    _output_nr = 0
+    _version_box = None  # [int], shared between a tensor and its views
+    _base = None
+    _hooks = None
+    _post_acc_hooks = None
+    _acc_ref = None
+    _retains_grad = False
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import _to_array
+
+        self.data = _to_array(data, dtype, device)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------------------------- description
+    @property
+    def shape(self):
+        return Size(self.data.shape)
+
+    def size(self, dim=None):
+        return Size(self.data.shape) if dim is None else self.data.shape[dim]
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return int(self.data.size)
+
+    nelement = numel
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self) -> Device:
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return not isinstance(self.data, np.ndarray)
+
+    @property
+    def xp(self):
+        """numpy or cupy: the module that computes on this tensor's array."""
+        return array_module(self.data)
+
+    def is_floating_point(self):
+        return self.data.dtype.kind == "f"
+
+    def element_size(self):
+        return self.data.dtype.itemsize
+
+    def is_contiguous(self):
+        return bool(self.data.flags.c_contiguous)
+
+    def stride(self, dim=None):
+        strides = tuple(s // self.data.itemsize for s in self.data.strides)
+        return strides if dim is None else strides[dim]
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    __hash__ = object.__hash__  # tensors are keys by identity; == is elementwise
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of a tensor with {self.data.size} elements is ambiguous; use .any() or .all()"
+            )
+        return bool(self.data.reshape(()))
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError(f"only integer tensors of one element can be used as an index, got {self._describe()}")
+        return int(self.item())
+
+    def _describe(self):
+        return f"tensor of shape {tuple(self.data.shape)} and dtype {self.data.dtype}"
+
+    # ---------------------------------------------------------------------------------- autograd
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad=True):
+        if self.grad_fn is not None and not requires_grad:
+            raise AutogradError(
+                "requires_grad can only be turned off on leaf tensors; use detach() on a computed tensor"
+            )
+        if requires_grad and self.data.dtype.kind != "f":
+            raise DTypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}; "
+                "convert with .float() first"
+            )
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad must be a Tensor or None, got {type(value).__name__}")
+            if value.data.shape != self.data.shape:
+                raise ShapeError(f"grad of shape {tuple(value.shape)} assigned to a tensor of shape {tuple(self.shape)}")
+            if value.device != self.device:
+                raise DeviceError(f"grad on {value.device} assigned to a tensor on {self.device}")
+        self._grad = value
+
+    @property
+    def _version(self):
+        return 0 if self._version_box is None else self._version_box[0]
+
+    def _version_counter(self):
+        box = self._version_box
+        if box is None:
+            box = self._version_box = [0]
+        return box
+
+    def _bump_version(self):
+        self._version_counter()[0] += 1
+
+    def _grad_accumulator(self):
+        """The AccumulateGrad node of a leaf, shared by every graph that uses it while one is alive."""
+        from .autograd import AccumulateGrad
+
+        acc = self._acc_ref() if self._acc_ref is not None else None
+        if acc is None:
+            acc = AccumulateGrad(self)
+            self._acc_ref = weakref.ref(acc)
+        return acc
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad."""
+        from .engine import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook):
+        """Call `hook(grad) -> Tensor | None` when this tensor's gradient is computed."""
+        if not self._requires_grad:
+            raise AutogradError("register_hook: this tensor does not require grad, so no gradient will reach it")
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = {}
+            return _Handle(self._hooks, hook)
+        node = self.grad_fn
+        if node._tensor_hooks is None:
+            node._tensor_hooks = {}
+        return _Handle(node._tensor_hooks.setdefault(self._output_nr, {}), hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call `hook(tensor)` after a leaf's `.grad` has been accumulated (DDP starts its bucket here)."""
+        if self.grad_fn is not None:
+            raise AutogradError("register_post_accumulate_grad_hook only works on leaf tensors")
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = {}
+        return _Handle(self._post_acc_hooks, hook)
+
+    def retain_grad(self):
+        """Keep `.grad` on a non-leaf tensor after backward."""
+        if self.grad_fn is None or self._retains_grad:
+            return
+        ref = weakref.ref(self)  # no reference upward from the graph to its outputs
+
+        def store(grad):
+            owner = ref()
+            if owner is not None:
+                owner._grad = _wrap(grad.data.copy()) if owner._grad is None else owner._grad + grad
+
+        self.register_hook(store)
+        self._retains_grad = True
+
+    def detach(self):
+        """The same data, cut from the graph (shares memory and version counter)."""
+        t = _wrap(self.data)
+        t._version_box = self._version_counter()
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    # -------------------------------------------------------------------------------- conversion
+    def numpy(self, force=False):
+        if not isinstance(self.data, np.ndarray):
+            if not force:
+                raise DeviceError(f"numpy(): tensor is on {self.device}; call .cpu() first (or numpy(force=True))")
+            return self.data.get()
+        if self._requires_grad and not force:
+            raise AutogradError("numpy(): tensor requires grad; call .detach().numpy() (or numpy(force=True))")
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ShapeError(f"item(): only one-element tensors can be converted, got shape {tuple(self.shape)}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return to_device_array(self.data, Device("cpu")).tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"can't convert a tensor on {self.device} to numpy; call .cpu() first")
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    def to(self, *args, **kwargs):
+        """to(device), to(dtype), to(device, dtype), to(other_tensor); differentiable."""
+        device, dtype = _parse_to_args(args, kwargs)
+        from .ops.convert import to as _to
+
+        return _to(self, device, dtype, kwargs.get("copy", False))
+
+    def cpu(self):
+        return self.to(device="cpu")
+
+    def cuda(self, device=None):
+        return self.to(device="cuda" if device is None else (f"cuda:{device}" if isinstance(device, int) else device))
+
+    def type(self, dtype=None):
+        return self.data.dtype.name if dtype is None else self.to(dtype=dtype)
+
+    def __repr__(self):
+        from .printing import tensor_repr
+
+        return tensor_repr(self)
+
+    def __reduce_ex__(self, protocol):
+        # Ray ships tensors between actors as their array (and grad flag); graphs never travel.
+        return (_rebuild, (to_device_array(self.data, Device("cpu")), str(self.device), self._requires_grad))
+
+
+class Size(tuple):
+    """torch.Size: a tuple of ints with `numel()`."""
+
+    def numel(self):
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+    def __repr__(self):
+        return f"Size({list(self)})"
+
+
+class _Handle:
+    """What register_*hook returns: `handle.remove()` unregisters the hook."""
+
+    _ids = iter(range(1 << 62))
+
+    def __init__(self, table, hook):
+        self.table = table
+        self.id = next(self._ids)
+        table[self.id] = hook
+
+    def remove(self):
+        self.table.pop(self.id, None)
+
+
+def _wrap(data) -> Tensor:
+    """A Tensor around an existing array, bypassing __init__ (the hot path of every op)."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    return t
+
+
+def _rebuild(array, device, requires_grad):
+    t = _wrap(to_device_array(array, as_device(device)))
+    t._requires_grad = requires_grad
+    return t
+
+
+def _parse_to_args(args, kwargs):
+    device = kwargs.get("device")
+    dtype = kwargs.get("dtype")
+    for arg in args:
+        if isinstance(arg, Tensor):
+            device, dtype = arg.device, arg.dtype
+        elif isinstance(arg, (str, Device)):
+            device = arg
+        else:
+            dtype = arg
+    return (None if device is None else as_device(device)), (None if dtype is None else dtypes.as_dtype(dtype))

@@ -1,0 +1,35 @@
+"""Shared checks for op tests: forward against NumPy, gradients against finite differences."""
+import numpy as np
+
+import tensor
+
+
+def to_numpy(t):
+    return t.detach().cpu().numpy() if isinstance(t, tensor.Tensor) else np.asarray(t)
+
+
+def make(array, device, requires_grad=False, dtype=None):
+    """A tensor on `device` from a NumPy array (float64 arrays stay float64 for gradcheck)."""
+    return tensor.tensor(np.asarray(array), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def check_forward(fn, np_fn, arrays, device, rtol=1e-5, atol=1e-6):
+    """fn on tensors equals np_fn on the same arrays."""
+    result = fn(*[make(a, device) for a in arrays])
+    expected = np_fn(*arrays)
+    np.testing.assert_allclose(to_numpy(result), expected, rtol=rtol, atol=atol)
+    return result
+
+
+def check_grad(fn, arrays, device, **kwargs):
+    """gradcheck in float64 with every float input requiring grad."""
+    inputs = [
+        make(np.asarray(a, dtype=np.float64), device, requires_grad=True) if np.asarray(a).dtype.kind == "f" else make(a, device)
+        for a in arrays
+    ]
+    assert tensor.autograd.gradcheck(fn, inputs, **kwargs)
+
+
+def noncontiguous(array):
+    """The same values in a non-contiguous layout (a transposed copy, transposed back)."""
+    return np.ascontiguousarray(array.T).T
