@@ -328,6 +328,8 @@ class _Handle:
 
 def _wrap(data) -> Tensor:
     """A Tensor around an existing array, bypassing __init__ (the hot path of every op)."""
+    if type(data) is not np.ndarray and isinstance(data, np.generic):
+        data = np.asarray(data)  # numpy ufuncs return scalars for 0-d results
     t = Tensor.__new__(Tensor)
     t.data = data
     return t
