@@ -51,7 +51,7 @@ class set_grad_enabled:
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__(self.mode):
+            with set_grad_enabled(self.mode):
                 return fn(*args, **kwargs)
 
         _mode.enabled = self.prev  # decorating must not change the mode

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import no_grad
+from .autograd import Function, no_grad
 from .errors import AutogradError
 from .tensor import Tensor
 
@@ -25,8 +25,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     weights = _output_weights(fn, inputs, seed)
 
     def scalar_loss():
-        outs = _as_tuple(fn(*inputs))
-        return sum((o * w).sum() for o, w in zip(outs, weights) if w is not None)
+        outs = [o for o, w in zip(_as_tuple(fn(*inputs)), weights) if w is not None]
+        return _WeightedSum.apply([w for w in weights if w is not None], *outs)
 
     for t in checked:
         t.grad = None
@@ -48,6 +48,19 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     return True
 
 
+class _WeightedSum(Function):
+    """sum_i <w_i, out_i> as one node, so gradcheck needs no other op."""
+
+    @staticmethod
+    def forward(ctx, weights, *outs):
+        ctx.weights = weights
+        return sum((o * w).sum() for o, w in zip(outs, weights))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None,) + tuple(grad * w for w in ctx.weights)
+
+
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
@@ -64,7 +77,7 @@ def _output_weights(fn, inputs, seed):
     for o in outs:
         if isinstance(o, Tensor) and o.dtype.kind == "f":
             w = rng.standard_normal(o.shape)
-            weights.append(Tensor(w, dtype=o.dtype, device=o.device))
+            weights.append(Tensor(w, dtype=o.dtype, device=o.device).data)
         else:
             weights.append(None)
     return weights

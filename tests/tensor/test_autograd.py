@@ -1,0 +1,218 @@
+"""The graph and the backward engine: ordering, accumulation, freeing, hooks, errors."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tensor
+from tensor import Function
+from tensor.errors import AutogradError
+
+
+def leaf(shape, device, seed=0):
+    data = np.random.default_rng(seed).standard_normal(shape)
+    return tensor.tensor(data, device=device, requires_grad=True)
+
+
+def test_reused_input_accumulates(device):
+    x = leaf((3, 4), device)
+    y = x * x + x  # x reaches the loss three times
+    y.backward(tensor.ones_like(y))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * x.detach().cpu().numpy() + 1)
+
+
+def test_grad_accumulates_across_backward_calls(device):
+    x = leaf((5,), device)
+    for _ in range(3):
+        (x * 2).backward(tensor.ones_like(x))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), np.full(5, 6.0))
+
+
+def test_long_chain_needs_no_recursion(device):
+    x = tensor.tensor([1.0], device=device, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y + 0.0
+    y.backward(tensor.ones_like(y))
+    assert x.grad.tolist() == [1.0]
+
+
+def test_saved_arrays_are_freed_after_backward(device):
+    x = leaf((4, 4), device)
+    y = x * 3.0
+    z = y * y  # Mul saves y's array
+    saved = weakref.ref(z.grad_fn._saved[0])
+    del y
+    z.backward(tensor.ones_like(z))
+    gc.collect()
+    assert saved() is None
+
+
+def test_dropped_loss_frees_its_graph(device):
+    x = leaf((2, 2), device)
+    loss = (x * x) * 2.0
+    node = weakref.ref(loss.grad_fn)
+    del loss
+    gc.collect()
+    assert node() is None
+
+
+def test_second_backward_through_freed_graph_is_a_clear_error(device):
+    x = leaf((3,), device)
+    y = x * x
+    y.backward(tensor.ones_like(y))
+    with pytest.raises(AutogradError, match="second time"):
+        y.backward(tensor.ones_like(y))
+
+
+def test_retain_graph_allows_a_second_backward(device):
+    x = leaf((3,), device)
+    y = x * x
+    y.backward(tensor.ones_like(y), retain_graph=True)
+    y.backward(tensor.ones_like(y))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 4 * x.detach().cpu().numpy())
+
+
+def test_no_graph_under_no_grad(device):
+    x = leaf((3,), device)
+    with tensor.no_grad():
+        y = x * 2 + 1
+    assert y.grad_fn is None and not y.requires_grad
+
+
+def test_grad_mode_decorators_and_setter(device):
+    x = leaf((3,), device)
+
+    @tensor.no_grad()
+    def f(t):
+        return t * 2
+
+    assert f(x).grad_fn is None
+    assert tensor.is_grad_enabled()
+    with tensor.no_grad():
+        with tensor.enable_grad():
+            assert (x * 2).grad_fn is not None
+    tensor.set_grad_enabled(False)
+    assert not tensor.is_grad_enabled()
+    tensor.set_grad_enabled(True)
+    assert tensor.is_grad_enabled()
+
+
+def test_backward_errors_are_plain(device):
+    x = leaf((2, 3), device)
+    with pytest.raises(AutogradError, match="scalar outputs.*\\(2, 3\\)"):
+        (x * 2).backward()
+    with pytest.raises(AutogradError, match="does not require grad"):
+        tensor.ones(3, device=device).backward(tensor.ones(3, device=device))
+
+
+def test_autograd_grad_leaves_dot_grad_untouched(device):
+    x = leaf((3,), device)
+    w = leaf((3,), device, seed=1)
+    y = x * w
+    gx, gw = tensor.autograd.grad(y, (x, w), grad_outputs=tensor.ones_like(y))
+    np.testing.assert_allclose(gx.cpu().numpy(), w.detach().cpu().numpy())
+    np.testing.assert_allclose(gw.cpu().numpy(), x.detach().cpu().numpy())
+    assert x.grad is None and w.grad is None
+
+
+def test_autograd_grad_unused_input(device):
+    x, unused = leaf((3,), device), leaf((3,), device, seed=1)
+    y = x * 2
+    with pytest.raises(AutogradError, match="not used"):
+        tensor.autograd.grad(y, (x, unused), tensor.ones_like(y), retain_graph=True)
+    gx, gu = tensor.autograd.grad(y, (x, unused), tensor.ones_like(y), allow_unused=True)
+    assert gu is None
+
+
+def test_create_graph_is_refused_clearly(device):
+    x = leaf((3,), device)
+    with pytest.raises(AutogradError, match="higher-order"):
+        tensor.autograd.grad(x * x, x, tensor.ones_like(x), create_graph=True)
+
+
+def test_hooks_on_leaf_and_non_leaf(device):
+    x = leaf((3,), device)
+    seen = []
+    y = x * 2
+    y.register_hook(lambda g: seen.append(("y", g.tolist())))
+    handle = x.register_hook(lambda g: g * 10)
+    finals = []
+    x.register_post_accumulate_grad_hook(lambda t: finals.append(t.grad.tolist()))
+    (y * 1.0).backward(tensor.ones_like(y))
+    assert seen == [("y", [1.0, 1.0, 1.0])]
+    assert finals == [[20.0, 20.0, 20.0]]
+    handle.remove()
+    x.grad = None
+    (x * 2).backward(tensor.ones_like(x))
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_retain_grad_keeps_non_leaf_grad(device):
+    x = leaf((3,), device)
+    y = x * 2
+    y.retain_grad()
+    (y * 3).backward(tensor.ones_like(y))
+    assert y.grad.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_leaf_grads_are_independent_arrays(device):
+    # x + y hands one gradient array to both leaves; changing one grad must not change the other.
+    x, y = leaf((3,), device), leaf((3,), device, seed=1)
+    (x + y).backward(tensor.ones(3, dtype=tensor.float64, device=device))
+    x.grad.mul_(5)
+    assert y.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+class Cube(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 3 * x * x * grad
+
+
+def test_custom_function(device):
+    x = leaf((4,), device)
+    assert tensor.autograd.gradcheck(Cube.apply, (x,))
+
+
+def test_version_counter_catches_in_place_change_of_saved_tensor(device):
+    a = leaf((3,), device)
+    b = a * 1.0  # a non-leaf, so in-place is allowed
+    c = b * b  # saves b
+    b.add_(1)
+    with pytest.raises(AutogradError, match="modified by an in-place operation"):
+        c.backward(tensor.ones_like(c))
+
+
+def test_in_place_on_leaf_requiring_grad_is_refused(device):
+    x = leaf((3,), device)
+    with pytest.raises(AutogradError, match="leaf"):
+        x.add_(1)
+    with tensor.no_grad():
+        x.add_(1)  # the optimizer path
+    assert x._version == 1
+
+
+def test_in_place_on_unsaved_non_leaf_gives_correct_gradient(device):
+    x = leaf((3,), device)
+    y = x + 0.0
+    y.mul_(3)
+    y.add_(x)
+    y.backward(tensor.ones_like(y))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), np.full(3, 4.0))
+
+
+def test_detach_shares_memory_but_not_graph(device):
+    x = leaf((3,), device)
+    d = x.detach()
+    assert d.grad_fn is None and not d.requires_grad
+    with tensor.no_grad():
+        d.add_(1)
+    assert x._version == 1  # detach shares the version counter
