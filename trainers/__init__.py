@@ -1,0 +1,1 @@
+"""raygrad's user-facing layer: configs, Trainer, sessions, checkpoints, sweeps and the CLI."""
