@@ -24,7 +24,9 @@ from .random import (
 )
 from . import cuda, methods
 
-globals().update(methods.functions)
+# Free functions (tensor.exp, tensor.cat, ...); names already bound above (the dtypes float, int, bool...)
+# keep their meaning, as in torch.
+globals().update({k: v for k, v in methods.functions.items() if k not in globals()})
 is_tensor = lambda obj: isinstance(obj, Tensor)  # noqa: E731
 
 __version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""Tensor creation, dtypes and promotion, conversion, DLPack, repr and errors."""
+import numpy as np
+import pytest
+
+import tensor
+from tensor.errors import AutogradError, DTypeError
+
+
+def test_default_dtypes_follow_pytorch(device):
+    assert tensor.tensor([1.0, 2.0], device=device).dtype == tensor.float32
+    assert tensor.tensor([1, 2], device=device).dtype == tensor.int64
+    assert tensor.tensor([True], device=device).dtype == tensor.bool
+    assert tensor.tensor(np.zeros(2), device=device).dtype == tensor.float64  # numpy keeps its dtype
+    assert tensor.zeros(2, 3, device=device).dtype == tensor.float32
+    assert tensor.arange(5, device=device).dtype == tensor.int64
+    assert tensor.arange(0, 1, 0.25, device=device).dtype == tensor.float32
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("int64", "float16", "float16"),
+        ("int32", "int64", "int64"),
+        ("float32", "float64", "float64"),
+        ("bool", "int32", "int32"),
+        ("uint8", "int8", "int16"),
+    ],
+)
+def test_tensor_tensor_promotion(device, a, b, expected):
+    x = tensor.ones(2, dtype=a, device=device)
+    y = tensor.ones(2, dtype=b, device=device)
+    assert (x + y).dtype == np.dtype(expected)
+
+
+def test_scalar_promotion(device):
+    i = tensor.tensor([1, 2], device=device)
+    f16 = tensor.ones(2, dtype=tensor.float16, device=device)
+    assert (i * 0.5).dtype == tensor.float32  # a Python float meets ints: default float
+    assert (i + 1).dtype == tensor.int64
+    assert (f16 * 2.0).dtype == tensor.float16  # scalars do not widen within a category
+    assert (tensor.tensor([1, 2], dtype=tensor.int32, device=device) + 5).dtype == tensor.int32
+    assert (i / 2).dtype == tensor.float32  # true division of ints gives floats
+    zero_d = tensor.tensor(2.0, dtype=tensor.float64, device=device)
+    assert (tensor.ones(3, device=device) * zero_d).dtype == tensor.float32  # 0-d tensor is weaker
+
+
+def test_creation_functions(device):
+    assert tensor.full((2, 2), 7, device=device).tolist() == [[7, 7], [7, 7]]
+    assert tensor.eye(2, device=device).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    np.testing.assert_allclose(tensor.linspace(0, 1, 5, device=device).cpu().numpy(), np.linspace(0, 1, 5))
+    x = tensor.randn(3, 4, device=device)
+    assert tensor.zeros_like(x).shape == (3, 4) and tensor.ones_like(x).dtype == x.dtype
+    assert tensor.empty(2, device=device).shape == (2,)
+    assert sorted(tensor.randperm(10, device=device).tolist()) == list(range(10))
+    r = tensor.randint(3, 7, (100,), device=device)
+    assert r.dtype == tensor.int64 and 3 <= r.min().item() and r.max().item() < 7
+
+
+def test_manual_seed_makes_randomness_reproducible(device):
+    tensor.manual_seed(123)
+    a = tensor.randn(5, device=device).tolist()
+    tensor.manual_seed(123)
+    assert tensor.randn(5, device=device).tolist() == a
+    g = tensor.Generator(device).manual_seed(7)
+    b = tensor.rand(3, generator=g, device=device).tolist()
+    assert tensor.rand(3, generator=tensor.Generator(device).manual_seed(7), device=device).tolist() == b
+
+
+def test_to_and_back_is_differentiable(device):
+    x = tensor.tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = x.to(tensor.float64) * 3
+    y.backward(tensor.ones_like(y))
+    assert x.grad.dtype == tensor.float32 and x.grad.tolist() == [3.0, 3.0]
+    assert x.to(device) is x
+    assert x.double().dtype == tensor.float64 and x.long().dtype == tensor.int64
+
+
+def test_properties(device):
+    x = tensor.zeros(2, 3, 4, device=device)
+    assert x.shape == (2, 3, 4) and x.size() == (2, 3, 4) and x.size(1) == 3
+    assert x.ndim == 3 and x.dim() == 3 and x.numel() == 24 and x.shape.numel() == 24
+    assert str(x.device).startswith(device) and x.is_leaf and x.grad is None
+
+
+def test_item_and_tolist(device):
+    assert tensor.tensor([[3.5]], device=device).item() == 3.5
+    with pytest.raises(ValueError, match="one-element"):
+        tensor.zeros(2, device=device).item()
+
+
+def test_requires_grad_only_for_floats(device):
+    with pytest.raises(DTypeError, match="floating"):
+        tensor.tensor([1, 2], device=device, requires_grad=True)
+
+
+def test_numpy_refuses_tensor_requiring_grad():
+    x = tensor.ones(2, requires_grad=True)
+    with pytest.raises(AutogradError, match="detach"):
+        x.numpy()
+    assert x.detach().numpy().tolist() == [1.0, 1.0]
+
+
+def test_array_protocol_and_from_numpy_share_memory():
+    a = np.arange(6.0).reshape(2, 3)
+    t = tensor.from_numpy(a)
+    a[0, 0] = 42
+    assert t[0, 0].item() == 42 if hasattr(t, "__getitem__") else t.tolist()[0][0] == 42
+    assert np.asarray(t) is a or np.shares_memory(np.asarray(t), a)
+
+
+def test_dlpack_round_trip_with_numpy():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    t = tensor.from_dlpack(a)
+    assert np.shares_memory(t.numpy(), a)
+    back = np.from_dlpack(t)
+    assert np.shares_memory(back, a)
+    assert t.__dlpack_device__()[0] == 1  # kDLCPU
+
+
+def test_dlpack_round_trip_with_torch():
+    torch = pytest.importorskip("torch")
+    src = torch.arange(6, dtype=torch.float32)
+    t = tensor.from_dlpack(src)
+    src[0] = 5
+    assert t.tolist()[0] == 5.0
+    back = torch.from_dlpack(t)
+    assert back.data_ptr() == src.data_ptr()
+
+
+def test_repr_is_readable(device):
+    x = tensor.tensor([1.0, 2.0], device=device, requires_grad=True)
+    assert repr(x).startswith("tensor([1., 2.]") and "requires_grad=True" in repr(x)
+    assert "dtype=tensor.int32" in repr(tensor.tensor([1], dtype=tensor.int32, device=device))
+    assert "grad_fn=<Mul>" in repr(x * 2)
+
+
+def test_unsupported_dtype_is_a_clear_error():
+    with pytest.raises(DTypeError, match="not supported"):
+        tensor.tensor(np.zeros(2, dtype=np.complex64))
+
+
+def test_bad_device_is_a_clear_error():
+    with pytest.raises(tensor.DeviceError, match="unknown device"):
+        tensor.zeros(2, device="tpu")
+
+
+def test_cuda_without_cupy_is_a_clear_error():
+    if tensor.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(tensor.DeviceError, match="CUDA|CuPy|cuda"):
+        tensor.zeros(2, device="cuda")
+
+
+def test_import_is_fast_and_needs_no_cupy():
+    import subprocess
+    import sys
+
+    code = "import sys, tensor; assert 'cupy' not in sys.modules; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
