@@ -161,9 +161,10 @@ class Function:
             ctx.xp = array_module(first)
         raw = cls.forward(ctx, *arrays)
         if not any_needed:
-            if type(raw) is tuple:
-                return tuple(_wrap(r) for r in raw)
-            return _wrap(raw)
+            wrapped = tuple(_wrap(r) for r in raw) if type(raw) is tuple else _wrap(raw)
+            if ctx.view_of is not None:  # a view shares its base's versions even when nothing is recorded
+                _mark_views(args[ctx.view_of], wrapped if type(wrapped) is tuple else (wrapped,))
+            return wrapped
         return _link(ctx, args, needs, raw)
 
 
@@ -184,13 +185,19 @@ def _link(ctx, args, needs, raw):
             t._output_nr = nr
         wrapped.append(t)
     if ctx.view_of is not None:
-        base = args[ctx.view_of]
-        for t in wrapped:
-            t._version = base._version_counter()
-            t._base = base if base._base is None else base._base
+        _mark_views(args[ctx.view_of], wrapped)
     if ctx._saved:
         _record_versions(ctx, args, wrapped)
     return tuple(wrapped) if multi else wrapped[0]
+
+
+def _mark_views(base, views):
+    """Make `views` share `base`'s version counter, so in-place changes through either are seen."""
+    counter = base._version_counter()
+    root = base if base._base is None else base._base
+    for t in views:
+        t._version_box = counter
+        t._base = root
 
 
 def _edge(tensor):
