@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import weakref
 
 import numpy as np
 
@@ -174,7 +175,7 @@ def _link(ctx, args, needs, raw):
     ctx.sequence_nr = next(_sequence)
     multi = type(raw) is tuple
     outputs = raw if multi else (raw,)
-    ctx.output_meta = [(o.shape, o.dtype) for o in outputs]
+    ctx.output_meta = [(raw.shape, raw.dtype)] if not multi else [(o.shape, o.dtype) for o in outputs]
     non_diff = ctx._non_diff
     wrapped = []
     for nr, out in enumerate(outputs):
@@ -204,18 +205,35 @@ def _edge(tensor):
     fn = tensor.grad_fn
     if fn is not None:
         return fn, tensor._output_nr
-    return tensor._grad_accumulator(), 0
+    return grad_accumulator(tensor), 0
+
+
+def grad_accumulator(leaf):
+    """The leaf's AccumulateGrad node, shared by every graph alive that uses the leaf.
+
+    The leaf holds it weakly (the node holds the leaf strongly), so no cycle keeps either alive.
+    """
+    ref = leaf._acc_ref
+    acc = ref() if ref is not None else None
+    if acc is None:
+        acc = AccumulateGrad(leaf)
+        leaf._acc_ref = weakref.ref(acc)
+    return acc
 
 
 def _record_versions(ctx, args, outputs):
     """Remember the version of each saved input/output so in-place changes are caught at backward."""
+    owners = {id(t.data): t for t in args if isinstance(t, Tensor)}
+    for t in outputs:
+        owners[id(t.data)] = t
     versions = {}
     for index, saved in enumerate(ctx._saved):
-        for t in itertools.chain(args, outputs):
-            if isinstance(t, Tensor) and t.data is saved:
-                counter = t._version_counter()
-                versions[index] = (counter, counter[0])
-                break
+        owner = owners.get(id(saved))
+        if owner is not None:
+            counter = owner._version_box
+            if counter is None:
+                counter = owner._version_box = [0]
+            versions[index] = (counter, counter[0])
     ctx._saved_versions = versions
 
 
@@ -230,13 +248,17 @@ def _raise_mixed_devices(cls, args):
 class AccumulateGrad:
     """The node at a leaf: adds the incoming gradient into `variable.grad`."""
 
+    __slots__ = ("variable", "__weakref__")
     sequence_nr = float("inf")  # like PyTorch: a ready leaf runs first, so grad hooks (DDP) fire early
     next_functions = ()
     _tensor_hooks = None
 
     def __init__(self, variable: Tensor):
         self.variable = variable
-        self.output_meta = [(variable.shape, variable.dtype)]
+
+    @property
+    def output_meta(self):
+        return [(self.variable.data.shape, self.variable.data.dtype)]
 
     def __repr__(self):
         return "<AccumulateGrad>"

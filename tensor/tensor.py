@@ -184,13 +184,9 @@ class Tensor:
 
     def _grad_accumulator(self):
         """The AccumulateGrad node of a leaf, shared by every graph that uses it while one is alive."""
-        from .autograd import AccumulateGrad
+        from .autograd import grad_accumulator
 
-        acc = self._acc_ref() if self._acc_ref is not None else None
-        if acc is None:
-            acc = AccumulateGrad(self)
-            self._acc_ref = weakref.ref(acc)
-        return acc
+        return grad_accumulator(self)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad."""
