@@ -1,0 +1,213 @@
+"""ShardedLoader: one rank's batches of a Dataset, planned centrally, read straight from storage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .client import CoordinatorClient
+from .dataset import Batch, Dataset
+from .errors import LoaderClosedError
+from .planner import PlanConfig, RankPlan, check_batch_fits
+from .prefetch import Prefetcher
+from .ranges import stream_slice
+
+
+class ShardedLoader:
+    """Fixed-size batches of rank `rank`'s share of `dataset`, exactly once per epoch.
+
+    Each epoch the coordinator (or, with coordinator=None, an in-process DataService) plans every
+    rank's rows; all ranks get the same number of batches, so none waits alone in a collective. The
+    loader reads its rows from storage on a background thread, `prefetch` batches ahead, shuffles
+    them within windows of `shuffle_buffer` rows, and reports each batch as consumed when it hands
+    it out. After a restart from a checkpoint that stored data_state(), an epoch continues with
+    exactly the samples not yet consumed, on the same or a different number of workers.
+
+    dataset: what to read (Dataset; picklable, build it once and pass it to every rank).
+    coordinator: the job's coordinator actor handle, a shared DataService, or None (in-process).
+    rank, world_size: this rank and the number of ranks sharing the dataset.
+    batch_size: rows per batch; every batch is full.
+    shuffle, seed: seeded shuffle of the unit order and within windows; (seed, epoch) fixes the order.
+    drop_last: True leaves out the rows that cannot fill a batch on every rank (fewer than
+        world_size * batch_size per epoch, a different few each epoch); False pads the epoch by
+        repeating samples from its start, so every sample is seen and some twice.
+    shuffle_buffer: rows per local shuffle window (rounded up to a multiple of batch_size).
+    prefetch: batches read ahead on the background thread; 0 reads on the consumer's thread.
+    device: None yields dicts of NumPy arrays; otherwise numeric arrays become engine tensors via
+        tensor.as_tensor(array, device=device) (string/object columns stay NumPy).
+    name: the name progress is kept under (default dataset.name); one per distinct dataset.
+    timeout_s: longest wait for the coordinator before an error.
+
+    Iterating yields {column: array or Tensor of shape (batch_size, *sample shape)}. Iterating
+    again after a complete pass moves on to the next epoch; set_epoch(n) picks one explicitly.
+    Raises BatchSizeError here, before training, if a rank's share holds no full batch.
+    """
+
+    def __init__(self, dataset: Dataset, coordinator=None, rank: int = 0, world_size: int = 1, *, batch_size: int,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = True, shuffle_buffer: int = 16384,
+                 prefetch: int = 2, device=None, name: str | None = None, timeout_s: float = 120.0):
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a dist.data.Dataset, got {type(dataset).__name__}; wrap it: Dataset(source)")
+        _check_rank(rank, world_size)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0 (batches read ahead; 0 = no thread), got {prefetch!r}")
+        self.dataset, self.rank, self.world_size = dataset, rank, world_size
+        self.config = PlanConfig(batch_size, bool(shuffle), seed, bool(drop_last), shuffle_buffer)
+        self.prefetch, self.device = prefetch, device
+        self.name = name or dataset.name
+        check_batch_fits(dataset.num_rows, world_size, batch_size)
+        self._client = CoordinatorClient(coordinator, timeout_s)
+        self._client.call("data_register", self.name, dataset.descriptor())
+        self._epoch, self._advance_on_next_pass = 0, False
+        self._active = None  # the batch source of the pass in progress
+        self._closed = False
+
+    # epochs
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass reads."""
+        return self._epoch + 1 if self._advance_on_next_pass else self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Read epoch `epoch` next (its order is fixed by (seed, epoch))."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self._epoch, self._advance_on_next_pass = int(epoch), False
+
+    def resume_epoch(self) -> int:
+        """The epoch to continue with after a restart: the oldest one not finished."""
+        return self._client.call("data_resume_epoch", self.name)
+
+    def __len__(self) -> int:
+        """Batches left in the current epoch on this rank (all of them before it starts)."""
+        return self._plan().remaining_batches
+
+    # iteration
+
+    def __iter__(self):
+        self._check_open()
+        self._stop_active()
+        if self._advance_on_next_pass:
+            self._epoch, self._advance_on_next_pass = self._epoch + 1, False
+        return self._pass(self._plan())
+
+    def _pass(self, plan: RankPlan):
+        """Yield the plan's remaining batches, reporting each as consumed as it is handed out."""
+        batches = self._active = self._batch_source(plan)
+        try:
+            for consumed, batch in enumerate(batches, start=plan.skip_batches + 1):
+                self._client.report(self.name, plan.epoch, plan.generation, self.rank, consumed)
+                yield self._to_device(batch)
+            if self._active is not batches:
+                raise LoaderClosedError(
+                    f"this pass over {self.name!r} was stopped by close() or by starting another pass; "
+                    f"iterate the loader again to continue the epoch"
+                )
+            self._advance_on_next_pass = True
+            self._client.flush()
+        finally:
+            _close(batches)
+            if self._active is batches:
+                self._active = None
+
+    def _batch_source(self, plan: RankPlan):
+        if self.prefetch == 0:
+            return _read_batches(self.dataset, plan)
+        return Prefetcher(lambda: _read_batches(self.dataset, plan), self.prefetch,
+                          name=f"raygrad-data-{self.name}-rank{self.rank}")
+
+    def _plan(self) -> RankPlan:
+        return self._client.call("data_plan", self.name, self.epoch, self.rank, self.world_size, self.config.to_dict())
+
+    def _to_device(self, batch: Batch) -> Batch:
+        if self.device is None:
+            return batch
+        import tensor  # the engine; imported only by loaders that produce tensors
+
+        return {
+            key: tensor.as_tensor(value, device=self.device) if _is_numeric(value) else value
+            for key, value in batch.items()
+        }
+
+    # progress and shutdown
+
+    def flush_progress(self) -> None:
+        """Wait until every batch handed out so far is recorded by the coordinator. Call it on every
+        rank before rank 0 saves a checkpoint with data_state(), so the state matches the model."""
+        self._client.flush()
+
+    def data_state(self) -> dict:
+        """The coordinator's data state (all datasets), JSON-serialisable, for checkpoints."""
+        self.flush_progress()
+        return self._client.call("data_state")
+
+    def load_data_state(self, state: dict | None) -> None:
+        """Restore progress from data_state() (in-process mode; under Ray the trainer restores the
+        coordinator once for all ranks)."""
+        self._stop_active()
+        self._client.call("load_data_state", state)
+        self._advance_on_next_pass = False
+
+    def close(self) -> None:
+        """Stop any background reading and record progress; the loader cannot be iterated again."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_active()
+        self._client.flush()
+
+    def __enter__(self) -> ShardedLoader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _stop_active(self) -> None:
+        active, self._active = self._active, None
+        _close(active)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LoaderClosedError(f"loader {self.name!r} (rank {self.rank}) is closed; create a new ShardedLoader")
+
+    def __repr__(self) -> str:
+        return (f"ShardedLoader({self.name!r}, rank {self.rank}/{self.world_size}, batch_size={self.config.batch_size}, "
+                f"epoch={self.epoch}, prefetch={self.prefetch}, device={self.device!r})")
+
+
+def _read_batches(dataset: Dataset, plan: RankPlan):
+    """The plan's batches from skip_batches on: read a window, permute it, slice batches, transform."""
+    batch_size, window_rows = plan.config.batch_size, plan.config.window_rows
+    first_row = plan.skip_batches * batch_size
+    reader = dataset.reader()
+    try:
+        for window in range(first_row // window_rows, math.ceil(plan.num_rows / window_rows)):
+            begin, end = plan.window_bounds(window)
+            columns = dataset.read(reader, *stream_slice(plan.starts, plan.stops, begin, end))
+            order = plan.window_order(window)
+            if order is not None:
+                columns = {key: value[order] for key, value in columns.items()}
+            for offset in range(max(first_row, begin) - begin, end - begin, batch_size):
+                yield dataset.apply_transform({key: value[offset : offset + batch_size] for key, value in columns.items()})
+    finally:
+        reader.close()
+
+
+def _check_rank(rank, world_size) -> None:
+    for label, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{label} must be an int, got {value!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size and world_size >= 1, got rank={rank}, world_size={world_size}")
+
+
+def _is_numeric(value) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+
+
+def _close(batches) -> None:
+    close = getattr(batches, "close", None)
+    if close is not None:
+        close()
