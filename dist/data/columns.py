@@ -158,6 +158,7 @@ def _binary_to_numpy(array: pa.Array, column: Column) -> np.ndarray:
             f"{item_bytes}; raw pixel bytes must match the shape exactly (decode compressed images in the transform)"
         )
     raw = np.frombuffer(data_buffer, np.uint8)[begin:end] if data_buffer is not None else np.empty(0, np.uint8)
+    raw.flags.writeable = False  # like pyarrow's own zero-copy views: the memory may be shared
     return raw.view(dtype).reshape(rows, *column.shape)
 
 
