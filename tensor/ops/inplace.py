@@ -161,7 +161,7 @@ def setitem(self, index, value):
     """self[index] = value."""
     from .index import index_put, normalize_index
 
-    index = normalize_index(index)
+    index = normalize_index(index, self)  # index arrays must be on self's device
     if needs_graph(self, value):
         return apply_tracked(self, lambda s, v: index_put(s, index, v), value, name="__setitem__")
     if isinstance(value, Tensor) and value.device != self.device:
