@@ -1,0 +1,110 @@
+"""sort, argsort and topk along a dim.
+
+Values are differentiable: each gets the gradient of the position it came from. Indices are int64
+and carry no gradient.
+
+Descending order is an ascending sort of the reversed array, reversed back, rather than a sort of
+-x: NaN then comes first, as PyTorch orders it (NaN is the largest value), unsigned and bool
+dtypes work, and a stable sort keeps equal elements in their original order.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import _wrap
+from ._util import normalize_dim
+from .index import along_dim
+
+# torch.return_types.sort / .topk: tuples that also name their fields.
+sort_result = namedtuple("sort", ["values", "indices"])
+topk_result = namedtuple("topk", ["values", "indices"])
+
+
+def _argsort(xp, x, axis, descending, stable):
+    kind = "stable" if stable else None
+    if not descending:
+        return xp.argsort(x, axis=axis, kind=kind)
+    order = xp.argsort(xp.flip(x, axis), axis=axis, kind=kind)
+    return (x.shape[axis] - 1) - xp.flip(order, axis)
+
+
+def _topk_indices(xp, x, k, axis, largest, sorted):  # noqa: A002 - torch's argument name
+    n = x.shape[axis]
+    if k == 0:
+        return xp.empty(x.shape[:axis] + (0,) + x.shape[axis + 1:], np.int64)
+    if 2 * k >= n:  # most of the line is wanted anyway: one full sort
+        order = _argsort(xp, x, axis, largest, stable=False)
+        return order if k == n else xp.take(order, xp.arange(k), axis=axis)
+    # Few wanted: partition (linear time), then order only the k winners.
+    kth = n - k if largest else k - 1
+    winners = slice(n - k, n) if largest else slice(0, k)
+    picked = xp.take(xp.argpartition(x, kth, axis=axis), xp.arange(n)[winners], axis=axis)
+    if not sorted:
+        return picked
+    order = _argsort(xp, xp.take_along_axis(x, picked, axis=axis), axis, largest, stable=False)
+    return xp.take_along_axis(picked, order, axis=axis)
+
+
+class _Selection(Function):
+    """Values taken from x at indices along a dim; the gradient goes back to those positions."""
+
+    @staticmethod
+    def backward(ctx, grad_values, grad_indices):
+        (indices,) = ctx.saved_tensors
+        xp, dim = ctx.xp, ctx.dim
+        if ctx.scalar:
+            indices, grad_values = indices.reshape(-1), grad_values.reshape(-1)
+        g = xp.zeros(ctx.shape if not ctx.scalar else (1,), grad_values.dtype)
+        g[along_dim(xp, indices, dim)] = grad_values  # indices along a line never repeat
+        return (g.reshape(ctx.shape),) + (None,) * (len(ctx.needs_input_grad) - 1)
+
+    @staticmethod
+    def finish(ctx, x, indices):
+        values = ctx.xp.take_along_axis(x, indices, axis=ctx.dim)
+        if ctx.scalar and values.size == 1:  # a 0-d input gives 0-d results, as in PyTorch
+            values, indices = values.reshape(()), indices.reshape(())
+        ctx.save_for_backward(indices)  # saved as an output, so in-place edits to it are caught
+        return values, indices
+
+
+class Sort(_Selection):
+    @staticmethod
+    def forward(ctx, x, dim, descending, stable):
+        ctx.shape, ctx.dim, ctx.scalar = x.shape, dim, x.ndim == 0
+        x = x.reshape(1) if ctx.scalar else x
+        return _Selection.finish(ctx, x, _argsort(ctx.xp, x, dim, descending, stable))
+
+
+class TopK(_Selection):
+    @staticmethod
+    def forward(ctx, x, k, dim, largest, sorted):  # noqa: A002
+        ctx.shape, ctx.dim, ctx.scalar = x.shape, dim, x.ndim == 0
+        x = x.reshape(1) if ctx.scalar else x
+        return _Selection.finish(ctx, x, _topk_indices(ctx.xp, x, k, dim, largest, sorted))
+
+
+def sort(x, dim=-1, descending=False, stable=False):
+    """(values, indices) sorted along `dim`; stable=True keeps equal elements in input order."""
+    dim = normalize_dim(dim, x.ndim, "sort")
+    return sort_result(*Sort.apply(x, dim, bool(descending), bool(stable)))
+
+
+def argsort(x, dim=-1, descending=False, stable=False):
+    """The int64 indices that sort x along `dim` (no gradient)."""
+    dim = normalize_dim(dim, x.ndim, "argsort")
+    if x.ndim == 0:
+        return _wrap(x.xp.zeros((), np.int64))
+    return _wrap(_argsort(x.xp, x.data, dim, descending, stable).astype(np.int64, copy=False))
+
+
+def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
+    """(values, indices) of the k largest (or smallest) elements along `dim`, ordered if sorted."""
+    dim = normalize_dim(dim, x.ndim, "topk")
+    size = x.shape[dim] if x.ndim else 1
+    k = int(k)
+    if not 0 <= k <= size:
+        raise ValueError(f"topk: k={k} is out of range for dim {dim} with size {size}; k must be in 0..{size}")
+    return topk_result(*TopK.apply(x, k, dim, bool(largest), bool(sorted)))
