@@ -5,7 +5,7 @@ from __future__ import annotations
 from .service import DataService
 
 
-class CoordinatorClient:
+class DataClient:
     """Calls the data methods (data_register, data_plan, ...) of a target the same way whether it is
     a Ray actor handle (the job's coordinator) or a plain object (a DataService, for num_workers=0).
 

@@ -7,8 +7,13 @@ only hosts one and forwards to it. The state is kept in attributes prefixed `_da
 
 from __future__ import annotations
 
+import threading
+
 from .planner import RankPlan
 from .service import DataService
+
+# The coordinator is a threaded actor: two first data calls could race to create the service.
+_LAZY_INIT_LOCK = threading.Lock()
 
 
 class DataCoordinatorMixin:
@@ -24,7 +29,9 @@ class DataCoordinatorMixin:
 
     def _data(self) -> DataService:
         if getattr(self, "_data_service", None) is None:
-            self._init_data_state()
+            with _LAZY_INIT_LOCK:
+                if getattr(self, "_data_service", None) is None:
+                    self._init_data_state()
         return self._data_service
 
     def data_register(self, name: str, descriptor: dict) -> dict:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .client import CoordinatorClient
+from .client import DataClient
 from .dataset import Batch, Dataset
 from .errors import LoaderClosedError
 from .planner import PlanConfig, RankPlan, check_batch_fits
@@ -57,7 +57,7 @@ class ShardedLoader:
         self.prefetch, self.device = prefetch, device
         self.name = name or dataset.name
         check_batch_fits(dataset.num_rows, world_size, batch_size)
-        self._client = CoordinatorClient(coordinator, timeout_s)
+        self._client = DataClient(coordinator, timeout_s)
         self._client.call("data_register", self.name, dataset.descriptor())
         self._epoch, self._advance_on_next_pass = 0, False
         self._active = None  # the batch source of the pass in progress
