@@ -1,0 +1,210 @@
+"""Joining tensors (cat, stack, hstack, vstack) and taking them apart (split, chunk, unbind).
+
+cat and stack promote mixed dtypes like torch.cat. split, chunk and unbind return a tuple of
+views made by ONE multi-output node, whose backward puts the pieces' gradients back together
+(the engine hands it zeros for pieces that got no gradient).
+"""
+from __future__ import annotations
+
+import operator
+
+from .. import dtypes
+from ..autograd import Function
+from ..errors import DeviceError, ShapeError
+from ..tensor import Tensor
+from ._util import cast, normalize_dim
+
+# ------------------------------------------------------------------------------------ cat / stack
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim, ctx.sizes = dim, [a.shape[dim] for a in arrays]
+        return ctx.xp.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        lead = (slice(None),) * ctx.dim
+        grads, start = [None], 0
+        for size, need in zip(ctx.sizes, ctx.needs_input_grad[1:]):
+            grads.append(grad[lead + (slice(start, start + size),)] if need else None)
+            start += size
+        return tuple(grads)
+
+
+class Stack(Function):
+    @staticmethod
+    def forward(ctx, dim, *arrays):
+        ctx.dim = dim
+        return ctx.xp.stack(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        lead = (slice(None),) * ctx.dim
+        # The Ellipsis keeps a 0-d piece a 0-d array (a plain index would give a NumPy scalar).
+        return (None,) + tuple(
+            grad[lead + (i, Ellipsis)] if need else None for i, need in enumerate(ctx.needs_input_grad[1:])
+        )
+
+
+def cat(tensors, dim=0):
+    """Join tensors along an existing dim; all other sizes must match."""
+    tensors = _checked_list(tensors, "cat")
+    if any(t.data.shape == (0,) for t in tensors) and any(t.data.ndim != 1 for t in tensors):
+        # PyTorch's legacy rule: 1-D empty tensors are skipped whatever the others' shapes.
+        tensors = [t for t in tensors if t.data.shape != (0,)] or tensors[:1]
+    first = tensors[0].data.shape
+    if not first:
+        raise ShapeError("cat: tensor 0 is zero-dimensional and cannot be concatenated; use stack, or unsqueeze(0)")
+    d = normalize_dim(dim, len(first), "cat")
+    for i, t in enumerate(tensors):
+        shape = t.data.shape
+        if len(shape) != len(first) or shape[:d] != first[:d] or shape[d + 1 :] != first[d + 1 :]:
+            raise ShapeError(
+                f"cat: tensor {i} has shape {tuple(shape)} but tensor 0 has shape {tuple(first)}; sizes must match "
+                f"in every dim except the joined dim {dim}"
+            )
+    return Cat.apply(d, *_promoted(tensors))
+
+
+concat = cat
+
+
+def stack(tensors, dim=0):
+    """Join equal-shape tensors along a new dim `dim` (in -ndim-1..ndim)."""
+    tensors = _checked_list(tensors, "stack")
+    first = tensors[0].data.shape
+    for i, t in enumerate(tensors):
+        if t.data.shape != first:
+            raise ShapeError(
+                f"stack: tensor {i} has shape {tuple(t.data.shape)} but tensor 0 has shape {tuple(first)}; "
+                "stack needs equal shapes"
+            )
+    return Stack.apply(normalize_dim(dim, len(first) + 1, "stack"), *_promoted(tensors))
+
+
+def hstack(tensors):
+    """Join along dim 1, or along dim 0 when the tensors are 1-D (0-D tensors count as 1-D)."""
+    tensors = [_at_least(t, 1) for t in _checked_list(tensors, "hstack")]
+    return cat(tensors, 0 if tensors[0].data.ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Join along dim 0, treating 1-D tensors of size n as rows of shape (1, n)."""
+    return cat([_at_least(t, 2) for t in _checked_list(tensors, "vstack")], 0)
+
+
+def _at_least(t, ndim):
+    from .shape import reshape
+
+    shape = t.data.shape
+    return t if len(shape) >= ndim else reshape(t, (1,) * (ndim - len(shape)) + shape)
+
+
+def _checked_list(tensors, op):
+    """A non-empty list of Tensors on one device, with an error naming the first offender."""
+    if isinstance(tensors, Tensor):
+        raise TypeError(f"{op}: expected a sequence of tensors, got a single Tensor; wrap it in a list")
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    device = None
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: element {i} is a {type(t).__name__}, not a Tensor")
+        if device is None:
+            device = t.device
+        elif t.device != device:
+            raise DeviceError(
+                f"{op}: tensor {i} is on {t.device} but tensor 0 is on {device}; move them to one device with .to()"
+            )
+    return tensors
+
+
+def _promoted(tensors):
+    """The tensors cast to their common dtype (torch.cat's promotion)."""
+    dtype = tensors[0].data.dtype
+    if all(t.data.dtype == dtype for t in tensors):
+        return tensors
+    for t in tensors[1:]:
+        dtype = dtypes.promote_types(dtype, t.data.dtype)
+    return [cast(t, dtype) for t in tensors]
+
+
+# ------------------------------------------------------------------------- split / chunk / unbind
+
+
+class Split(Function):
+    view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, sizes, dim):
+        ctx.dim = dim
+        lead = (slice(None),) * dim
+        pieces, start = [], 0
+        for size in sizes:
+            pieces.append(x[lead + (slice(start, start + size),)])
+            start += size
+        return tuple(pieces)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.xp.concatenate(grads, axis=ctx.dim), None, None
+
+
+class Unbind(Function):
+    view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        lead = (slice(None),) * dim
+        return tuple(x[lead + (i, Ellipsis)] for i in range(x.shape[dim]))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.xp.stack(grads, axis=ctx.dim), None
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Views of x along `dim`: pieces of one size (the last may be smaller), or of the given sizes."""
+    shape = x.data.shape
+    if not shape:
+        raise ShapeError("split: cannot split a zero-dimensional tensor")
+    d = normalize_dim(dim, len(shape), "split")
+    n = shape[d]
+    if isinstance(split_size_or_sections, (tuple, list)):
+        sizes = tuple(map(operator.index, split_size_or_sections))
+        if sum(sizes) != n or min(sizes, default=0) < 0:
+            raise ShapeError(
+                f"split: sections {list(sizes)} must be non-negative and sum to the size {n} of dim {dim} "
+                f"(tensor of shape {tuple(shape)})"
+            )
+    else:
+        size = operator.index(split_size_or_sections)
+        if size <= 0 and not (size == 0 and n == 0):
+            raise ShapeError(f"split: split_size must be positive, got {size}")
+        sizes = (size,) * (n // size) + ((n % size,) if n % size else ()) if n else (0,)
+    return Split.apply(x, sizes, d)
+
+
+def chunk(x, chunks, dim=0):
+    """Split x into `chunks` nearly equal views along `dim` (fewer if the size does not allow it)."""
+    chunks = operator.index(chunks)
+    if chunks <= 0:
+        raise ShapeError(f"chunk: chunks must be positive, got {chunks}")
+    shape = x.data.shape
+    if not shape:
+        raise ShapeError("chunk: cannot chunk a zero-dimensional tensor")
+    n = shape[normalize_dim(dim, len(shape), "chunk")]
+    if n == 0:  # PyTorch keeps the number of chunks for an empty dim
+        return split(x, [0] * chunks, dim)
+    return split(x, -(-n // chunks), dim)
+
+
+def unbind(x, dim=0):
+    """The slices of x along `dim`, as a tuple of views with that dim removed."""
+    if not x.data.ndim:
+        raise ShapeError("unbind: cannot unbind a zero-dimensional tensor")
+    return Unbind.apply(x, normalize_dim(dim, x.data.ndim, "unbind"))
