@@ -1,0 +1,17 @@
+"""Learning-rate schedules with PyTorch's names, formulas and state dicts.
+
+    scheduler = StepLR(optimizer, step_size=30, gamma=0.1)
+    for epoch in range(100):
+        train(...)              # optimizer.step() inside
+        scheduler.step()
+"""
+from .base import LRScheduler
+from .compose import ChainedScheduler, SequentialLR
+from .one_cycle import OneCycleLR
+from .plateau import ReduceLROnPlateau
+from .schedules import ConstantLR, CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR, StepLR
+
+__all__ = [
+    "LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR",
+    "CosineAnnealingLR", "SequentialLR", "ChainedScheduler", "OneCycleLR", "ReduceLROnPlateau",
+]
