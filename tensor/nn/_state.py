@@ -1,0 +1,201 @@
+"""Module state dicts (PyTorch's key names and load semantics) and the Module repr tree.
+
+Kept apart from module.py, which attaches these functions as Module methods, so each file stays
+about one concept. Keys are dotted paths: "0.weight", "encoder.layers.1.bias", "bn.running_mean".
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+from ..autograd import no_grad
+from ..backend import to_device_array
+from ..creation import _to_array
+from ..tensor import Tensor
+
+
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What load_state_dict returns: the keys it could not fill and the keys it did not use."""
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+# ------------------------------------------------------------------------------------ state_dict
+
+
+def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+    """An ordered dict of every parameter and persistent buffer, keyed by dotted name.
+
+    Values are detached tensors sharing memory with the module (keep_vars=True gives the
+    Parameters themselves), so copy or save them before training on.
+    """
+    if destination is None:
+        destination = OrderedDict()
+        destination._metadata = OrderedDict()
+    metadata = getattr(destination, "_metadata", None)
+    if metadata is not None:
+        metadata[prefix[:-1]] = {"version": self._version}
+    self._save_to_state_dict(destination, prefix, keep_vars)
+    for name, child in self._modules.items():
+        if child is not None:
+            child.state_dict(destination=destination, prefix=f"{prefix}{name}.", keep_vars=keep_vars)
+    return destination
+
+
+def save_to_state_dict(self, destination, prefix, keep_vars):
+    """Write this module's own (not its children's) parameters and persistent buffers."""
+    for name, value in _local_state(self):
+        destination[prefix + name] = value if keep_vars else value.detach()
+
+
+def _local_state(module):
+    for name, param in module._parameters.items():
+        if param is not None:
+            yield name, param
+    for name, buf in module._buffers.items():
+        if buf is not None and name not in module._non_persistent_buffers_set:
+            yield name, buf
+
+
+# ------------------------------------------------------------------------------- load_state_dict
+
+
+def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    """Copy values from `state_dict` into the parameters and buffers, in place.
+
+    Values may be Tensors, NumPy/CuPy arrays or any DLPack tensor (a PyTorch state dict loads
+    as is); each is cast to the target's dtype and moved to its device. Wrongly shaped values
+    always raise; with strict=True missing or unexpected keys raise too, and with strict=False
+    they are returned as (missing_keys, unexpected_keys). assign=True takes the given arrays
+    as the new values instead of copying into the existing ones.
+    """
+    if not hasattr(state_dict, "keys"):
+        raise TypeError(f"load_state_dict expects a dict of tensors, got {type(state_dict).__name__}")
+    metadata = getattr(state_dict, "_metadata", None)
+    state_dict = OrderedDict(state_dict)  # a module's _load_from_state_dict may edit its copy
+    missing, unexpected, errors = [], [], []
+
+    def load(module, prefix):
+        local_metadata = {} if metadata is None else metadata.get(prefix[:-1], {})
+        if assign:
+            local_metadata = dict(local_metadata, assign_to_params_buffers=True)
+        module._load_from_state_dict(state_dict, prefix, local_metadata, True, missing, unexpected, errors)
+        for name, child in module._modules.items():
+            if child is not None:
+                load(child, f"{prefix}{name}.")
+
+    load(self, "")
+    missing, unexpected = _unique(missing), _unique(unexpected)
+    if strict:
+        if unexpected:
+            errors.insert(0, "Unexpected key(s) in state_dict: " + _quoted(unexpected) + ".")
+        if missing:
+            errors.insert(0, "Missing key(s) in state_dict: " + _quoted(missing) + ".")
+        if missing or unexpected:
+            errors.append("Pass strict=False to load the matching keys and get the others back.")
+    if errors:
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
+    return _IncompatibleKeys(missing, unexpected)
+
+
+def load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    """Fill this module's own entries from `state_dict` (PyTorch's signature, for overriding)."""
+    assign = local_metadata.get("assign_to_params_buffers", False)
+    local = dict(_local_state(self))
+    for name, target in local.items():
+        key = prefix + name
+        if key not in state_dict:
+            missing_keys.append(key)
+            continue
+        source = _as_array(state_dict[key], key, error_msgs)
+        if source is None:
+            continue
+        if tuple(source.shape) != tuple(target.shape):
+            error_msgs.append(
+                f"size mismatch for {key}: copying a param with shape {tuple(source.shape)} from checkpoint, "
+                f"the shape in current model is {tuple(target.shape)}."
+            )
+            continue
+        _copy_into(target, source, assign)
+    if strict:
+        for key in state_dict:
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix):]
+            if rest.split(".", 1)[0] not in self._modules and rest not in local:
+                unexpected_keys.append(key)
+
+
+def _as_array(value, key, error_msgs):
+    if isinstance(value, Tensor):
+        return value.data
+    try:
+        return _to_array(value, copy=False)
+    except Exception:  # noqa: BLE001 - any unreadable value becomes one line of the error report
+        error_msgs.append(
+            f"while copying the parameter named {key!r}: expected a Tensor or array from the checkpoint, "
+            f"got {type(value).__name__}"
+        )
+        return None
+
+
+def _copy_into(target: Tensor, source, assign: bool):
+    """Copy `source` into target's array (cast and moved to it), or adopt it when assign=True."""
+    with no_grad():
+        if assign:
+            target.data = to_device_array(source, target.device)
+        else:
+            moved = to_device_array(source, target.device)
+            target.data[...] = moved if moved.dtype == target.dtype else moved.astype(target.dtype)
+        target._bump_version()
+
+
+def _unique(keys):
+    return list(dict.fromkeys(keys))
+
+
+def _quoted(keys):
+    return ", ".join(f'"{k}"' for k in keys)
+
+
+# ------------------------------------------------------------------------------------------ repr
+
+
+def module_repr(module) -> str:
+    """PyTorch's tree, plus a parameter count under a module that has submodules."""
+    text = _tree(module)
+    if not any(True for _ in module.children()):
+        return text
+    total = module.num_parameters()
+    trainable = module.num_parameters(only_trainable=True)
+    return f"{text}\nTotal parameters: {total:,} (trainable: {trainable:,})"
+
+
+def _tree(module) -> str:
+    from .module import Module
+
+    if type(module).__repr__ is not Module.__repr__:  # a class with its own repr keeps it
+        return repr(module)
+    extra = module.extra_repr()
+    extra_lines = extra.split("\n") if extra else []
+    child_lines = [
+        f"({name}): {'None' if child is None else _indent(_tree(child), 2)}" for name, child in module._modules.items()
+    ]
+    lines = extra_lines + child_lines
+    body = ""
+    if len(extra_lines) == 1 and not child_lines:
+        body = extra_lines[0]
+    elif lines:
+        body = "\n  " + "\n  ".join(lines) + "\n"
+    return f"{module._get_name()}({body})"
+
+
+def _indent(text, spaces):
+    first, *rest = text.split("\n")
+    return "\n".join([first] + [" " * spaces + line for line in rest])
+
+
