@@ -1,0 +1,35 @@
+"""dropout: zero each element with probability p in training and scale the rest by 1 / (1 - p).
+
+One Function that saves the (already scaled) mask, so backward is a single multiply. The mask
+comes from the engine's default Generator for the input's device, so `tensor.manual_seed`
+makes it reproducible.
+"""
+from __future__ import annotations
+
+from ...autograd import Function
+from ...random import bernoulli_mask
+
+
+class Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def dropout(input, p=0.5, training=True, inplace=False, generator=None):
+    """Identity when not training or p == 0; zeros when p == 1. `inplace` is accepted, not used."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability p must be between 0 and 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    mask = bernoulli_mask(tuple(input.shape), 1.0 - p, input.dtype, input.device, generator)
+    mask *= 1.0 / (1.0 - p)  # fold the rescaling into the mask: one multiply each way
+    return Dropout.apply(input, mask)
