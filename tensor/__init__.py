@@ -29,4 +29,6 @@ from . import cuda, methods
 globals().update({k: v for k, v in methods.functions.items() if k not in globals()})
 is_tensor = lambda obj: isinstance(obj, Tensor)  # noqa: E731
 
+from . import nn, optim  # noqa: E402  (after the methods: layers call them)
+
 __version__ = "0.1.0"
