@@ -11,8 +11,9 @@ from .tensor import Tensor
 
 METHODS = {
     "arithmetic": "add sub mul div pow neg floor_divide remainder true_divide",
-    "unary": "abs sign exp log log1p expm1 log2 log10 sqrt rsqrt square reciprocal sin cos tan tanh sigmoid "
-    "relu leaky_relu gelu silu softplus elu clamp clip floor ceil round trunc erf",
+    "unary": "abs sign exp log log1p expm1 log2 log10 sqrt rsqrt square reciprocal sin cos tan tanh "
+    "clamp clip floor ceil round trunc erf",
+    "activation": "sigmoid relu leaky_relu gelu silu softplus elu",
     "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite "
     "maximum minimum any all isclose allclose equal masked_fill",
     "reduce": "sum mean prod max min amax amin argmax argmin var std logsumexp norm cumsum",
