@@ -1,0 +1,168 @@
+"""Activations: relu, leaky_relu, elu, softplus, sigmoid, silu, gelu (exact and tanh).
+
+Integer inputs become the default float dtype, except relu, which keeps integers like PyTorch.
+On CuPy, gelu and silu (forward and backward) run as one fused kernel each from tensor/kernels.py
+for float32/float64; float16 and NumPy take the composed path. On NumPy, selections use
+arithmetic blends (`max(x, 0) + slope * min(x, 0)`, `grad * mask`): `np.where` over a mask that
+changes element by element is several times slower.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+from .unary import _erf, _floating, _FromOutput, _sigmoid
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_TANH_SCALE, _GELU_TANH_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
+
+
+class Sigmoid(_FromOutput):
+    f = staticmethod(_sigmoid)
+    vjp = staticmethod(lambda xp, y, g: g * (y * (1 - y)))
+
+
+class Relu(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.maximum(x, 0))
+    vjp = staticmethod(lambda xp, y, g: g * (y > 0))
+
+
+class LeakyRelu(Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        xp = ctx.xp
+        return xp.maximum(x, 0) + xp.minimum(x, 0) * slope
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        positive_part = grad * (x > 0)
+        return positive_part + (grad - positive_part) * ctx.slope, None
+
+
+class Elu(Function):
+    @staticmethod
+    def forward(ctx, x, alpha):
+        xp = ctx.xp
+        negative_part = xp.expm1(xp.minimum(x, 0)) * alpha  # expm1 of min(x, 0): no overflow for large x
+        out = negative_part + xp.maximum(x, 0)
+        ctx.save_for_backward(x, negative_part)
+        ctx.alpha = alpha
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, negative_part = ctx.saved_tensors
+        slope = negative_part + ctx.alpha  # d/dx alpha (e^x - 1) = alpha e^x
+        positive = x > 0
+        return grad * (positive + slope * ~positive), None
+
+
+class Softplus(Function):
+    """log(1 + e^(beta x)) / beta, and x itself where beta x > threshold (PyTorch's linear regime)."""
+
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        xp = ctx.xp
+        scaled = x if beta == 1 else x * beta
+        ctx.save_for_backward(scaled)
+        ctx.beta, ctx.threshold = beta, threshold
+        soft = xp.log1p(xp.exp(xp.minimum(scaled, threshold)))
+        if beta != 1:
+            soft /= beta
+        return xp.where(scaled > threshold, x, soft)  # the mask is almost always uniform: fast
+
+    @staticmethod
+    def backward(ctx, grad):
+        (scaled,) = ctx.saved_tensors
+        xp = ctx.xp
+        slope = _sigmoid(xp, scaled)
+        return xp.where(scaled > ctx.threshold, grad, grad * slope), None, None
+
+
+class Silu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        if xp is not np and x.dtype.char in "fd":
+            ctx.save_for_backward(x)
+            return kernels.silu_forward()(x)
+        s = _sigmoid(xp, x)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        if len(saved) == 1:
+            return kernels.silu_backward()(grad, saved[0])
+        x, s = saved
+        return grad * s * (1 + x * (1 - s))
+
+
+class Gelu(Function):
+    """x * Phi(x) with the normal CDF Phi exact (erf) or in Hendrycks & Gimpel's tanh form."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = ctx.xp
+        ctx.approximate = approximate
+        if xp is not np and x.dtype.char in "fd":
+            ctx.save_for_backward(x)
+            return kernels.gelu_forward(approximate)(x)
+        if approximate == "tanh":
+            t = xp.tanh((x + x * x * x * _GELU_TANH_CUBIC) * _GELU_TANH_SCALE)
+            ctx.save_for_backward(x, t)
+            return x * (t + 1) * 0.5
+        cdf = _erf(xp, x * math.sqrt(0.5))
+        cdf += 1
+        cdf *= 0.5
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
+
+    @staticmethod
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        if len(saved) == 1:
+            return kernels.gelu_backward(ctx.approximate)(grad, saved[0]), None
+        x, phi = saved
+        if ctx.approximate == "tanh":
+            d_inner = (x * x * (3 * _GELU_TANH_CUBIC) + 1) * _GELU_TANH_SCALE
+            return grad * ((phi + 1) * 0.5 + x * (1 - phi * phi) * d_inner * 0.5), None
+        pdf = ctx.xp.exp(x * x * -0.5) * _INV_SQRT_2PI
+        return grad * (phi + x * pdf), None
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return LeakyRelu.apply(_floating(x), negative_slope)
+
+
+def elu(x, alpha=1.0):
+    return Elu.apply(_floating(x), alpha)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    return Softplus.apply(_floating(x), beta, threshold)
+
+
+def silu(x):
+    return Silu.apply(_floating(x))
+
+
+def gelu(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(_floating(x), approximate)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(_floating(x))
+
+
+def relu(x):
+    return Relu.apply(x)

@@ -1,0 +1,368 @@
+"""Elementwise math: exp/log, roots, powers, trig, erf, clamp, rounding (activations live in activation.py).
+
+Ops that produce fractions (exp, sqrt, sin, erf, ...) turn integer and bool tensors into the
+default float dtype first, as PyTorch does; abs, sign, square, clamp and the rounding ops keep
+integer dtypes. Backward reuses what forward computed (exp, sqrt, tan, tanh save their output).
+
+Gradient masks multiply (`grad * mask`) rather than select: on NumPy `xp.where` over a mask that
+changes element by element is several times slower.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes, kernels
+from ..autograd import Function
+from ..errors import DTypeError
+from ._util import cast, sum_to
+from .convert import clone
+
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+# exp() stays finite below these: capping -x there keeps sigmoid silent where its value is subnormal anyway.
+_EXP_LIMIT = {np.dtype(np.float16): 11.0, np.dtype(np.float32): 88.0, np.dtype(np.float64): 709.0}
+
+
+def _floating(x):
+    """Integer and bool tensors become the default float dtype (torch.exp of an int tensor is float)."""
+    return x if x.data.dtype.kind == "f" else x.to(dtype=dtypes.get_default_dtype())
+
+
+def _sigmoid(xp, x):
+    """1 / (1 + e^-x) in five passes, without overflow (and without NumPy's overflow warning)."""
+    e = -x
+    xp.minimum(e, _EXP_LIMIT[x.dtype], out=e)
+    xp.exp(e, out=e)
+    e += 1
+    return xp.reciprocal(e, out=e)
+
+
+# ---------------------------------------------------------------------------------------- erf
+# W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23 (1969),
+# as in Netlib SPECFUN's CALERF; ~1e-16 relative in float64. Coefficients in Horner order; each
+# denominator is monic. Region 1 gives erf(y) = y P(y^2)/Q(y^2); regions 2 and 3 give erfc.
+_ERF_SMALL = (
+    (1.85777706184603153e-1, 3.16112374387056560e0, 1.13864154151050156e2, 3.77485237685302021e2, 3.20937758913846947e3),
+    (1.0, 2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3, 2.84423683343917062e3),
+)
+_ERFC_MIDDLE = (
+    (2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e0, 6.61191906371416295e1,
+     2.98635138197400131e2, 8.81952221241769090e2, 1.71204761263407058e3, 2.05107837782607147e3,
+     1.23033935479799725e3),
+    (1.0, 1.57449261107098347e1, 1.17693950891312499e2, 5.37181101862009858e2, 1.62138957456669019e3,
+     3.29079923573345963e3, 4.36261909014324716e3, 3.43936767414372164e3, 1.23033935480374942e3),
+)
+_ERFC_LARGE = (
+    (1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
+     1.60837851487422766e-2, 6.58749161529837803e-4),
+    (1.0, 2.56852019228982242e0, 1.87295284992346047e0, 5.27905102951428412e-1, 6.05183413124413191e-2,
+     2.33520497626869185e-3),
+)
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+
+
+def _horner(z, coeffs):
+    out = z * coeffs[0]
+    for c in coeffs[1:-1]:
+        out += c
+        out *= z
+    out += coeffs[-1]
+    return out
+
+
+def _rational(z, pair):
+    return _horner(z, pair[0]) / _horner(z, pair[1])
+
+
+def _erf(xp, x):
+    if xp is not np:
+        return kernels.erf()(x).astype(x.dtype, copy=False)  # float16 computes in float32
+    y = np.abs(x, dtype=np.float64)  # float64 throughout, so float32 results are correctly rounded
+    out = np.empty_like(y)
+    small = y <= 0.46875
+    middle = (y <= 4.0) & ~small
+    large = ~(small | middle)  # NaN lands here and stays NaN
+    z = y[small]
+    out[small] = z * _rational(z * z, _ERF_SMALL)
+    z = y[middle]
+    out[middle] = 1.0 - np.exp(-z * z) * _rational(z, _ERFC_MIDDLE)
+    z = y[large]
+    inv_z2 = 1.0 / (z * z)
+    out[large] = 1.0 - np.exp(-z * z) / z * (_INV_SQRT_PI - inv_z2 * _rational(inv_z2, _ERFC_LARGE))
+    return np.copysign(out, x).astype(x.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- plain math functions
+class _FromInput(Function):
+    """y = f(x), whose gradient needs x: subclasses give `f(xp, x)` and `vjp(xp, x, grad)`."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.f(ctx.xp, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return ctx.vjp(ctx.xp, x, grad)
+
+
+class _FromOutput(Function):
+    """y = f(x), whose gradient is cheapest from y: subclasses give `f(xp, x)` and `vjp(xp, y, grad)`."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = ctx.f(ctx.xp, x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return ctx.vjp(ctx.xp, out, grad)
+
+
+class Exp(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.exp(x))
+    vjp = staticmethod(lambda xp, y, g: g * y)
+
+
+class Expm1(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.expm1(x))
+    vjp = staticmethod(lambda xp, y, g: g * (y + 1))
+
+
+class Log(_FromInput):
+    f = staticmethod(lambda xp, x: xp.log(x))
+    vjp = staticmethod(lambda xp, x, g: g / x)
+
+
+class Log1p(_FromInput):
+    f = staticmethod(lambda xp, x: xp.log1p(x))
+    vjp = staticmethod(lambda xp, x, g: g / (x + 1))
+
+
+class Log2(_FromInput):
+    f = staticmethod(lambda xp, x: xp.log2(x))
+    vjp = staticmethod(lambda xp, x, g: g / (x * _LN2))
+
+
+class Log10(_FromInput):
+    f = staticmethod(lambda xp, x: xp.log10(x))
+    vjp = staticmethod(lambda xp, x, g: g / (x * _LN10))
+
+
+class Sqrt(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.sqrt(x))
+    vjp = staticmethod(lambda xp, y, g: g / (y * 2))
+
+
+class Rsqrt(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.reciprocal(xp.sqrt(x)))
+    vjp = staticmethod(lambda xp, y, g: g * (y * y * y) * -0.5)
+
+
+class Square(_FromInput):
+    f = staticmethod(lambda xp, x: x * x)
+    vjp = staticmethod(lambda xp, x, g: g * (x * 2))
+
+
+class Reciprocal(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.reciprocal(x))
+    vjp = staticmethod(lambda xp, y, g: -g * (y * y))
+
+
+class Abs(_FromInput):
+    f = staticmethod(lambda xp, x: xp.abs(x))
+    vjp = staticmethod(lambda xp, x, g: g * xp.sign(x))  # 0 at x == 0, as in PyTorch
+
+
+class Sin(_FromInput):
+    f = staticmethod(lambda xp, x: xp.sin(x))
+    vjp = staticmethod(lambda xp, x, g: g * xp.cos(x))
+
+
+class Cos(_FromInput):
+    f = staticmethod(lambda xp, x: xp.cos(x))
+    vjp = staticmethod(lambda xp, x, g: -g * xp.sin(x))
+
+
+class Tan(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.tan(x))
+    vjp = staticmethod(lambda xp, y, g: g * (y * y + 1))
+
+
+class Tanh(_FromOutput):
+    f = staticmethod(lambda xp, x: xp.tanh(x))
+    vjp = staticmethod(lambda xp, y, g: g * (1 - y * y))
+
+
+class Erf(_FromInput):
+    f = staticmethod(_erf)
+    vjp = staticmethod(lambda xp, x, g: g * (xp.exp(-(x * x)) * _TWO_OVER_SQRT_PI))
+
+
+def exp(x):
+    return Exp.apply(_floating(x))
+
+
+def expm1(x):
+    return Expm1.apply(_floating(x))
+
+
+def log(x):
+    return Log.apply(_floating(x))
+
+
+def log1p(x):
+    return Log1p.apply(_floating(x))
+
+
+def log2(x):
+    return Log2.apply(_floating(x))
+
+
+def log10(x):
+    return Log10.apply(_floating(x))
+
+
+def sqrt(x):
+    return Sqrt.apply(_floating(x))
+
+
+def rsqrt(x):
+    return Rsqrt.apply(_floating(x))
+
+
+def square(x):
+    return Square.apply(x)
+
+
+def reciprocal(x):
+    return Reciprocal.apply(_floating(x))
+
+
+def abs(x):  # noqa: A001 - torch.abs
+    return Abs.apply(x)
+
+
+def sin(x):
+    return Sin.apply(_floating(x))
+
+
+def cos(x):
+    return Cos.apply(_floating(x))
+
+
+def tan(x):
+    return Tan.apply(_floating(x))
+
+
+def tanh(x):
+    return Tanh.apply(_floating(x))
+
+
+def erf(x):
+    return Erf.apply(_floating(x))
+
+
+# -------------------------------------------------------------------------------------------- clamp
+class Clamp(Function):
+    """min(max(x, lo), hi); lo and hi are numbers, tensors or None. Gradients follow PyTorch's
+    clamp_backward_min_max: x gets it where it was kept, a tensor bound where it was active."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        xp = ctx.xp
+        out = x if lo is None else xp.maximum(x, lo)
+        out = out if hi is None else xp.minimum(out, hi)
+        ctx.save_for_backward(x, lo, hi)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, lo, hi = ctx.saved_tensors
+        need_x, need_lo, need_hi = ctx.needs_input_grad
+        gx = glo = ghi = None
+        if need_x:
+            kept = x >= lo if lo is not None else x <= hi
+            if lo is not None and hi is not None:
+                kept &= x <= hi
+            gx = sum_to(grad * kept, x.shape)
+        if need_lo:
+            active = x < lo
+            if hi is not None:
+                active &= lo < hi
+            glo = sum_to(grad * active, lo.shape)
+        if need_hi:
+            active = x > hi
+            if lo is not None:
+                active |= hi < lo  # crossed bounds: the result is hi everywhere
+            ghi = sum_to(grad * active, hi.shape)
+        return gx, glo, ghi
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - torch's argument names
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given (a number or a tensor)")
+    bounds = [b for b in (min, max) if b is not None]
+    dtype = dtypes.result_type(x, *bounds)  # torch.clamp(int_tensor, min=0.5) is float
+    return Clamp.apply(cast(x, dtype), cast(min, dtype), cast(max, dtype))
+
+
+clip = clamp
+
+
+# ----------------------------------------------------------------------------------------- rounding
+class _PiecewiseConstant(Function):
+    """Rounding and sign: PyTorch's gradient is zeros (not None), so x.grad exists after backward."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (ctx.xp.zeros_like(grad),) + (None,) * (len(ctx.needs_input_grad) - 1)
+
+
+class Sign(_PiecewiseConstant):
+    forward = staticmethod(lambda ctx, x: ctx.xp.sign(x))
+
+
+class Floor(_PiecewiseConstant):
+    forward = staticmethod(lambda ctx, x: ctx.xp.floor(x))
+
+
+class Ceil(_PiecewiseConstant):
+    forward = staticmethod(lambda ctx, x: ctx.xp.ceil(x))
+
+
+class Trunc(_PiecewiseConstant):
+    forward = staticmethod(lambda ctx, x: ctx.xp.trunc(x))
+
+
+class Round(_PiecewiseConstant):
+    forward = staticmethod(lambda ctx, x, decimals: ctx.xp.round(x, decimals))  # half to even, like torch
+
+
+def sign(x):
+    if x.data.dtype.kind == "b":
+        return clone(x)
+    return Sign.apply(x)
+
+
+def floor(x):
+    return Floor.apply(x) if x.data.dtype.kind == "f" else clone(x)  # integers are already whole
+
+
+def ceil(x):
+    return Ceil.apply(x) if x.data.dtype.kind == "f" else clone(x)
+
+
+def trunc(x):
+    return Trunc.apply(x) if x.data.dtype.kind == "f" else clone(x)
+
+
+def round(x, decimals=0):  # noqa: A001 - torch.round
+    if not isinstance(decimals, int):
+        raise DTypeError(f"round: decimals must be an int, got {type(decimals).__name__} {decimals!r}")
+    return Round.apply(x, decimals) if x.data.dtype.kind == "f" else clone(x)
