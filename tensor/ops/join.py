@@ -13,6 +13,7 @@ from ..autograd import Function
 from ..errors import DeviceError, ShapeError
 from ..tensor import Tensor
 from ._util import cast, normalize_dim
+from .shape import reshape
 
 # ------------------------------------------------------------------------------------ cat / stack
 
@@ -96,8 +97,6 @@ def vstack(tensors):
 
 
 def _at_least(t, ndim):
-    from .shape import reshape
-
     shape = t.data.shape
     return t if len(shape) >= ndim else reshape(t, (1,) * (ndim - len(shape)) + shape)
 

@@ -10,6 +10,7 @@ import operator
 from ..autograd import Function
 from ..errors import ShapeError
 from ._util import normalize_dim, normalize_dims
+from .shape import sizes_arg
 
 # --------------------------------------------------------------------------------- repeat / tile
 
@@ -33,7 +34,7 @@ class Repeat(Function):
 
 def repeat(x, *sizes):
     """Copy x `sizes[i]` times along dim i (torch.Tensor.repeat); extra sizes add leading dims."""
-    sizes = _ints(sizes, "repeat")
+    sizes = sizes_arg(sizes, "repeat")
     shape = x.data.shape
     if len(sizes) < len(shape):
         raise ShapeError(
@@ -47,19 +48,9 @@ def repeat(x, *sizes):
 
 def tile(x, dims):
     """torch.tile: like repeat, but fewer counts than dims are padded with ones in front."""
-    dims = _ints((dims,), "tile")
+    dims = sizes_arg((dims,), "tile")
     missing = x.data.ndim - len(dims)
     return repeat(x, (1,) * missing + dims if missing > 0 else dims)
-
-
-def _ints(args, op):
-    """`f(2, 3)`, `f((2, 3))` and `f([2, 3])` as one tuple of ints."""
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = args[0]
-    try:
-        return tuple(map(operator.index, args))
-    except TypeError:
-        raise TypeError(f"{op}: expected ints (or one tuple of ints), got {args!r}") from None
 
 
 # ---------------------------------------------------------------------------------- flip / roll
@@ -78,7 +69,7 @@ class Flip(Function):
 
 def flip(x, *dims):
     """Reverse the order of elements along `dims` (ints, or one tuple/list)."""
-    return Flip.apply(x, normalize_dims(_ints(dims, "flip"), x.data.ndim, "flip"))
+    return Flip.apply(x, normalize_dims(sizes_arg(dims, "flip"), x.data.ndim, "flip"))
 
 
 class Roll(Function):
@@ -99,7 +90,7 @@ def roll(x, shifts, dims=None):
         if not isinstance(shifts, int) and len(shifts) != 1:
             raise ShapeError(f"roll: without dims, shifts must be one int, got {shifts}")
         return Roll.apply(x, operator.index(shifts if isinstance(shifts, int) else shifts[0]), None)
-    shifts, dims = _ints((shifts,), "roll"), _ints((dims,), "roll")
+    shifts, dims = sizes_arg((shifts,), "roll"), sizes_arg((dims,), "roll")
     if len(shifts) != len(dims):
         raise ShapeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
     axes = tuple(normalize_dim(d, x.data.ndim, "roll") for d in dims)
@@ -242,7 +233,7 @@ def pad(input, pad, mode="constant", value=None):  # noqa: A002 - torch.nn.funct
 
 def _pad_widths(pad, shape):
     """torch's flat, last-dim-first pad list as NumPy's ((before, after), ...) for every dim."""
-    pad = _ints((pad,), "pad")
+    pad = sizes_arg((pad,), "pad")
     if len(pad) % 2 or len(pad) > 2 * len(shape):
         raise ShapeError(
             f"pad: {pad} must hold a (before, after) pair per padded dim, last dim first, for at most the "

@@ -75,7 +75,7 @@ class Expand(Function):
 # ---------------------------------------------------------------------------------- size parsing
 
 
-def _sizes(args, op):
+def sizes_arg(args, op):
     """`f(2, 3)`, `f((2, 3))` and `f([2, 3])` as one tuple of ints."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = args[0]
@@ -117,7 +117,7 @@ def _permutation(dims, ndim, op):
 
 def reshape(x, *shape):
     """x's elements in `shape` (ints or one tuple; one size may be -1)."""
-    shape = _target_shape(_sizes(shape, "reshape"), x.data.shape, "reshape")
+    shape = _target_shape(sizes_arg(shape, "reshape"), x.data.shape, "reshape")
     return Reshape.apply(x, shape)
 
 
@@ -125,7 +125,7 @@ def view(x, *shape):
     """Like reshape (see the module docstring for how it differs from PyTorch's view)."""
     if len(shape) == 1 and isinstance(shape[0], (str, type, np.dtype)):
         raise TypeError(f"view: reinterpreting as dtype {shape[0]!r} is not supported; use .to(dtype) to convert")
-    shape = _target_shape(_sizes(shape, "view"), x.data.shape, "view")
+    shape = _target_shape(sizes_arg(shape, "view"), x.data.shape, "view")
     return Reshape.apply(x, shape)
 
 
@@ -155,7 +155,7 @@ def unflatten(x, dim, sizes):
     """Split dim `dim` into `sizes` (one of which may be -1)."""
     shape = x.data.shape
     d = normalize_dim(dim, len(shape), "unflatten")
-    sizes = _sizes((sizes,), "unflatten")
+    sizes = sizes_arg((sizes,), "unflatten")
     if not sizes:
         raise ShapeError("unflatten: sizes must not be empty")
     try:
@@ -190,7 +190,7 @@ def unsqueeze(x, dim):
 
 def permute(x, *dims):
     """Reorder the dims: out.shape[i] == x.shape[dims[i]]."""
-    dims = _sizes(dims, "permute")
+    dims = sizes_arg(dims, "permute")
     return Permute.apply(x, _permutation(dims, x.data.ndim, "permute"))
 
 
@@ -252,7 +252,7 @@ def matrix_transpose(x):
 
 def expand(x, *sizes):
     """x broadcast to `sizes` without copying: new dims go in front, -1 keeps a size, only size-1 dims grow."""
-    sizes = _sizes(sizes, "expand")
+    sizes = sizes_arg(sizes, "expand")
     shape = x.data.shape
     lead = len(sizes) - len(shape)
     if lead < 0:
