@@ -38,6 +38,7 @@ class Optimizer:
                 f"{type(self).__name__}: params should be an iterable of Tensors or dicts, but got a Tensor; "
                 "pass [tensor] or model.parameters()"
             )
+        _check_ordered(params)
         groups = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty parameter list; is the model empty?")
@@ -174,9 +175,14 @@ class Optimizer:
 def _param_list(params) -> list:
     if isinstance(params, Tensor):
         return [_checked_param(params, 0)]
-    if isinstance(params, (set, frozenset)):
-        raise TypeError("optimizer parameters must be an ordered collection (a list); a set's order varies between runs")
+    _check_ordered(params)
     return [_checked_param(p, index) for index, p in enumerate(params)]
+
+
+def _check_ordered(params):
+    if isinstance(params, (set, frozenset)):
+        raise TypeError("optimizer parameters must be an ordered collection (a list): a set's order varies between "
+                        "runs, which would scramble the saved state")
 
 
 def _checked_param(p, index):
