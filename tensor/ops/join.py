@@ -52,16 +52,17 @@ class Stack(Function):
 def cat(tensors, dim=0):
     """Join tensors along an existing dim; all other sizes must match."""
     tensors = _checked_list(tensors, "cat")
-    if any(t.data.shape == (0,) for t in tensors) and any(t.data.ndim != 1 for t in tensors):
+    shapes = [t.data.shape for t in tensors]
+    if (0,) in shapes and any(len(shape) != 1 for shape in shapes):
         # PyTorch's legacy rule: 1-D empty tensors are skipped whatever the others' shapes.
         tensors = [t for t in tensors if t.data.shape != (0,)] or tensors[:1]
-    first = tensors[0].data.shape
+        shapes = [t.data.shape for t in tensors]
+    first = shapes[0]
     if not first:
         raise ShapeError("cat: tensor 0 is zero-dimensional and cannot be concatenated; use stack, or unsqueeze(0)")
     d = normalize_dim(dim, len(first), "cat")
-    for i, t in enumerate(tensors):
-        shape = t.data.shape
-        if len(shape) != len(first) or shape[:d] != first[:d] or shape[d + 1 :] != first[d + 1 :]:
+    for i, shape in enumerate(shapes):
+        if shape != first and (len(shape) != len(first) or shape[:d] != first[:d] or shape[d + 1 :] != first[d + 1 :]):
             raise ShapeError(
                 f"cat: tensor {i} has shape {tuple(shape)} but tensor 0 has shape {tuple(first)}; sizes must match "
                 f"in every dim except the joined dim {dim}"

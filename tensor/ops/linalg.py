@@ -156,10 +156,14 @@ class Einsum(Function):
 
     @staticmethod
     def forward(ctx, spec, *arrays):
-        inputs, output = spec
+        inputs, output, equation = spec
         ctx.spec = spec
         ctx.save_for_backward(*arrays)
-        out = ctx.xp.einsum(f"{','.join(inputs)}->{output}", *arrays, optimize=_worth_optimizing(arrays))
+        try:
+            out = ctx.xp.einsum(f"{','.join(inputs)}->{output}", *arrays, optimize=_worth_optimizing(arrays))
+        except ValueError as exc:
+            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
+            raise ShapeError(f"einsum: {equation!r} does not fit operands of shapes {shapes} ({exc})") from None
         # With one operand and nothing summed, NumPy returns a view (a transpose or a diagonal).
         if len(arrays) == 1 and ctx.xp.may_share_memory(out, arrays[0]):
             ctx.view_of = 1
@@ -168,7 +172,7 @@ class Einsum(Function):
     @staticmethod
     def backward(ctx, grad):
         arrays = ctx.saved_tensors
-        inputs, output = ctx.spec
+        inputs, output, _ = ctx.spec
         grads = [None]
         for i, need in enumerate(ctx.needs_input_grad[1:]):
             grads.append(_einsum_grad(ctx.xp, grad, arrays, inputs, output, i) if need else None)
@@ -227,9 +231,9 @@ def _grad_equation(inputs, output, i):
 
 @functools.lru_cache(maxsize=1024)
 def _parse(equation, ndims):
-    """Explicit subscripts per operand and for the output: '...' becomes fresh letters (broadcast
-    right-aligned), and a missing '->' gives the implicit output (ellipsis dims, then the letters
-    that occur once, sorted)."""
+    """(subscripts per operand, output subscripts, equation), all explicit: '...' becomes fresh
+    letters (broadcast right-aligned), and a missing '->' gives the implicit output (ellipsis dims,
+    then the letters that occur once, sorted)."""
     lhs, arrow, rhs = equation.replace(" ", "").partition("->")
     terms = lhs.split(",")
     if len(terms) != len(ndims):
@@ -250,7 +254,7 @@ def _parse(equation, ndims):
     else:
         counts = "".join(t.replace("...", "") for t in terms)
         output = batch + "".join(sorted(c for c in set(counts) if counts.count(c) == 1))
-    return inputs, output
+    return inputs, output, equation
 
 
 def _expand_term(term, ndim, batch, equation, k):

@@ -169,6 +169,8 @@ EINSUM_ERRORS = [
     ("ij->k", [(2, 3)], r"names one no operand has"),
     ("ij->ii", [(2, 3)], r"repeats a letter"),
     ("...ijk->i", [(2, 3)], r"operand 0 has 2 dims, fewer than the 3 letters"),
+    ("ij,jk->ik", [(2, 3), (4, 5)], r"einsum: 'ij,jk->ik' does not fit operands of shapes \(2, 3\), \(4, 5\)"),
+    ("ii->i", [(2, 3)], r"einsum: 'ii->i' does not fit operands of shapes \(2, 3\)"),
 ]
 
 
@@ -176,3 +178,12 @@ EINSUM_ERRORS = [
 def test_einsum_errors(device, equation, shapes, message):
     with pytest.raises((ShapeError, ValueError), match=message):
         tensor.einsum(equation, *[make(data(*s), device) for s in shapes])
+
+
+def test_einsum_without_summation_is_a_view_sharing_the_version(device):
+    x = make(data(2, 3), device)
+    y = tensor.einsum("ij->ji", x)
+    with tensor.no_grad():
+        x.add_(1.0)
+    np.testing.assert_allclose(to_numpy(y), data(2, 3).T + 1.0)
+    assert y._version == x._version == 1
