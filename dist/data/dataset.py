@@ -16,6 +16,7 @@ import json
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
 
 from .columns import Column, normalize_columns, table_to_numpy
 from .index import DatasetIndex
@@ -117,10 +118,17 @@ class Dataset:
         """A reader for this thread; close() it when done."""
         return self.source.reader()
 
-    def read(self, reader: PartReader, starts: np.ndarray, stops: np.ndarray) -> Batch:
-        """The rows with ids in [starts[i], stops[i]) for each i, in order, as {name: array (rows, ...)}."""
-        table = self.index.read(reader, starts, stops, self.column_names)
+    def read_table(self, reader: PartReader, starts: np.ndarray, stops: np.ndarray) -> pa.Table:
+        """The rows with ids in [starts[i], stops[i]) for each i, in order, with this dataset's columns."""
+        return self.index.read(reader, starts, stops, self.column_names)
+
+    def to_numpy(self, table: pa.Table) -> Batch:
+        """{name: array of shape (rows, *sample shape)} with each column's dtype and shape."""
         return table_to_numpy(table, self.columns)
+
+    def read(self, reader: PartReader, starts: np.ndarray, stops: np.ndarray) -> Batch:
+        """read_table then to_numpy."""
+        return self.to_numpy(self.read_table(reader, starts, stops))
 
     def apply_transform(self, batch: Batch) -> Batch:
         if self.transform is None:

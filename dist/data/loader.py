@@ -32,8 +32,10 @@ class ShardedLoader:
     drop_last: True leaves out the rows that cannot fill a batch on every rank (fewer than
         world_size * batch_size per epoch, a different few each epoch); False pads the epoch by
         repeating samples from its start, so every sample is seen and some twice.
-    shuffle_buffer: rows per local shuffle window (rounded up to a multiple of batch_size).
-    prefetch: batches read ahead on the background thread; 0 reads on the consumer's thread.
+    shuffle_buffer: rows per local shuffle window (rounded up to a multiple of batch_size); also
+        the unit of reading ahead, so memory holds about (prefetch + 2) windows.
+    prefetch: windows read, shuffled, converted and transformed ahead on the background thread
+        (the depth of its queue); 0 does all of it on the consumer's thread.
     device: None yields dicts of NumPy arrays; otherwise numeric arrays become engine tensors via
         tensor.as_tensor(array, device=device) (string/object columns stay NumPy).
     name: the name progress is kept under (default dataset.name); one per distinct dataset.
@@ -51,7 +53,7 @@ class ShardedLoader:
             raise TypeError(f"dataset must be a dist.data.Dataset, got {type(dataset).__name__}; wrap it: Dataset(source)")
         _check_rank(rank, world_size)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an int >= 0 (batches read ahead; 0 = no thread), got {prefetch!r}")
+            raise ValueError(f"prefetch must be an int >= 0 (windows read ahead; 0 = no thread), got {prefetch!r}")
         self.dataset, self.rank, self.world_size = dataset, rank, world_size
         self.config = PlanConfig(batch_size, bool(shuffle), seed, bool(drop_last), shuffle_buffer)
         self.prefetch, self.device = prefetch, device
@@ -95,12 +97,15 @@ class ShardedLoader:
 
     def _pass(self, plan: RankPlan):
         """Yield the plan's remaining batches, reporting each as consumed as it is handed out."""
-        batches = self._active = self._batch_source(plan)
+        windows = self._active = self._window_source(plan)
+        consumed = plan.skip_batches
         try:
-            for consumed, batch in enumerate(batches, start=plan.skip_batches + 1):
-                self._client.report(self.name, plan.epoch, plan.generation, self.rank, consumed)
-                yield self._to_device(batch)
-            if self._active is not batches:
+            for batches in windows:
+                for batch in batches:
+                    consumed += 1
+                    self._client.report(self.name, plan.epoch, plan.generation, self.rank, consumed)
+                    yield self._to_device(batch)
+            if self._active is not windows:
                 raise LoaderClosedError(
                     f"this pass over {self.name!r} was stopped by close() or by starting another pass; "
                     f"iterate the loader again to continue the epoch"
@@ -108,17 +113,19 @@ class ShardedLoader:
             self._advance_on_next_pass = True
             self._client.flush()
         finally:
-            _close(batches)
-            if self._active is batches:
+            _close(windows)
+            if self._active is windows:
                 self._active = None
+            self._client.send_pending()  # an early stop still records what was handed out
 
-    def _batch_source(self, plan: RankPlan):
+    def _window_source(self, plan: RankPlan):
         if self.prefetch == 0:
-            return _read_batches(self.dataset, plan)
-        return Prefetcher(lambda: _read_batches(self.dataset, plan), self.prefetch,
+            return _read_windows(self.dataset, plan)
+        return Prefetcher(lambda: _read_windows(self.dataset, plan), self.prefetch,
                           name=f"raygrad-data-{self.name}-rank{self.rank}")
 
     def _plan(self) -> RankPlan:
+        self._client.flush()  # the plan's skip count must include every batch handed out
         return self._client.call("data_plan", self.name, self.epoch, self.rank, self.world_size, self.config.to_dict())
 
     def _to_device(self, batch: Batch) -> Batch:
@@ -177,20 +184,24 @@ class ShardedLoader:
                 f"epoch={self.epoch}, prefetch={self.prefetch}, device={self.device!r})")
 
 
-def _read_batches(dataset: Dataset, plan: RankPlan):
-    """The plan's batches from skip_batches on: read a window, permute it, slice batches, transform."""
+def _read_windows(dataset: Dataset, plan: RankPlan):
+    """Each window's batches from skip_batches on, as a list: read the window's rows, permute them
+    (Arrow's take, which also leaves one contiguous chunk for zero-copy NumPy views), convert, slice
+    into batches, transform. Whole windows go through the queue: one hand-off per window, not per batch."""
     batch_size, window_rows = plan.config.batch_size, plan.config.window_rows
     first_row = plan.skip_batches * batch_size
     reader = dataset.reader()
     try:
         for window in range(first_row // window_rows, math.ceil(plan.num_rows / window_rows)):
             begin, end = plan.window_bounds(window)
-            columns = dataset.read(reader, *stream_slice(plan.starts, plan.stops, begin, end))
+            table = dataset.read_table(reader, *stream_slice(plan.starts, plan.stops, begin, end))
             order = plan.window_order(window)
             if order is not None:
-                columns = {key: value[order] for key, value in columns.items()}
-            for offset in range(max(first_row, begin) - begin, end - begin, batch_size):
-                yield dataset.apply_transform({key: value[offset : offset + batch_size] for key, value in columns.items()})
+                table = table.take(order)
+            columns = dataset.to_numpy(table)
+            offsets = range(max(first_row, begin) - begin, end - begin, batch_size)
+            yield [dataset.apply_transform({key: value[o : o + batch_size] for key, value in columns.items()})
+                   for o in offsets]
     finally:
         reader.close()
 
