@@ -42,10 +42,10 @@ class DataClient:
 
         return ray.get(getattr(self.target, method).remote(*args), timeout=self.timeout_s)
 
-    def report(self, name: str, epoch: int, generation: int, rank: int, batches: int) -> None:
+    def report(self, name: str, epoch: int, generation: int, rank: int, batches: int, token: str) -> None:
         """Note that `rank` consumed `batches` batches; sent at most every report_interval_s (the
         latest count per pass; counts are cumulative, so skipped intermediate ones lose nothing)."""
-        self._pending[(name, epoch, generation, rank)] = batches
+        self._pending[(name, epoch, generation, rank, token)] = batches
         if time.monotonic() - self._last_sent >= self.report_interval_s:
             self.send_pending()
 
@@ -53,11 +53,12 @@ class DataClient:
         """Send unsent counts without waiting for them to land."""
         pending, self._pending = self._pending, {}
         self._last_sent = time.monotonic()
-        for (name, epoch, generation, rank), batches in pending.items():
+        for key, batches in pending.items():
+            name, epoch, generation, rank, token = key
             if self.remote:
-                self._in_flight.append(self.target.data_report.remote(name, epoch, generation, rank, batches))
+                self._in_flight.append(self.target.data_report.remote(name, epoch, generation, rank, batches, token))
             else:
-                self.target.data_report(name, epoch, generation, rank, batches)
+                self.target.data_report(name, epoch, generation, rank, batches, token)
         if len(self._in_flight) > _MAX_IN_FLIGHT:
             self._collect_landed()
 

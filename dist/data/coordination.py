@@ -42,9 +42,10 @@ class DataCoordinatorMixin:
         """See DataService.data_plan."""
         return self._data().data_plan(name, epoch, rank, world_size, config)
 
-    def data_report(self, name: str, epoch: int, generation: int, rank: int, batches: int) -> bool:
+    def data_report(self, name: str, epoch: int, generation: int, rank: int, batches: int,
+                    token: str | None = None) -> bool:
         """See DataService.data_report."""
-        return self._data().data_report(name, epoch, generation, rank, batches)
+        return self._data().data_report(name, epoch, generation, rank, batches, token)
 
     def data_resume_epoch(self, name: str) -> int:
         """See DataService.data_resume_epoch."""

@@ -103,7 +103,7 @@ class ShardedLoader:
             for batches in windows:
                 for batch in batches:
                     consumed += 1
-                    self._client.report(self.name, plan.epoch, plan.generation, self.rank, consumed)
+                    self._client.report(self.name, plan.epoch, plan.generation, self.rank, consumed, plan.token)
                     yield self._to_device(batch)
             if self._active is not windows:
                 raise LoaderClosedError(

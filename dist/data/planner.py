@@ -19,7 +19,7 @@ rows were consumed; progress needs nothing more than those counts (see progress.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -89,6 +89,7 @@ class RankPlan:
     stops: np.ndarray
     num_batches: int
     skip_batches: int = 0
+    token: str = ""  # the generation's identity, echoed in progress reports
 
     @property
     def num_rows(self) -> int:
@@ -111,8 +112,6 @@ class RankPlan:
         key = [self.config.seed, _WINDOW_TAG, self.epoch, self.generation, self.rank, window]
         return np.random.default_rng(key).permutation(end - begin)
 
-    def with_skip(self, skip_batches: int) -> RankPlan:
-        return replace(self, skip_batches=skip_batches)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ batches they have consumed (a count, cumulative, so late or reordered reports ar
 restart seals the open generation; the next plan request opens a new one over exactly the rows the
 earlier generations did not consume, on whatever world size asks. Plans are deterministic, so the
 saved state is only counts: {"epochs": {"3": [{"world_size": 2, "num_batches": 40,
-"consumed": [17, 17], "config": {...}}]}}, small enough for every checkpoint.
+"consumed": [17, 17], "config": {...}, "token": "..."}]}}, small enough for every checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field, replace
 
 from .errors import DataStateError
 from .planner import EpochPlan, PlanConfig, RankPlan, ShardPlanner
@@ -29,6 +30,9 @@ class Generation:
     num_batches: int
     consumed: list[int]
     sealed: bool = False
+    # Identifies this generation among all runs: a report from a crashed run that planned a
+    # generation with the same index (after a restore from an older checkpoint) must not count.
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
     def complete(self) -> bool:
@@ -40,6 +44,7 @@ class Generation:
             "num_batches": self.num_batches,
             "consumed": list(self.consumed),
             "config": self.config.to_dict(),
+            "token": self.token,
         }
 
     @classmethod
@@ -51,6 +56,7 @@ class Generation:
                 num_batches=int(data["num_batches"]),
                 consumed=[int(count) for count in data["consumed"]],
                 sealed=True,  # whatever was running when the state was saved has stopped
+                token=str(data["token"]),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise DataStateError(f"saved generation {data!r} is malformed ({error!r})") from None
@@ -92,15 +98,18 @@ class DataProgress:
             current = self._open_generation(epoch, world_size, config)
         index = len(generations) - 1
         rank_plan = self._epoch_plan(epoch, index).ranks[rank]
-        return rank_plan.with_skip(current.consumed[rank])
+        return replace(rank_plan, skip_batches=current.consumed[rank], token=current.token)
 
-    def report(self, epoch: int, generation: int, rank: int, batches: int) -> bool:
-        """Record that `rank` has consumed its first `batches` batches. Returns False (and changes
-        nothing) for a sealed or unknown generation: a report from before a restart."""
+    def report(self, epoch: int, generation: int, rank: int, batches: int, token: str | None = None) -> bool:
+        """Record that `rank` has consumed its first `batches` batches of a generation (and, if
+        given, the generation's token from its RankPlan). Returns False, changing nothing, for a
+        sealed, unknown or differently-tokened generation: a report from before a restart."""
         generations = self._epochs.get(epoch, [])
         if not 0 <= generation < len(generations) or generations[generation].sealed:
             return False
         current = generations[generation]
+        if token is not None and token != current.token:
+            return False
         if not 0 <= rank < current.world_size or not 0 <= batches <= current.num_batches:
             raise DataStateError(
                 f"report of {batches} batches by rank {rank} does not fit epoch {epoch} generation "

@@ -58,11 +58,12 @@ class DataService:
         with self._lock:
             return self._get(name).plan(epoch, rank, world_size, plan_config)
 
-    def data_report(self, name: str, epoch: int, generation: int, rank: int, batches: int) -> bool:
-        """Record that `rank` consumed its first `batches` batches of (epoch, generation).
-        False when the generation was sealed by a restart (a late report, ignored)."""
+    def data_report(self, name: str, epoch: int, generation: int, rank: int, batches: int,
+                    token: str | None = None) -> bool:
+        """Record that `rank` consumed its first `batches` batches of (epoch, generation); token is
+        the RankPlan's. False when a restart sealed the generation (a late report, ignored)."""
         with self._lock:
-            return self._get(name).report(epoch, generation, rank, batches)
+            return self._get(name).report(epoch, generation, rank, batches, token)
 
     def data_resume_epoch(self, name: str) -> int:
         """The epoch a (re)started training loop should begin with for dataset `name`."""

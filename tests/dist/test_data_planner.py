@@ -177,6 +177,17 @@ def test_late_report_to_a_sealed_generation_is_ignored():
     assert progress.consumed(0).num_rows == 12
 
 
+def test_report_from_another_run_of_the_same_generation_is_ignored():
+    config = PlanConfig(batch_size=4)
+    progress = DataProgress(UNIT_ROWS)
+    stale = progress.plan(0, 0, 2, config)
+    progress.load_state({"epochs": {}})  # restored from an older checkpoint: generation 0 again
+    fresh = progress.plan(0, 0, 2, config)
+    assert fresh.generation == stale.generation == 0 and fresh.token != stale.token
+    assert progress.report(0, 0, 0, 3, token=stale.token) is False
+    assert progress.report(0, 0, 0, 3, token=fresh.token) is True
+
+
 def test_report_beyond_the_plan_is_an_error():
     progress = DataProgress(UNIT_ROWS)
     plan = progress.plan(0, 1, 2, PlanConfig(batch_size=4))
