@@ -26,8 +26,10 @@ _GELU_BACKWARD = {
         dx = g * (cdf + x * pdf);
     """,
     "tanh": """
-        const T x2 = x * x;
-        const T t = tanh(T(0.79788456080286536) * (x + T(0.044715) * x2 * x));
+        // x clipped to +-40 where tanh is +-1: x^2 stays finite, so (1 - t^2) * d_inner is 0, not 0 * inf
+        const T xc = x > T(40) ? T(40) : (x < T(-40) ? T(-40) : x);
+        const T x2 = xc * xc;
+        const T t = tanh(T(0.79788456080286536) * (xc + T(0.044715) * x2 * xc));
         const T d_inner = T(0.79788456080286536) * (T(1) + T(0.134145) * x2);
         dx = g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * d_inner);
     """,

@@ -18,6 +18,9 @@ from .unary import _erf, _floating, _FromOutput, _sigmoid
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_TANH_SCALE, _GELU_TANH_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
+# Beyond +-40 the normal CDF is 0 or 1 and its density 0 in every float dtype, and 40^3 still fits
+# in float16: gelu's inner terms use x clipped there, so x^2 and x^3 never overflow.
+_GELU_CLIP = 40.0
 
 
 class Sigmoid(_FromOutput):
@@ -72,7 +75,9 @@ class Softplus(Function):
         scaled = x if beta == 1 else x * beta
         ctx.save_for_backward(scaled)
         ctx.beta, ctx.threshold = beta, threshold
-        soft = xp.log1p(xp.exp(xp.minimum(scaled, threshold)))
+        # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): no overflow for any dtype or threshold
+        soft = xp.log1p(xp.exp(-xp.abs(scaled)))
+        soft += xp.maximum(scaled, 0)
         if beta != 1:
             soft /= beta
         return xp.where(scaled > threshold, x, soft)  # the mask is almost always uniform: fast
@@ -116,9 +121,12 @@ class Gelu(Function):
             ctx.save_for_backward(x)
             return kernels.gelu_forward(approximate)(x)
         if approximate == "tanh":
-            t = xp.tanh((x + x * x * x * _GELU_TANH_CUBIC) * _GELU_TANH_SCALE)
+            clipped = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
+            t = xp.tanh((clipped + clipped * clipped * clipped * _GELU_TANH_CUBIC) * _GELU_TANH_SCALE)
+            t += 1
+            t *= 0.5  # now the CDF, like phi in the exact branch
             ctx.save_for_backward(x, t)
-            return x * (t + 1) * 0.5
+            return x * t
         cdf = _erf(xp, x * math.sqrt(0.5))
         cdf += 1
         cdf *= 0.5
@@ -131,10 +139,12 @@ class Gelu(Function):
         if len(saved) == 1:
             return kernels.gelu_backward(ctx.approximate)(grad, saved[0]), None
         x, phi = saved
+        clipped = ctx.xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
         if ctx.approximate == "tanh":
-            d_inner = (x * x * (3 * _GELU_TANH_CUBIC) + 1) * _GELU_TANH_SCALE
-            return grad * ((phi + 1) * 0.5 + x * (1 - phi * phi) * d_inner * 0.5), None
-        pdf = ctx.xp.exp(x * x * -0.5) * _INV_SQRT_2PI
+            d_inner = (clipped * clipped * (3 * _GELU_TANH_CUBIC) + 1) * _GELU_TANH_SCALE
+            # phi = (1 + t) / 2, so d phi / d inner = (1 - t^2) / 2 = 2 phi (1 - phi)
+            return grad * (phi + x * (phi * (1 - phi) * 2) * d_inner), None
+        pdf = ctx.xp.exp(clipped * clipped * -0.5) * _INV_SQRT_2PI
         return grad * (phi + x * pdf), None
 
 

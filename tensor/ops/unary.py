@@ -289,17 +289,17 @@ class Clamp(Function):
         if need_x:
             kept = x >= lo if lo is not None else x <= hi
             if lo is not None and hi is not None:
-                kept &= x <= hi
+                kept = kept & (x <= hi)
             gx = sum_to(grad * kept, x.shape)
         if need_lo:
             active = x < lo
             if hi is not None:
-                active &= lo < hi
+                active = active & (lo < hi)
             glo = sum_to(grad * active, lo.shape)
         if need_hi:
             active = x > hi
             if lo is not None:
-                active |= hi < lo  # crossed bounds: the result is hi everywhere
+                active = active | (hi < lo)  # crossed bounds: the result is hi everywhere
             ghi = sum_to(grad * active, hi.shape)
         return gx, glo, ghi
 
