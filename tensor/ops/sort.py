@@ -16,7 +16,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import _wrap
 from ._util import normalize_dim
-from .index import along_dim
+from .gather import along_dim
 
 # torch.return_types.sort / .topk: tuples that also name their fields.
 sort_result = namedtuple("sort", ["values", "indices"])
@@ -24,24 +24,27 @@ topk_result = namedtuple("topk", ["values", "indices"])
 
 
 def _argsort(xp, x, axis, descending, stable):
-    kind = "stable" if stable else None
     if not descending:
-        return xp.argsort(x, axis=axis, kind=kind)
-    order = xp.argsort(xp.flip(x, axis), axis=axis, kind=kind)
+        return _argsort_ascending(xp, x, axis, stable)
+    order = _argsort_ascending(xp, xp.flip(x, axis), axis, stable)
     return (x.shape[axis] - 1) - xp.flip(order, axis)
+
+
+def _argsort_ascending(xp, x, axis, stable):
+    if xp is np:
+        return np.argsort(x, axis=axis, kind="stable" if stable else None)
+    return x.argsort(axis=axis)  # CuPy's sort is always stable and takes no `kind`
 
 
 def _topk_indices(xp, x, k, axis, largest, sorted):  # noqa: A002 - torch's argument name
     n = x.shape[axis]
     if k == 0:
         return xp.empty(x.shape[:axis] + (0,) + x.shape[axis + 1:], np.int64)
-    if 2 * k >= n:  # most of the line is wanted anyway: one full sort
-        order = _argsort(xp, x, axis, largest, stable=False)
-        return order if k == n else xp.take(order, xp.arange(k), axis=axis)
+    if 2 * k >= n or xp is not np:  # most of the line is wanted (or CuPy, whose argpartition sorts fully)
+        return _argsort(xp, x, axis, largest, stable=False)[(slice(None),) * axis + (slice(0, k),)]
     # Few wanted: partition (linear time), then order only the k winners.
-    kth = n - k if largest else k - 1
-    winners = slice(n - k, n) if largest else slice(0, k)
-    picked = xp.take(xp.argpartition(x, kth, axis=axis), xp.arange(n)[winners], axis=axis)
+    kth, winners = (n - k, slice(n - k, n)) if largest else (k - 1, slice(0, k))
+    picked = xp.argpartition(x, kth, axis=axis)[(slice(None),) * axis + (winners,)]
     if not sorted:
         return picked
     order = _argsort(xp, xp.take_along_axis(x, picked, axis=axis), axis, largest, stable=False)
