@@ -20,8 +20,8 @@ from .sparse import Embedding
 
 # ---- convolution, pooling, attention, transformer, rnn layers: filled in by their author
 # ---- (conv.py, pooling.py, attention.py, transformer.py, rnn.py), e.g.
-# from .conv import Conv1d, Conv2d, ConvTranspose2d
-# from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 # from .attention import MultiheadAttention
 # from .transformer import TransformerEncoder, TransformerEncoderLayer
 # from .rnn import GRU, LSTM

@@ -1,0 +1,293 @@
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d; interpolate lives in resample.py.
+
+Window ops loop over the kernel taps (kh*kw strided views of the padded input, each the size of
+the output), never over pixels: a tap's view is basic slicing, so every step is one vectorised
+pass. The padded copy is made only when padding or ceil_mode needs it, and in the input's memory
+order (a convolution's output is channels-outermost), so the copy reads contiguous runs.
+"""
+from __future__ import annotations
+
+from ...autograd import Function
+from ...errors import DTypeError, ShapeError
+from ...tensor import Tensor
+
+# ------------------------------------------------------------------------------------ geometry
+
+
+class _Window:
+    """One pooling window along an axis of size n: kernel k, stride s, padding p, dilation d."""
+
+    def __init__(self, n, k, s, p, d, ceil_mode):
+        self.n, self.k, self.s, self.p, self.d = n, k, s, p, d
+        span = d * (k - 1) + 1
+        self.out = (n + 2 * p - span + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (self.out - 1) * s >= n + p:  # the last window would start in the padding
+            self.out -= 1
+        # A ceil_mode window may run past the padded edge: the source must cover it.
+        self.source = max(n + 2 * p, (self.out - 1) * s + span)
+
+    def tap(self, i):
+        """The slice of the padded source that kernel tap i reads for every output."""
+        start = i * self.d
+        return slice(start, start + (self.out - 1) * self.s + 1, self.s)
+
+    @property
+    def disjoint(self):
+        """Do the taps of different windows never touch the same input (so grads can be assigned)?"""
+        return self.s >= self.d * (self.k - 1) + 1
+
+
+def _windows(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    kh, kw = _pair(kernel_size, op, "kernel_size", 1)
+    sh, sw = (kh, kw) if stride is None or stride == [] or stride == () else _pair(stride, op, "stride", 1)
+    ph, pw = _pair(padding, op, "padding", 0)
+    dh, dw = _pair(dilation, op, "dilation", 1)
+    for k, p, d in ((kh, ph, dh), (kw, pw, dw)):
+        if 2 * p > d * (k - 1) + 1:
+            raise ValueError(
+                f"{op}: padding {(ph, pw)} must be at most half the (dilated) kernel size {(kh, kw)}; "
+                "reduce the padding"
+            )
+    H, W = x.shape[-2:]
+    rows, cols = _Window(H, kh, sh, ph, dh, ceil_mode), _Window(W, kw, sw, pw, dw, ceil_mode)
+    if rows.out < 1 or cols.out < 1:
+        raise ShapeError(
+            f"{op}: output size {(rows.out, cols.out)} is too small for input {tuple(x.shape)} with kernel "
+            f"{(kh, kw)}, stride {(sh, sw)}, padding {(ph, pw)}, dilation {(dh, dw)}; use a smaller kernel"
+        )
+    return rows, cols
+
+
+def _pair(value, op, name, minimum):
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not all(isinstance(v, int) and v >= minimum for v in values):
+        raise ValueError(f"{op}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return values
+
+
+def _check_input(op, x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
+    if x.ndim not in (3, 4):
+        raise ShapeError(f"{op}: expected a 4-d (N, C, H, W) or 3-d (C, H, W) input, got shape {tuple(x.shape)}")
+
+
+def _channels_outermost(x):
+    """Is x laid out (C, N, H, W) in memory, as a convolution's output is?"""
+    return x.strides[1] > x.strides[0] and x.shape[0] > 1
+
+
+def _blank(shape, like, fill, xp):
+    """A (N, C, H, W) array filled with `fill`, in the memory order of `like` (a view when permuted)."""
+    N, C, H, W = shape
+    if _channels_outermost(like):
+        return xp.full((C, N, H, W), fill, dtype=like.dtype).transpose(1, 0, 2, 3)
+    return xp.full(shape, fill, dtype=like.dtype)
+
+
+def _source(x, rows, cols, fill, xp):
+    """x padded by `fill` to cover every window, or x itself when nothing needs padding."""
+    if rows.source == rows.n and cols.source == cols.n:
+        return x
+    src = _blank(x.shape[:2] + (rows.source, cols.source), x, fill, xp)
+    src[:, :, rows.p : rows.p + rows.n, cols.p : cols.p + cols.n] = x
+    return src
+
+
+def _taps(array, rows, cols):
+    """(tap number, view) for every kernel tap, row-major like the kernel."""
+    for i in range(rows.k):
+        for j in range(cols.k):
+            yield i * cols.k + j, array[:, :, rows.tap(i), cols.tap(j)]
+
+
+def _crop(padded, rows, cols):
+    return padded[:, :, rows.p : rows.p + rows.n, cols.p : cols.p + cols.n]
+
+
+def _batched(x):
+    return x if x.ndim == 4 else x[None]
+
+
+def _unbatched_like(y, x):
+    return y if x.ndim == 4 else y[0]
+
+
+# ------------------------------------------------------------------------------------ max pool
+
+
+class MaxPool2d(Function):
+    """Window maxima (NaN propagates); backward routes each gradient to its window's first maximum."""
+
+    @staticmethod
+    def forward(ctx, x, rows, cols, return_indices):
+        xp = ctx.xp
+        x4 = _batched(x)
+        low = -xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
+        views = [view for _, view in _taps(_source(x4, rows, cols, low, xp), rows, cols)]
+        out = views[0].copy() if len(views) == 1 else xp.maximum(views[0], views[1])
+        for view in views[2:]:
+            xp.maximum(out, view, out=out)
+        need_grad = any(ctx.needs_input_grad)
+        if not (need_grad or return_indices):
+            return _unbatched_like(out, x)
+        arg = _first_argmax(views, out, xp)
+        ctx.rows, ctx.cols, ctx.in_shape = rows, cols, x.shape
+        ctx.save_for_backward(arg)
+        if not return_indices:
+            return _unbatched_like(out, x)
+        indices = _flat_indices(arg, rows, cols, xp)
+        ctx.mark_non_differentiable(indices)
+        return _unbatched_like(out, x), _unbatched_like(indices, x)
+
+    @staticmethod
+    def backward(ctx, grad, *_):
+        (arg,) = ctx.saved_tensors
+        rows, cols, xp = ctx.rows, ctx.cols, ctx.xp
+        g = _batched(grad)
+        padded = _blank(g.shape[:2] + (rows.source, cols.source), g, 0, xp)
+        disjoint = rows.disjoint and cols.disjoint
+        for t, view in _taps(padded, rows, cols):
+            if disjoint:  # each input is in at most one window: write, don't accumulate
+                xp.multiply(g, arg == t, out=view)
+            else:
+                view += g * (arg == t)
+        grad_x = _crop(padded, rows, cols)
+        return grad_x if len(ctx.in_shape) == 4 else grad_x[0], None, None, None
+
+
+def _first_argmax(views, out, xp):
+    """The tap number of each window's first maximum (of its first NaN where the maximum is NaN)."""
+    arg = xp.zeros(out.shape, dtype=xp.int8 if len(views) < 128 else xp.int32)
+    has_nan = out.dtype.kind == "f" and bool(xp.isnan(out).any())
+    for t in reversed(range(len(views))):  # the earliest tap written last wins ties, as in PyTorch
+        hit = views[t] == out
+        if has_nan:
+            hit |= xp.isnan(views[t])
+        xp.copyto(arg, t, where=hit)
+    return arg
+
+
+def _flat_indices(arg, rows, cols, xp):
+    """PyTorch's return_indices: each maximum's position in its input plane, h * W + w, as int64."""
+    arg = arg.astype(xp.int64)
+    h = (xp.arange(rows.out) * rows.s - rows.p)[:, None] + (arg // cols.k) * rows.d
+    w = (xp.arange(cols.out) * cols.s - cols.p)[None, :] + (arg % cols.k) * cols.d
+    return h * cols.n + w
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):  # noqa: A002
+    """(N, C, H, W) -> (N, C, Ho, Wo) window maxima; with return_indices also each maximum's flat
+    index h * W + w in its (H, W) plane (int64), as PyTorch returns it."""
+    _check_input("max_pool2d", input)
+    rows, cols = _windows("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    return MaxPool2d.apply(input, rows, cols, bool(return_indices))
+
+
+# ------------------------------------------------------------------------------------ avg pool
+
+
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, rows, cols, divisor):
+        xp = ctx.xp
+        x4 = _batched(x)
+        views = [view for _, view in _taps(_source(x4, rows, cols, 0, xp), rows, cols)]
+        out = views[0].copy() if len(views) == 1 else views[0] + views[1]
+        for view in views[2:]:
+            out += view
+        divisor = divisor if isinstance(divisor, (int, float)) else xp.asarray(divisor, dtype=x.dtype)
+        out /= divisor
+        ctx.rows, ctx.cols, ctx.divisor, ctx.batched = rows, cols, divisor, x.ndim == 4
+        return _unbatched_like(out, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, cols, xp = ctx.rows, ctx.cols, ctx.xp
+        g = _batched(grad) / ctx.divisor
+        padded = _blank(g.shape[:2] + (rows.source, cols.source), g, 0, xp)
+        disjoint = rows.disjoint and cols.disjoint
+        for _, view in _taps(padded, rows, cols):
+            if disjoint:
+                view[...] = g
+            else:
+                view += g
+        grad_x = _crop(padded, rows, cols)
+        return grad_x if ctx.batched else grad_x[0], None, None, None
+
+
+def _divisor(rows, cols, count_include_pad, divisor_override):
+    """Each window's divisor as PyTorch computes it: a number, or an (Ho, Wo) nested list."""
+    if divisor_override is not None:
+        if not divisor_override:
+            raise ValueError("avg_pool2d: divisor_override must be non-zero")
+        return divisor_override
+    sizes = []
+    for w in (rows, cols):
+        counts = []
+        for o in range(w.out):
+            start = o * w.s - w.p
+            end = min(start + w.k, w.n + w.p)  # windows are clipped at the padded edge (ceil_mode)
+            counts.append(end - start if count_include_pad else min(end, w.n) - max(start, 0))
+        sizes.append(counts)
+    if len(set(sizes[0])) == 1 and len(set(sizes[1])) == 1:
+        return sizes[0][0] * sizes[1][0]
+    return [[a * b for b in sizes[1]] for a in sizes[0]]
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,  # noqa: A002
+               divisor_override=None):
+    """(N, C, H, W) -> (N, C, Ho, Wo) window means; count_include_pad counts the zero padding in
+    the divisor; divisor_override replaces the divisor."""
+    _check_input("avg_pool2d", input)
+    if input.dtype.kind != "f":
+        raise DTypeError(f"avg_pool2d: needs a floating-point input, got {input.dtype}; convert with .float()")
+    rows, cols = _windows("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    return AvgPool2d.apply(input, rows, cols, _divisor(rows, cols, count_include_pad, divisor_override))
+
+
+# --------------------------------------------------------------------------- adaptive avg pool
+
+
+class BlockMean(Function):
+    """Means over equal (kh, kw) blocks tiling the input: adaptive pooling when sizes divide."""
+
+    @staticmethod
+    def forward(ctx, x, out_hw):
+        x4 = _batched(x)
+        (N, C, H, W), (oh, ow) = x4.shape, out_hw
+        ctx.shape, ctx.batched = x4.shape, x.ndim == 4
+        out = x4.reshape(N, C, oh, H // oh, ow, W // ow).mean(axis=(3, 5))
+        return _unbatched_like(out, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        N, C, H, W = ctx.shape
+        g = _batched(grad)
+        oh, ow = g.shape[2:]
+        spread = g[:, :, :, None, :, None] / ((H // oh) * (W // ow))
+        grad_x = ctx.xp.broadcast_to(spread, (N, C, oh, H // oh, ow, W // ow)).reshape(N, C, H, W)
+        return grad_x if ctx.batched else grad_x[0], None
+
+
+def adaptive_avg_pool2d(input, output_size):  # noqa: A002
+    """(N, C, H, W) -> (N, C, oh, ow): bin i covers [floor(i*H/oh), ceil((i+1)*H/oh)), as PyTorch.
+    output_size: int or (oh, ow); None keeps that input size."""
+    from .resample import resample_matrix_pool, resample
+
+    _check_input("adaptive_avg_pool2d", input)
+    if input.dtype.kind != "f":
+        raise DTypeError(f"adaptive_avg_pool2d: needs a floating-point input, got {input.dtype}")
+    sizes = (output_size, output_size) if isinstance(output_size, int) or output_size is None else tuple(output_size)
+    if len(sizes) != 2:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
+    H, W = input.shape[-2:]
+    oh, ow = (n if s is None else s for s, n in zip(sizes, (H, W)))
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size {(oh, ow)} must be positive")
+    if H % oh == 0 and W % ow == 0:
+        return BlockMean.apply(input, (oh, ow))
+    xp = input.xp
+    return resample(input, resample_matrix_pool(H, oh, input.dtype, xp), resample_matrix_pool(W, ow, input.dtype, xp))

@@ -1,0 +1,159 @@
+"""Separable resampling: interpolate ('nearest', 'nearest-exact', 'linear', 'bilinear') and the
+general case of adaptive_avg_pool2d.
+
+Each of these maps an (H, W) plane linearly and separably: out = Mh @ x @ Mw.T with small fixed
+matrices Mh (oh, H) and Mw (ow, W) (interpolation weights, one-hot rows for nearest, bin means for
+adaptive pooling). Forward and backward are then two matrix products each (backward:
+Mh.T @ grad @ Mw), vectorised over every plane and exact for the scatter-adds a gather's backward
+would otherwise need. Nearest's forward gathers instead, so an inf in the input stays where it is.
+"""
+from __future__ import annotations
+
+import math
+
+from ...autograd import Function
+from ...errors import DTypeError, ShapeError
+from ...tensor import Tensor
+
+
+class Resample2d(Function):
+    """x (N, C, H, W) -> Mh @ x @ Mw.T (N, C, oh, ow); with `rows`/`cols` index arrays the forward
+    gathers x[..., rows, cols] instead (the same map when Mh, Mw are their one-hot matrices)."""
+
+    @staticmethod
+    def forward(ctx, x, mh, mw, rows, cols):
+        N, C, H, W = x.shape
+        ctx.save_for_backward(mh, mw)
+        if rows is not None:
+            return x.take(rows, axis=2).take(cols, axis=3)
+        across = (x.reshape(-1, W) @ mw.T).reshape(N, C, H, mw.shape[0])  # one product over all rows
+        return mh @ across
+
+    @staticmethod
+    def backward(ctx, grad):
+        mh, mw = ctx.saved_tensors
+        N, C, oh, ow = grad.shape
+        down = mh.T @ grad  # (N, C, H, ow)
+        H = down.shape[2]
+        return (down.reshape(-1, ow) @ mw).reshape(N, C, H, mw.shape[1]), None, None, None, None
+
+
+def resample(x, mh, mw, rows=None, cols=None):
+    """Apply Resample2d to a 3-d (C, H, W) or 4-d input; mh, mw raw arrays of x's dtype and device."""
+    if x.ndim == 3:
+        return resample(x.unsqueeze(0), mh, mw, rows, cols).squeeze(0)
+    return Resample2d.apply(x, mh, mw, rows, cols)
+
+
+# --------------------------------------------------------------------------------- the matrices
+
+
+def resample_matrix_pool(n, out, dtype, xp):
+    """(out, n): row i averages bin [floor(i*n/out), ceil((i+1)*n/out)), adaptive pooling's bins."""
+    m = xp.zeros((out, n), dtype=dtype)
+    for i in range(out):
+        start, end = (i * n) // out, -(-(i + 1) * n // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def _nearest_index(n, out, scale, exact, xp):
+    """PyTorch's nearest source index, computed in float32 as its kernels do."""
+    import numpy as np
+
+    step = np.float32(n / out if scale is None else 1.0 / scale)
+    pos = np.arange(out, dtype=np.float32)
+    if exact:
+        pos = pos + np.float32(0.5)
+    index = np.minimum(np.floor(pos * step).astype(np.int64), n - 1)
+    return xp.asarray(index)
+
+
+def _one_hot_rows(index, n, dtype, xp):
+    m = xp.zeros((index.shape[0], n), dtype=dtype)
+    m[xp.arange(index.shape[0]), index] = 1
+    return m
+
+
+def _linear_matrix(n, out, scale, align_corners, dtype, xp):
+    """(out, n) linear-interpolation weights with PyTorch's source-coordinate rule."""
+    import numpy as np
+
+    acc = np.float64 if dtype == np.float64 else np.float32
+    if align_corners:
+        step = acc((n - 1) / (out - 1)) if out > 1 else acc(0)
+        src = np.arange(out, dtype=acc) * step
+    else:
+        step = acc(n / out if scale is None else 1.0 / scale)
+        src = np.maximum((np.arange(out, dtype=acc) + acc(0.5)) * step - acc(0.5), 0)
+    low = np.minimum(src.astype(np.int64), n - 1)
+    high = np.minimum(low + 1, n - 1)
+    frac = (src - low).astype(dtype)
+    m = np.zeros((out, n), dtype=dtype)
+    np.add.at(m, (np.arange(out), low), 1 - frac)
+    np.add.at(m, (np.arange(out), high), frac)
+    return xp.asarray(m)
+
+
+# ----------------------------------------------------------------------------------- interpolate
+
+_MODES = {"nearest": 1, "nearest-exact": 1, "linear": 1, "bilinear": 2}
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,  # noqa: A002
+                recompute_scale_factor=None, antialias=False):
+    """Resize the last 1 (3-d input: 'nearest', 'nearest-exact', 'linear') or 2 (4-d input:
+    'nearest', 'nearest-exact', 'bilinear') dims to `size`, or by `scale_factor` (output size
+    floor(n * scale)). align_corners (linear modes only) maps corner pixels onto corner pixels."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"interpolate: input must be a Tensor, got {type(input).__name__}")
+    if mode not in _MODES:
+        raise ValueError(f"interpolate: mode {mode!r} is not supported; use one of {sorted(_MODES)}")
+    if antialias:
+        raise ValueError("interpolate: antialias=True is not supported")
+    spatial = input.ndim - 2
+    if spatial not in (1, 2) or (mode == "bilinear" and spatial != 2) or (mode == "linear" and spatial != 1):
+        raise ShapeError(
+            f"interpolate: mode {mode!r} needs a {'4' if mode == 'bilinear' else '3'}-d input (N, C, ...), got "
+            f"shape {tuple(input.shape)}"
+        )
+    linear = mode in ("linear", "bilinear")
+    if align_corners is not None and not linear:
+        raise ValueError(f"interpolate: align_corners only applies to linear modes, not {mode!r}")
+    if input.dtype.kind != "f":
+        raise DTypeError(f"interpolate: needs a floating-point input, got {input.dtype}; convert with .float()")
+    in_sizes = tuple(input.shape[2:])
+    out_sizes, scales = _output_sizes(in_sizes, size, scale_factor, recompute_scale_factor)
+    xp, dtype = input.xp, input.dtype
+    if spatial == 1:
+        in_sizes, out_sizes, scales = (1, *in_sizes), (1, *out_sizes), (None, *scales)
+    mats, index = [], []
+    for n, out, scale in zip(in_sizes, out_sizes, scales):
+        if linear:
+            mats.append(_linear_matrix(n, out, scale, bool(align_corners), dtype, xp))
+        else:
+            index.append(_nearest_index(n, out, scale, mode == "nearest-exact", xp))
+            mats.append(_one_hot_rows(index[-1], n, dtype, xp))
+    rows, cols = index if index else (None, None)
+    x = input.unsqueeze(2) if spatial == 1 else input
+    y = Resample2d.apply(x, mats[0], mats[1], rows, cols)
+    return y.squeeze(2) if spatial == 1 else y
+
+
+def _output_sizes(in_sizes, size, scale_factor, recompute):
+    """(output sizes, the scales the kernels use: None where they derive it from the sizes)."""
+    spatial = len(in_sizes)
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+    if size is not None:
+        sizes = (size,) * spatial if isinstance(size, int) else tuple(size)
+        if len(sizes) != spatial or not all(isinstance(s, int) and s > 0 for s in sizes):
+            raise ValueError(f"interpolate: size {size!r} must be a positive int or {spatial} of them")
+        return sizes, (None,) * spatial
+    scales = (scale_factor,) * spatial if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
+    if len(scales) != spatial or not all(s > 0 for s in scales):
+        raise ValueError(f"interpolate: scale_factor {scale_factor!r} must be positive, one or {spatial} of them")
+    sizes = tuple(int(math.floor(n * float(s))) for n, s in zip(in_sizes, scales))
+    if min(sizes) < 1:
+        raise ValueError(f"interpolate: scale_factor {scale_factor!r} makes input {in_sizes} empty ({sizes})")
+    return sizes, ((None,) * spatial if recompute else tuple(float(s) for s in scales))
