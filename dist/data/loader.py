@@ -19,9 +19,9 @@ class ShardedLoader:
 
     Each epoch the coordinator (or, with coordinator=None, an in-process DataService) plans every
     rank's rows; all ranks get the same number of batches, so none waits alone in a collective. The
-    loader reads its rows from storage on a background thread, `prefetch` batches ahead, shuffles
-    them within windows of `shuffle_buffer` rows, and reports each batch as consumed when it hands
-    it out. After a restart from a checkpoint that stored data_state(), an epoch continues with
+    loader reads its rows straight from storage on background threads, in windows of
+    `shuffle_buffer` rows that it shuffles, `prefetch` windows ahead, and reports each batch as
+    consumed when it hands it out. After a restart from a checkpoint that stored data_state(), an epoch continues with
     exactly the samples not yet consumed, on the same or a different number of workers.
 
     dataset: what to read (Dataset; picklable, build it once and pass it to every rank).
@@ -119,10 +119,17 @@ class ShardedLoader:
             self._client.send_pending()  # an early stop still records what was handed out
 
     def _window_source(self, plan: RankPlan):
+        """Lists of batches, one per window. With prefetch, two threads: one reads and shuffles the
+        next window in Arrow (which releases the GIL) while the other converts and transforms the
+        current one, `prefetch` windows ahead of the consumer."""
         if self.prefetch == 0:
-            return _read_windows(self.dataset, plan)
-        return Prefetcher(lambda: _read_windows(self.dataset, plan), self.prefetch,
-                          name=f"raygrad-data-{self.name}-rank{self.rank}")
+            return _window_batches(self.dataset, plan, _window_tables(self.dataset, plan))
+        thread = f"raygrad-data-{self.name}-rank{self.rank}"
+
+        def tables():
+            return Prefetcher(lambda: _window_tables(self.dataset, plan), 1, name=f"{thread}-read")
+
+        return Prefetcher(lambda: _window_batches(self.dataset, plan, tables()), self.prefetch, name=thread)
 
     def _plan(self) -> RankPlan:
         self._client.flush()  # the plan's skip count must include every batch handed out
@@ -184,26 +191,33 @@ class ShardedLoader:
                 f"epoch={self.epoch}, prefetch={self.prefetch}, device={self.device!r})")
 
 
-def _read_windows(dataset: Dataset, plan: RankPlan):
-    """Each window's batches from skip_batches on, as a list: read the window's rows, permute them
-    (Arrow's take, which also leaves one contiguous chunk for zero-copy NumPy views), convert, slice
-    into batches, transform. Whole windows go through the queue: one hand-off per window, not per batch."""
-    batch_size, window_rows = plan.config.batch_size, plan.config.window_rows
-    first_row = plan.skip_batches * batch_size
+def _window_tables(dataset: Dataset, plan: RankPlan):
+    """(table, first row) of each window from skip_batches on: the window's rows read from storage
+    and permuted with Arrow's take, which also leaves one contiguous chunk for zero-copy views."""
+    window_rows = plan.config.window_rows
+    first_row = plan.skip_batches * plan.config.batch_size
     reader = dataset.reader()
     try:
         for window in range(first_row // window_rows, math.ceil(plan.num_rows / window_rows)):
             begin, end = plan.window_bounds(window)
             table = dataset.read_table(reader, *stream_slice(plan.starts, plan.stops, begin, end))
             order = plan.window_order(window)
-            if order is not None:
-                table = table.take(order)
-            columns = dataset.to_numpy(table)
-            offsets = range(max(first_row, begin) - begin, end - begin, batch_size)
-            yield [dataset.apply_transform({key: value[o : o + batch_size] for key, value in columns.items()})
-                   for o in offsets]
+            yield (table if order is None else table.take(order)), max(first_row, begin) - begin
     finally:
         reader.close()
+
+
+def _window_batches(dataset: Dataset, plan: RankPlan, tables):
+    """Each window's batches as one list (one queue hand-off per window, not per batch): convert
+    to NumPy, slice, transform."""
+    batch_size = plan.config.batch_size
+    try:
+        for table, first in tables:
+            columns = dataset.to_numpy(table)
+            yield [dataset.apply_transform({key: value[offset : offset + batch_size] for key, value in columns.items()})
+                   for offset in range(first, table.num_rows, batch_size)]
+    finally:
+        _close(tables)
 
 
 def _check_rank(rank, world_size) -> None:

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 _ITEM, _DONE, _FAILED = "item", "done", "failed"
 _POLL_S = 0.05  # how often blocked calls look at the stop flag; bounds shutdown latency
+_NOTE = "(raised in raygrad's data prefetch thread)"
 
 
 class Prefetcher:
@@ -44,7 +45,8 @@ class Prefetcher:
             return value
         self.close()
         if kind == _FAILED:
-            value.add_note("(raised in raygrad's data prefetch thread)")
+            if _NOTE not in getattr(value, "__notes__", ()):
+                value.add_note(_NOTE)
             raise value
         raise StopIteration
 
