@@ -135,7 +135,7 @@ class Function:
     # -- apply
     @classmethod
     def apply(cls, *args):
-        ctx = cls.__new__(cls)
+        ctx = _new(cls)
         arrays = []
         needs = []
         first = None
@@ -148,7 +148,7 @@ class Function:
                     first = data
                 elif type(data) is not type(first) or (type(data) is not np.ndarray and data.device != first.device):
                     _raise_mixed_devices(cls, args)
-                need = track and arg.requires_grad
+                need = track and arg._requires_grad
                 any_needed = any_needed or need
                 arrays.append(data)
                 needs.append(need)
@@ -166,30 +166,41 @@ class Function:
             if ctx.view_of is not None:  # a view shares its base's versions even when nothing is recorded
                 _mark_views(args[ctx.view_of], wrapped if type(wrapped) is tuple else (wrapped,))
             return wrapped
-        return _link(ctx, args, needs, raw)
+        ctx.next_functions = [_edge(arg) if need else None for arg, need in zip(args, needs)]
+        ctx.sequence_nr = next(_sequence)
+        if type(raw) is tuple:
+            return _link_outputs(ctx, args, raw)
+        out = _wrap(raw)
+        raw = out.data
+        ctx.output_meta = ((raw.shape, raw.dtype),)
+        if raw.dtype.kind == "f" and (ctx._non_diff is None or id(raw) not in ctx._non_diff):
+            out._requires_grad = True
+            out.grad_fn = ctx
+        if ctx.view_of is not None:
+            _mark_views(args[ctx.view_of], (out,))
+        if ctx._saved:
+            _record_versions(ctx, args, (out,))
+        return out
 
 
-def _link(ctx, args, needs, raw):
-    """Record ctx in the graph: edges to the inputs' nodes, outputs that point back at ctx."""
-    ctx.next_functions = [_edge(arg) if need else None for arg, need in zip(args, needs)]
-    ctx.sequence_nr = next(_sequence)
-    multi = type(raw) is tuple
-    outputs = raw if multi else (raw,)
-    ctx.output_meta = [(raw.shape, raw.dtype)] if not multi else [(o.shape, o.dtype) for o in outputs]
+_new = object.__new__
+
+
+def _link_outputs(ctx, args, raw):
+    """Record the outputs of a multi-output node: each points back at ctx with its output number."""
+    wrapped = tuple(_wrap(r) for r in raw)
+    ctx.output_meta = [(t.data.shape, t.data.dtype) for t in wrapped]
     non_diff = ctx._non_diff
-    wrapped = []
-    for nr, out in enumerate(outputs):
-        t = _wrap(out)
-        if out.dtype.kind == "f" and (non_diff is None or id(out) not in non_diff):
+    for nr, t in enumerate(wrapped):
+        if t.data.dtype.kind == "f" and (non_diff is None or id(t.data) not in non_diff):
             t._requires_grad = True
             t.grad_fn = ctx
             t._output_nr = nr
-        wrapped.append(t)
     if ctx.view_of is not None:
         _mark_views(args[ctx.view_of], wrapped)
     if ctx._saved:
         _record_versions(ctx, args, wrapped)
-    return tuple(wrapped) if multi else wrapped[0]
+    return wrapped
 
 
 def _mark_views(base, views):
