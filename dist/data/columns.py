@@ -104,7 +104,8 @@ def _flat_to_numpy(array: pa.Array, column: Column) -> np.ndarray:
             f"column {column.name!r} ({kind}) has {array.null_count} null values in this batch; fill them "
             f"(pyarrow.compute.fill_null) or load it as Column({column.name!r}, dtype='float32') to get NaN"
         )
-    zero_copy = pa.types.is_primitive(kind) and not pa.types.is_boolean(kind) and array.null_count == 0
+    # ints and floats without nulls map onto NumPy as they are; dates, booleans and nulls need a copy
+    zero_copy = (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and array.null_count == 0
     result = array.to_numpy(zero_copy_only=zero_copy)
     if column.shape is not None:
         result = _reshape(result, len(array), column)

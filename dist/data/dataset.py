@@ -68,6 +68,7 @@ class Dataset:
         self.transform = transform
         self.name = name
         self.split: dict | None = None
+        self._rows: RowRanges | None = None  # cache: a by-row split costs O(rows) to compute
 
     # description
 
@@ -82,7 +83,9 @@ class Dataset:
 
     def rows(self) -> RowRanges:
         """The global row ids this dataset serves."""
-        return select_rows(self.index.unit_rows, self.split)
+        if self._rows is None:
+            self._rows = select_rows(self.index.unit_rows, self.split)
+        return self._rows
 
     def descriptor(self) -> dict:
         """What the coordinator needs to plan this dataset: unit row counts, a split, a fingerprint."""
@@ -108,6 +111,7 @@ class Dataset:
         train, held = copy.copy(self), copy.copy(self)
         train.split = split_spec(fraction, seed, by, "train")
         held.split = split_spec(fraction, seed, by, "holdout")
+        train._rows = held._rows = None
         held.name = f"{self.name}.holdout"
         train.rows()  # validate now: raises EmptyDatasetError if a side is empty
         return train, held
