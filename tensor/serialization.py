@@ -151,7 +151,9 @@ class _TensorTable:
 
 
 def _host_array(array):
-    host = np.ascontiguousarray(to_device_array(array, CPU))
+    host = to_device_array(array, CPU)
+    if not host.flags.c_contiguous:
+        host = host.copy(order="C")  # (not np.ascontiguousarray: it turns 0-d arrays into 1-d ones)
     if host.dtype.newbyteorder("=") not in _DTYPE_CODES:
         raise SerializationError(f"tensor.save: arrays of dtype {host.dtype} can't be stored; "
                                  f"supported: {', '.join(str(d) for d in _DTYPE_CODES)}")
