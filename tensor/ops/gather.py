@@ -8,6 +8,8 @@ NumPy would wrap a negative index and CuPy wraps any, giving wrong numbers quiet
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import dtypes
@@ -33,6 +35,9 @@ def add_at(xp, target, index, values):
     cupyx.scatter_add(target, index, values)
 
 
+_UNSIGNED = {np.dtype(f"int{bits}"): np.dtype(f"uint{bits}") for bits in (8, 16, 32, 64)}
+
+
 def check_range(op, index, dim, size, allow_negative=False):
     """Raise IndexError naming a bad value if an index array leaves [0, size) (or [-size, size))."""
     if index.size == 0:
@@ -40,7 +45,7 @@ def check_range(op, index, dim, size, allow_negative=False):
     low = -size if allow_negative else 0
     shifted = index - low if allow_negative else index
     # Seen as unsigned, a negative value is huge: one max() checks both bounds (one sync on cuda).
-    if int(shifted.view(shifted.dtype.str.replace("i", "u")).max()) < size - low:
+    if int(shifted.view(_UNSIGNED.get(shifted.dtype, shifted.dtype)).max()) < size - low:
         return
     lo, hi = int(index.min()), int(index.max())
     raise range_error(op, lo if lo < low else hi, dim, size, low)
@@ -54,10 +59,24 @@ def along_dim(xp, index, dim):
     """The advanced index that reaches x[i, j, index[i, j, k], ...]: index at `dim`, an arange
     broadcast along every other dim (what take_along_axis does, spelled out so it can scatter)."""
     ndim = index.ndim
-    grid = []
-    for d, n in enumerate(index.shape):
-        grid.append(index if d == dim else xp.arange(n).reshape((1,) * d + (n,) + (1,) * (ndim - d - 1)))
-    return tuple(grid)
+    arange = _host_arange if xp is np else _device_arange
+    return tuple(index if d == dim else arange(xp, n, d, ndim) for d, n in enumerate(index.shape))
+
+
+@functools.lru_cache(maxsize=256)
+def _host_arange(xp, n, d, ndim):
+    """arange(n) laid along dim d of ndim; cached, as the same shapes come back every step."""
+    grid = _device_arange(np, n, d, ndim)
+    grid.flags.writeable = False
+    return grid
+
+
+def _device_arange(xp, n, d, ndim):
+    return xp.arange(n).reshape((1,) * d + (n,) + (1,) * (ndim - d - 1))
+
+
+def _dim(dim, ndim, op):
+    return dim if 0 <= dim < ndim else normalize_dim(dim, ndim, op)
 
 
 def _leading(shape):
@@ -92,7 +111,7 @@ class Gather(Function):
 
 def gather(x, dim, index):
     """Values of x along `dim` at `index` (same ndim as x; sizes off `dim` at most x's)."""
-    dim = normalize_dim(dim, x.ndim, "gather")
+    dim = _dim(dim, x.ndim, "gather")
     index = _index_tensor("gather", index, x)
     _check_fits("gather", index, x, dim, "input")
     check_range("gather", index.data, dim, x.shape[dim])
@@ -153,7 +172,7 @@ def scatter(x, dim, index, src=None, value=None, reduce=None):
         src, value = None, src  # scatter(dim, index, 2.0): the number is the value
     if reduce not in (None, "add", "multiply"):
         raise ValueError(f"scatter: reduce must be None, 'add' or 'multiply', got {reduce!r}")
-    dim = normalize_dim(dim, x.ndim, "scatter")
+    dim = _dim(dim, x.ndim, "scatter")
     index = _index_tensor("scatter", index, x)
     _check_fits("scatter", index, x, dim, "self")
     if src is not None:
@@ -199,7 +218,7 @@ class IndexSelect(Function):
 
 def index_select(x, dim, index):
     """x's slices at the 1-D `index` along `dim` (repeats allowed)."""
-    dim = normalize_dim(dim, x.ndim, "index_select")
+    dim = _dim(dim, x.ndim, "index_select")
     index = _index_tensor("index_select", index, x)
     if index.ndim > 1:
         raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
@@ -240,7 +259,7 @@ def take_along_dim(x, indices, dim=None):
     if dim is None:
         check_range("take_along_dim", indices.data, 0, x.numel())
         return TakeAlongDim.apply(x, indices, None)
-    dim = normalize_dim(dim, x.ndim, "take_along_dim")
+    dim = _dim(dim, x.ndim, "take_along_dim")
     if indices.ndim != x.ndim:
         raise ShapeError(
             f"take_along_dim: indices of shape {tuple(indices.shape)} and input of shape {tuple(x.shape)} "
@@ -266,9 +285,10 @@ def _index_tensor(op, index, x):
 
 
 def _check_fits(op, index, x, dim, name):
-    if index.data.shape == x.data.shape:
+    ishape, xshape = index.data.shape, x.data.shape
+    if ishape[:dim] == xshape[:dim] and ishape[dim + 1:] == xshape[dim + 1:]:
         return
-    if index.ndim != x.ndim or any(i > s for d, (i, s) in enumerate(zip(index.shape, x.shape)) if d != dim):
+    if len(ishape) != len(xshape) or any(i > s for d, (i, s) in enumerate(zip(ishape, xshape)) if d != dim):
         raise ShapeError(
             f"{op}: index of shape {tuple(index.shape)} must have the same number of dims as {name} of shape "
             f"{tuple(x.shape)} and be no larger off dim {dim}"

@@ -62,8 +62,8 @@ def _normalize(index, x):
 def _index_item(item, x):
     if type(item) in _BASIC or type(item) is bool:
         return item
-    if isinstance(item, Tensor):
-        item = item.data
+    if isinstance(item, Tensor) or hasattr(item, "__cuda_array_interface__"):  # a Tensor or a raw CuPy array
+        item = item.data if isinstance(item, Tensor) else item
         if type(item) is not type(x.data) or (type(item) is not np.ndarray and item.device != x.data.device):
             raise DeviceError(
                 f"index: the index tensor is on {_device_name(item)} but the indexed tensor is on {x.device}; "
@@ -77,8 +77,6 @@ def _index_item(item, x):
             item = item.astype(np.int64)
         if type(x.data) is not np.ndarray:
             item = x.xp.asarray(item)
-    elif hasattr(item, "__cuda_array_interface__"):
-        raise DeviceError(f"index: a cuda array cannot index a tensor on {x.device}; wrap it in a tensor on one device")
     else:
         try:
             return item.__index__()
@@ -179,6 +177,8 @@ class AdvancedIndex(Function):
     @staticmethod
     def forward(ctx, x, index, repeats):
         ctx.shape, ctx.index, ctx.repeats = x.shape, index, repeats
+        if type(index) is not tuple and repeats:  # rows by one integer array (embeddings): take is faster
+            return ctx.xp.take(x, index, axis=0)
         return x[index]
 
     @staticmethod
