@@ -13,6 +13,7 @@ import math
 import string
 
 from .. import dtypes
+from ..amp import autocast_inputs
 from ..autograd import Function
 from ..errors import ShapeError
 from ..tensor import Tensor
@@ -88,6 +89,7 @@ def _matmul_error(op, sa, sb):
 def matmul(a, b):
     """torch.matmul: dot, matrix-vector, matrix-matrix or broadcast batched product."""
     _check_tensors("matmul", a, b)
+    a, b = autocast_inputs(a, b)  # float16 on CUDA inside tensor.amp.autocast; a no-op otherwise
     a, b = promote(a, b)
     return Matmul.apply(a, b)
 

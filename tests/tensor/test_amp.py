@@ -228,3 +228,15 @@ def test_with_a_real_optimizer():
     scaler.step(opt)
     scaler.update()
     np.testing.assert_allclose(p.data, [0.8, 1.6], rtol=1e-6)
+
+
+def test_linear_and_conv_on_cpu_stay_float32_inside_autocast():
+    F = pytest.importorskip("tensor.nn.functional")
+    x = tensor.randn(2, 3, 5, 5, requires_grad=True)
+    weight = tensor.randn(4, 3, 3, 3, requires_grad=True)
+    with amp.autocast("cuda"):
+        out = F.conv2d(x, weight, padding=1)
+        y = F.linear(out.reshape(2, -1), tensor.randn(6, 100))
+    assert out.dtype == tensor.float32 and y.dtype == tensor.float32
+    y.sum().backward()
+    assert weight.grad.dtype == tensor.float32

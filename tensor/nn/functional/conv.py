@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...amp import autocast_inputs
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...tensor import Tensor
@@ -270,6 +271,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, spatial, op):
+    x, weight, bias = autocast_inputs(x, weight, bias)  # float16 on CUDA inside tensor.amp.autocast
     batched = _check_operands(op, x, weight, bias, spatial, groups, in_dim=1, transposed=False)
     stride, dilation = _pair(stride, spatial, op, "stride"), _pair(dilation, spatial, op, "dilation")
     kernel = (1,) * (2 - spatial) + tuple(weight.shape[2:])
@@ -286,6 +288,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, spatial, op):
 
 
 def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, spatial, op):
+    x, weight, bias = autocast_inputs(x, weight, bias)  # float16 on CUDA inside tensor.amp.autocast
     batched = _check_operands(op, x, weight, bias, spatial, groups, in_dim=0, transposed=True)
     stride, dilation = _pair(stride, spatial, op, "stride"), _pair(dilation, spatial, op, "dilation")
     if isinstance(padding, str):

@@ -5,6 +5,7 @@ Inputs with extra leading dims (N, *, in) are folded to 2-D, a view when contigu
 """
 from __future__ import annotations
 
+from ...amp import autocast_inputs
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 
@@ -39,6 +40,7 @@ class Linear(Function):
 
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias for input (*, in_features), weight (out, in), bias (out,)."""
+    input, weight, bias = autocast_inputs(input, weight, bias)  # float16 on CUDA inside tensor.amp.autocast
     if weight.dim() != 2:
         raise ShapeError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if input.dim() == 0 or input.shape[-1] != weight.shape[1]:
