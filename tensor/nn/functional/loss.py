@@ -168,8 +168,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if target.dtype.kind == "f":
         if tuple(target.shape) != tuple(input.shape):
             raise ShapeError(
-                f"cross_entropy: probability targets must have the input's shape {tuple(input.shape)}, "
-                f"got {tuple(target.shape)}"
+                f"cross_entropy: a float target holds class probabilities and must have the input's shape "
+                f"{tuple(input.shape)}, got {tuple(target.shape)}; class-index targets must be integers (use .long())"
             )
         if ignore_index >= 0:
             raise ValueError("cross_entropy: ignore_index is not supported with probability targets")
@@ -244,6 +244,8 @@ def _check_class_targets(input, target, ignore_index, op):
     data = target.data
     if isinstance(data, np.ndarray) and data.size:  # on cuda a check would cost a device sync per step
         classes = input.shape[0 if input.dim() == 1 else 1]
+        if 0 <= data.min() and data.max() < classes:
+            return  # the common case, in two reductions
         bad = data[(data != ignore_index) & ((data < 0) | (data >= classes))]
         if bad.size:
             raise IndexError(

@@ -1,9 +1,9 @@
-"""embedding (row lookup with a scatter-add backward) and one_hot."""
+"""embedding (row lookup with a scatter-add backward); one_hot is the engine's (tensor.one_hot)."""
 from __future__ import annotations
 
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
-from ...tensor import Tensor, _wrap
+from ...ops.gather import one_hot  # noqa: F401 - re-exported as F.one_hot
 
 
 class Embedding(Function):
@@ -57,19 +57,3 @@ def _normalize_padding_idx(padding_idx, count):
     if not -count <= padding_idx < count:
         raise ValueError(f"padding_idx {padding_idx} must be within [-{count}, {count - 1}] for {count} embeddings")
     return padding_idx % count
-
-
-def one_hot(tensor, num_classes=-1):
-    """int64 (*, num_classes) with a 1 at each index; num_classes=-1 uses max + 1."""
-    if not isinstance(tensor, Tensor) or tensor.dtype.kind not in "iu":
-        raise DTypeError(f"one_hot: expects an integer Tensor of class indices, got {getattr(tensor, 'dtype', tensor)}")
-    data = tensor.data
-    xp = tensor.xp
-    if num_classes == -1:
-        if data.size == 0:
-            raise ValueError("one_hot: cannot infer num_classes from an empty tensor; pass num_classes")
-        num_classes = int(data.max()) + 1
-    if data.size and (int(data.min()) < 0 or int(data.max()) >= num_classes):
-        raise IndexError(f"one_hot: class values must be in [0, {num_classes - 1}], got {int(data.min())}.."
-                         f"{int(data.max())}")
-    return _wrap((data[..., None] == xp.arange(num_classes)).astype(xp.int64))
