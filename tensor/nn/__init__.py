@@ -22,7 +22,7 @@ from .sparse import Embedding
 # ---- (conv.py, pooling.py, attention.py, transformer.py, rnn.py), e.g.
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
-# from .attention import MultiheadAttention
-# from .transformer import TransformerEncoder, TransformerEncoderLayer
+from .attention import MultiheadAttention
+from .transformer import TransformerEncoder, TransformerEncoderLayer
 # from .rnn import GRU, LSTM
 # ---- end of the block

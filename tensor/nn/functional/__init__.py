@@ -21,5 +21,5 @@ from .sparse import embedding, one_hot
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .resample import interpolate
-# from .attention import scaled_dot_product_attention
+from .attention import scaled_dot_product_attention
 # ---- end of the block
