@@ -24,5 +24,5 @@ from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from .attention import MultiheadAttention
 from .transformer import TransformerEncoder, TransformerEncoderLayer
-# from .rnn import GRU, LSTM
+from .rnn import GRU, LSTM
 # ---- end of the block

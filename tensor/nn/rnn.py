@@ -1,0 +1,181 @@
+"""LSTM and GRU with PyTorch's arguments, parameter names (weight_ih_l0, weight_hh_l0, bias_ih_l0,
+bias_hh_l0, ..._reverse), gate orders and initialisation, so weights port from PyTorch unchanged.
+
+Each layer and direction is one fused Function over the whole sequence (functional/rnn.py); this
+file stacks them: layers in turn, directions concatenated on the feature dim, dropout between
+layers in training.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+from ..creation import empty
+from ..errors import DTypeError, ShapeError
+from ..ops.join import cat, stack
+from . import init
+from .functional.dropout import dropout as _dropout
+from .functional.rnn import GRULayer, LSTMLayer
+from .module import Module
+from .parameter import Parameter
+
+
+class _RNNBase(Module):
+    _gates = 1
+    _mode = ""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, device=None, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        if proj_size:
+            raise NotImplementedError(f"{name}: proj_size is not supported")
+        if not isinstance(hidden_size, int) or hidden_size <= 0 or not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"{name}: hidden_size {hidden_size!r} and num_layers {num_layers!r} must be positive ints")
+        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
+            raise ValueError(f"{name}: dropout must be a probability in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"{name}: dropout acts between recurrent layers, so dropout={dropout} with num_layers=1 does nothing",
+                stacklevel=2,
+            )
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.proj_size = bidirectional, proj_size
+        gate_size = self._gates * hidden_size
+        factory = dict(device=device, dtype=dtype)
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self._directions
+            for suffix in self._suffixes:
+                setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(empty(gate_size, layer_input, **factory)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(empty(gate_size, hidden_size, **factory)))
+                if bias:
+                    setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(empty(gate_size, **factory)))
+                    setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(empty(gate_size, **factory)))
+        self.reset_parameters()
+
+    @property
+    def _directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            init.uniform_(weight, -bound, bound)
+
+    def _layer_weights(self, layer, suffix):
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
+        weights = [getattr(self, f"{n}_l{layer}{suffix}") for n in names]
+        return weights if self.bias else weights + [None, None]
+
+    def forward(self, input, hx=None):
+        batched = self._check_input(input)
+        x = input if batched else input.unsqueeze(1)
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        states = self._initial_states(hx, x.shape[1], batched)
+        finals = [[] for _ in range(self._state_count)]  # each direction's last state, per layer
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction, suffix in enumerate(self._suffixes):
+                index = layer * self._directions + direction
+                initial = [s[index] for s in states] if states else [None] * self._state_count
+                out, *last = self._run_layer(x, initial, self._layer_weights(layer, suffix), direction == 1)
+                outputs.append(out)
+                for bucket, state in zip(finals, last):
+                    bucket.append(state)
+            x = outputs[0] if len(outputs) == 1 else cat(outputs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = _dropout(x, self.dropout)
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        finals = [stack(bucket, dim=0) for bucket in finals]
+        if not batched:
+            x, finals = x.squeeze(1), [f.squeeze(1) for f in finals]
+        return x, self._pack_states(finals)
+
+    def _check_input(self, input):
+        name = type(self).__name__
+        if input.dim() not in (2, 3):
+            raise ShapeError(f"{name}: expected a 3-d (batched) or 2-d (unbatched) input, got shape {tuple(input.shape)}")
+        if input.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}: input has {input.shape[-1]} features, expected input_size={self.input_size}")
+        if input.dtype != self.weight_ih_l0.dtype:
+            raise DTypeError(
+                f"{name}: input dtype {input.dtype} differs from the weights' {self.weight_ih_l0.dtype}; convert one"
+            )
+        return input.dim() == 3
+
+    def _initial_states(self, hx, batch, batched):
+        """The initial state tensors as a list (empty for zeros), each (layers * directions, B, H)."""
+        if hx is None:
+            return []
+        states = self._unpack_states(hx)
+        expected = (self.num_layers * self._directions, batch, self.hidden_size)
+        result = []
+        for s in states:
+            s = s if batched else s.unsqueeze(1)
+            if tuple(s.shape) != expected:
+                raise ShapeError(
+                    f"{type(self).__name__}: initial state of shape {tuple(s.shape if batched else s.squeeze(1).shape)}"
+                    f" should be {expected if batched else (expected[0], expected[2])} "
+                    "(num_layers * num_directions, batch, hidden_size)"
+                )
+            result.append(s)
+        return result
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+
+class LSTM(_RNNBase):
+    """Long short-term memory: input (T, N, input_size) (batch_first: (N, T, ...)), optional
+    (h_0, c_0) each (num_layers * num_directions, N, hidden_size) -> output (T, N, D * hidden_size),
+    (h_n, c_n). Gates i, f, g, o stacked in that order in weight_ih_l{k} (4 * hidden_size rows)."""
+
+    _gates = 4
+    _state_count = 2
+
+    def _run_layer(self, x, initial, weights, reverse):
+        return LSTMLayer.apply(x, initial[0], initial[1], *weights, reverse)
+
+    def _unpack_states(self, hx):
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
+        return list(hx)
+
+    def _pack_states(self, finals):
+        return tuple(finals)
+
+
+class GRU(_RNNBase):
+    """Gated recurrent unit: input (T, N, input_size), optional h_0 (num_layers * num_directions, N,
+    hidden_size) -> output (T, N, D * hidden_size), h_n. Gates r, z, n (3 * hidden_size rows)."""
+
+    _gates = 3
+    _state_count = 1
+
+    def _run_layer(self, x, initial, weights, reverse):
+        return GRULayer.apply(x, initial[0], *weights, reverse)
+
+    def _unpack_states(self, hx):
+        return [hx]
+
+    def _pack_states(self, finals):
+        return finals[0]
+
