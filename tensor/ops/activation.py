@@ -61,9 +61,9 @@ class Elu(Function):
     @staticmethod
     def backward(ctx, grad):
         x, negative_part = ctx.saved_tensors
-        slope = negative_part + ctx.alpha  # d/dx alpha (e^x - 1) = alpha e^x
         positive = x > 0
-        return grad * (positive + slope * ~positive), None
+        negative_slope = (negative_part + ctx.alpha) * ~positive  # d/dx alpha (e^x - 1) = alpha e^x
+        return grad * (negative_slope + positive), None
 
 
 class Softplus(Function):
@@ -74,7 +74,7 @@ class Softplus(Function):
         xp = ctx.xp
         scaled = x if beta == 1 else x * beta
         ctx.save_for_backward(scaled)
-        ctx.beta, ctx.threshold = beta, threshold
+        ctx.threshold = threshold
         # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): no overflow for any dtype or threshold
         soft = xp.log1p(xp.exp(-xp.abs(scaled)))
         soft += xp.maximum(scaled, 0)

@@ -15,7 +15,8 @@ from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
 from ..tensor import Tensor, _wrap
-from ._util import cast, normalize_dims, promote, sum_to
+from ._util import cast, promote, sum_to
+from .reduce import reduction_dims
 
 
 def _shape(x):
@@ -109,17 +110,13 @@ class All(Function):
     forward = staticmethod(lambda ctx, x, dims, keepdim: x.all(axis=dims, keepdims=keepdim))
 
 
-def _dims(x, dim, op):
-    return normalize_dims(dim, x.ndim, op) if x.ndim else ()
-
-
 def any(x, dim=None, keepdim=False):  # noqa: A001 - torch.any
     """True where any element along `dim` (an int, a tuple, or None for all) is nonzero."""
-    return Any.apply(x, _dims(x, dim, "any"), keepdim)
+    return Any.apply(x, reduction_dims(x, dim, "any"), keepdim)
 
 
 def all(x, dim=None, keepdim=False):  # noqa: A001 - torch.all
-    return All.apply(x, _dims(x, dim, "all"), keepdim)
+    return All.apply(x, reduction_dims(x, dim, "all"), keepdim)
 
 
 # ------------------------------------------------------------------------------------- closeness

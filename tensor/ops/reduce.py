@@ -24,8 +24,8 @@ return_types = SimpleNamespace(  # torch.return_types: `values, indices = x.max(
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _dims(x, dim, op):
-    """The reduced dims as a sorted tuple; 0-d tensors (dim 0 or -1) reduce over nothing."""
+def reduction_dims(x, dim, op):
+    """The reduced dims as a sorted tuple (None and () mean all); 0-d tensors reduce over nothing."""
     if dim is None or (not isinstance(dim, int) and len(dim) == 0):
         return tuple(range(x.ndim))
     dims = normalize_dims(dim, x.ndim, op)
@@ -127,17 +127,17 @@ class Prod(Function):
 
 def sum(x, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 - torch.sum
     """Sum over `dim`; bool and integer tensors sum to int64, as in PyTorch."""
-    return Sum.apply(x, _dims(x, dim, "sum"), keepdim, _integer_accumulator(x, dtype))
+    return Sum.apply(x, reduction_dims(x, dim, "sum"), keepdim, _integer_accumulator(x, dtype))
 
 
 def mean(x, dim=None, keepdim=False, *, dtype=None):
     if x.data.dtype.kind != "f" and (dtype is None or dtypes.as_dtype(dtype).kind != "f"):
         raise DTypeError(f"mean: needs a floating-point tensor, got {x.dtype}; call .float() first or pass dtype=")
-    return Mean.apply(x, _dims(x, dim, "mean"), keepdim, None if dtype is None else dtypes.as_dtype(dtype))
+    return Mean.apply(x, reduction_dims(x, dim, "mean"), keepdim, None if dtype is None else dtypes.as_dtype(dtype))
 
 
 def prod(x, dim=None, keepdim=False, *, dtype=None):
-    return Prod.apply(x, _dims(x, dim, "prod"), keepdim, _integer_accumulator(x, dtype))
+    return Prod.apply(x, reduction_dims(x, dim, "prod"), keepdim, _integer_accumulator(x, dtype))
 
 
 # ------------------------------------------------------------------------------------ max and min
@@ -237,13 +237,13 @@ def min(x, dim=None, keepdim=False):  # noqa: A001 - torch.min
 
 
 def amax(x, dim=(), keepdim=False):
-    dims = _dims(x, dim, "amax")
+    dims = reduction_dims(x, dim, "amax")
     _require_nonempty(x, dims, "amax")
     return Amax.apply(x, dims, keepdim)
 
 
 def amin(x, dim=(), keepdim=False):
-    dims = _dims(x, dim, "amin")
+    dims = reduction_dims(x, dim, "amin")
     _require_nonempty(x, dims, "amin")
     return Amin.apply(x, dims, keepdim)
 
@@ -337,13 +337,13 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Variance over `dim` with Bessel's correction (correction=1) unless told otherwise."""
     dim, correction = _correction("var", dim, unbiased, correction)
     _require_float(x, "var")
-    return Var.apply(x, _dims(x, dim, "var"), correction, keepdim)
+    return Var.apply(x, reduction_dims(x, dim, "var"), correction, keepdim)
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     dim, correction = _correction("std", dim, unbiased, correction)
     _require_float(x, "std")
-    return Std.apply(x, _dims(x, dim, "std"), correction, keepdim)
+    return Std.apply(x, reduction_dims(x, dim, "std"), correction, keepdim)
 
 
 # ------------------------------------------------------------------------------- logsumexp, norm
@@ -373,7 +373,7 @@ class LogSumExp(Function):
 def logsumexp(x, dim=None, keepdim=False):
     if x.data.dtype.kind != "f":
         x = x.to(dtype=dtypes.get_default_dtype())  # as in PyTorch: integers give floats
-    return LogSumExp.apply(x, _dims(x, dim, "logsumexp"), keepdim)
+    return LogSumExp.apply(x, reduction_dims(x, dim, "logsumexp"), keepdim)
 
 
 class Norm2(Function):
@@ -427,7 +427,7 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         x = x.to(dtype=dtypes.as_dtype(dtype))
     _require_float(x, "norm")
-    dims = _dims(x, dim, "norm")
+    dims = reduction_dims(x, dim, "norm")
     if p == 2:
         return Norm2.apply(x, dims, keepdim)
     if p == 1:

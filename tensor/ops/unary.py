@@ -16,6 +16,7 @@ import numpy as np
 from .. import dtypes, kernels
 from ..autograd import Function
 from ..errors import DTypeError
+from ..tensor import Tensor
 from ._util import cast, sum_to
 from .convert import clone
 
@@ -27,7 +28,11 @@ _EXP_LIMIT = {np.dtype(np.float16): 11.0, np.dtype(np.float32): 88.0, np.dtype(n
 
 def _floating(x):
     """Integer and bool tensors become the default float dtype (torch.exp of an int tensor is float)."""
-    return x if x.data.dtype.kind == "f" else x.to(dtype=dtypes.get_default_dtype())
+    try:
+        kind = x.data.dtype.kind
+    except AttributeError:
+        raise TypeError(f"expected a Tensor, got {type(x).__name__} {x!r}; make one with tensor.tensor(...)") from None
+    return x if kind == "f" else x.to(dtype=dtypes.get_default_dtype())
 
 
 def _sigmoid(xp, x):
@@ -61,6 +66,15 @@ _ERFC_LARGE = (
      2.33520497626869185e-3),
 )
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+# float16/float32: Eigen's (and XLA's) odd rational approximation on [-4, 4], beyond which erf is
+# +-1 in float32. Evaluated in float64 it is within 1.3e-7 relative, and 4x faster than the
+# three regions above, whose masked gathers and scatters dominate on NumPy.
+_ERF_SINGLE = (
+    (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+     -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02),
+    (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+     -1.42647390514189e-02),
+)
 
 
 def _horner(z, coeffs):
@@ -77,9 +91,21 @@ def _rational(z, pair):
 
 
 def _erf(xp, x):
+    """erf of a float array: CuPy's own on the GPU; on NumPy Cody's for float64, Eigen's otherwise."""
     if xp is not np:
         return kernels.erf()(x).astype(x.dtype, copy=False)  # float16 computes in float32
-    y = np.abs(x, dtype=np.float64)  # float64 throughout, so float32 results are correctly rounded
+    return _erf_cody(x) if x.dtype == np.float64 else _erf_single(x)
+
+
+def _erf_single(x):
+    clipped = np.clip(x, -4.0, 4.0, dtype=np.float64)
+    out = _rational(clipped * clipped, _ERF_SINGLE)
+    out *= clipped
+    return out.astype(x.dtype)
+
+
+def _erf_cody(x):
+    y = np.abs(x)
     out = np.empty_like(y)
     small = y <= 0.46875
     middle = (y <= 4.0) & ~small
@@ -91,7 +117,7 @@ def _erf(xp, x):
     z = y[large]
     inv_z2 = 1.0 / (z * z)
     out[large] = 1.0 - np.exp(-z * z) / z * (_INV_SQRT_PI - inv_z2 * _rational(inv_z2, _ERFC_LARGE))
-    return np.copysign(out, x).astype(x.dtype, copy=False)
+    return np.copysign(out, x)
 
 
 # ----------------------------------------------------------------------------- plain math functions
@@ -307,6 +333,8 @@ class Clamp(Function):
 def clamp(x, min=None, max=None):  # noqa: A002 - torch's argument names
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given (a number or a tensor)")
+    if x.data.dtype.kind == "f" and not isinstance(min, Tensor) and not isinstance(max, Tensor):
+        return Clamp.apply(x, min, max)  # the common case: number bounds cannot change a float dtype
     bounds = [b for b in (min, max) if b is not None]
     dtype = dtypes.result_type(x, *bounds)  # torch.clamp(int_tensor, min=0.5) is float
     return Clamp.apply(cast(x, dtype), cast(min, dtype), cast(max, dtype))

@@ -136,11 +136,13 @@ def test_erf_accuracy_over_the_whole_line(device):
     expected = np_erf(a)
     got64 = to_numpy(make(a, device).erf())
     np.testing.assert_allclose(got64, expected, rtol=1e-14, atol=0)
-    got32 = to_numpy(make(a.astype(np.float32), device).erf())
-    np.testing.assert_allclose(got32, np_erf(a.astype(np.float32).astype(np.float64)), rtol=1e-7, atol=0)
-    special = to_numpy(make(np.array([np.inf, -np.inf, np.nan, -0.0]), device).erf())
-    np.testing.assert_array_equal(special[:2], [1.0, -1.0])
-    assert np.isnan(special[2]) and special[3] == 0 and np.signbit(special[3])
+    for dtype, rtol, atol in ((np.float32, 2e-7, 0), (np.float16, 1e-3, 6e-8)):  # atol: float16's subnormal step
+        low = a.astype(dtype)
+        np.testing.assert_allclose(to_numpy(make(low, device).erf()), np_erf(low.astype(np.float64)), rtol=rtol, atol=atol)
+    for dtype in (np.float16, np.float32, np.float64):
+        special = to_numpy(make(np.array([np.inf, -np.inf, 9.0, np.nan, -0.0], dtype=dtype), device).erf())
+        np.testing.assert_array_equal(special[:3], [1.0, -1.0, 1.0])
+        assert np.isnan(special[3]) and special[4] == 0 and np.signbit(special[4])
 
 
 def test_stable_at_extreme_inputs(device):
