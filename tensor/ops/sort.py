@@ -47,8 +47,8 @@ def _topk_indices(xp, x, k, axis, largest, sorted):  # noqa: A002 - torch's argu
     picked = xp.argpartition(x, kth, axis=axis)[(slice(None),) * axis + (winners,)]
     if not sorted:
         return picked
-    order = _argsort(xp, xp.take_along_axis(x, picked, axis=axis), axis, largest, stable=False)
-    return xp.take_along_axis(picked, order, axis=axis)
+    order = _argsort(xp, x[along_dim(xp, picked, axis)], axis, largest, stable=False)
+    return picked[along_dim(xp, order, axis)]
 
 
 class _Selection(Function):
@@ -66,7 +66,7 @@ class _Selection(Function):
 
     @staticmethod
     def finish(ctx, x, indices):
-        values = ctx.xp.take_along_axis(x, indices, axis=ctx.dim)
+        values = x[along_dim(ctx.xp, indices, ctx.dim)]  # (faster than take_along_axis)
         if ctx.scalar and values.size == 1:  # a 0-d input gives 0-d results, as in PyTorch
             values, indices = values.reshape(()), indices.reshape(())
         ctx.save_for_backward(indices)  # saved as an output, so in-place edits to it are caught
