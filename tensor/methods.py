@@ -16,7 +16,8 @@ METHODS = {
     "activation": "sigmoid relu leaky_relu gelu silu softplus elu",
     "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite "
     "maximum minimum any all isclose allclose equal masked_fill",
-    "reduce": "sum mean prod max min amax amin argmax argmin var std logsumexp norm cumsum",
+    "reduce": "sum mean prod max min amax amin argmax argmin cumsum",
+    "statistics": "var std logsumexp norm",
     "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
     "movedim swapaxes view_as reshape_as",
     "layout": "repeat tile flip roll tril triu",
