@@ -1,4 +1,4 @@
-"""Reductions (tensor/ops/reduce.py): forward against NumPy over dims and keepdim, gradients by finite
+"""Reductions (tensor/ops/reduce.py, statistics.py): forward against NumPy over dims and keepdim, gradients by finite
 differences, PyTorch's dtypes and tie rules, zeros in prod, stable logsumexp, norms, cumsum, empty dims."""
 import math
 
