@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from ..backend import array_module
-from .optimizer import Optimizer, check_non_negative, effective_grad, params_with_grad, zeros_state
+from .optimizer import Optimizer, blocks, check_non_negative, effective_grad, params_with_grad, zeros_state
 
 
 class Adagrad(Optimizer):
@@ -31,23 +31,25 @@ class Adagrad(Optimizer):
             check_non_negative(self, group, name)
 
     def _step_group(self, group):
-        lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
+        hyper = {k: group[k] for k in ("eps", "weight_decay", "maximize")}
         for p, grad in params_with_grad(group):
             state = self.state[p]
             if not state:  # a parameter added later with add_param_group
                 self._init_state(p, state, group)
             state["step"] = step = state["step"] + 1
-            param = p.data
-            xp = array_module(param)
-            g = effective_grad(self, param, grad, group["weight_decay"], group["maximize"])
-            clr = lr / (1 + (step - 1) * lr_decay)
-            total = state["sum"].data
-            work = self._scratch(param)
-            xp.add(total, xp.multiply(g, g, out=work), out=total)
-            std = xp.add(xp.sqrt(total, out=work), eps, out=work)
-            update = xp.multiply(xp.divide(g, std, out=work), -clr, out=work)
-            xp.add(param, update, out=param)
+            clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+            for block in blocks(p.data, grad, state["sum"].data):
+                self._update(*block, clr=clr, **hyper)
             p._bump_version()
+
+    def _update(self, param, grad, total, *, clr, eps, weight_decay, maximize):
+        xp = array_module(param)
+        g = effective_grad(self, param, grad, weight_decay, maximize)
+        work = self._scratch(param)
+        xp.add(total, xp.multiply(g, g, out=work), out=total)
+        std = xp.add(xp.sqrt(total, out=work), eps, out=work)
+        update = xp.multiply(xp.divide(g, std, out=work), -clr, out=work)
+        xp.add(param, update, out=param)
 
     @staticmethod
     def _init_state(p, state, group):

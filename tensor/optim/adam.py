@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, check_betas, check_non_negative, effective_grad, params_with_grad, zeros_state
+from .optimizer import (
+    Optimizer, blocks, check_betas, check_non_negative, effective_grad, lerp_, params_with_grad, zeros_state,
+)
 
 
 class Adam(Optimizer):
@@ -51,7 +53,8 @@ class Adam(Optimizer):
                          bias_correction2_sqrt=bias_correction2**0.5, grad_decay=grad_decay,
                          param_scale=param_scale, maximize=maximize)
             if type(p.data) is np.ndarray:
-                self._update_numpy(p.data, grad, *moments, **hyper)
+                for block in blocks(p.data, grad, *moments):
+                    self._update_numpy(*block, **hyper)
             else:
                 from . import _kernels
 
@@ -72,7 +75,7 @@ class Adam(Optimizer):
         if param_scale != 1.0:
             np.multiply(param, param_scale, out=param)
         work = self._scratch(param)
-        _lerp_(exp_avg, g, 1 - beta1, work)
+        lerp_(np, exp_avg, g, 1 - beta1, work)
         np.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
         np.multiply(g, 1 - beta2, out=work)
         np.multiply(work, g, out=work)
@@ -96,13 +99,3 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True)
 
-
-def _lerp_(start, end, weight, work):
-    """start += weight * (end - start) in place, with PyTorch's formula choice (exact at weight 0 and 1)."""
-    np.subtract(end, start, out=work)
-    if weight < 0.5:
-        np.multiply(work, weight, out=work)
-        np.add(start, work, out=start)
-    else:
-        np.multiply(work, 1 - weight, out=work)
-        np.subtract(end, work, out=start)

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 from ..backend import array_module
-from .optimizer import Optimizer, check_non_negative, effective_grad, params_with_grad, zeros_state
+from .optimizer import (
+    Optimizer, blocks, check_non_negative, effective_grad, lerp_, params_with_grad, zeros_state,
+)
 
 
 class RMSprop(Optimizer):
@@ -28,48 +30,41 @@ class RMSprop(Optimizer):
             check_non_negative(self, group, name)
 
     def _step_group(self, group):
-        lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+        hyper = {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "maximize")}
+        centered = group["centered"]
         for p, grad in params_with_grad(group):
             state = self.state[p]
             if not state:
                 self._init_state(p, state, group)
             state["step"] += 1
-            param = p.data
-            xp = array_module(param)
-            g = effective_grad(self, param, grad, group["weight_decay"], group["maximize"])
-            work = self._scratch(param)
-            square_avg = state["square_avg"].data
-            xp.multiply(square_avg, alpha, out=square_avg)
-            xp.multiply(g, 1 - alpha, out=work)
-            xp.multiply(work, g, out=work)
-            xp.add(square_avg, work, out=square_avg)
-            avg = self._root_mean_square(xp, state, g, alpha, group["centered"], work)
-            xp.add(avg, eps, out=avg)
-            if momentum > 0:
-                buf = state["momentum_buffer"].data
-                xp.multiply(buf, momentum, out=buf)
-                xp.add(buf, xp.divide(g, avg, out=avg), out=buf)
-                update = xp.multiply(buf, -lr, out=avg)
-            else:
-                update = xp.multiply(xp.divide(g, avg, out=avg), -lr, out=avg)
-            xp.add(param, update, out=param)
+            arrays = (p.data, grad, state["square_avg"].data, state["grad_avg"].data if centered else None,
+                      state["momentum_buffer"].data if hyper["momentum"] > 0 else None)
+            for block in blocks(*arrays):
+                self._update(*block, **hyper)
             p._bump_version()
 
-    @staticmethod
-    def _root_mean_square(xp, state, g, alpha, centered, work):
-        """sqrt(E[g^2]) or, centered, sqrt(E[g^2] - E[g]^2), into `work`."""
-        square_avg = state["square_avg"].data
-        if not centered:
-            return xp.sqrt(square_avg, out=work)
-        grad_avg = state["grad_avg"].data
-        xp.subtract(g, grad_avg, out=work)  # grad_avg.lerp_(g, 1 - alpha), with PyTorch's formula choice
-        if 1 - alpha < 0.5:
-            xp.add(grad_avg, xp.multiply(work, 1 - alpha, out=work), out=grad_avg)
+    def _update(self, param, grad, square_avg, grad_avg, buf, *, lr, alpha, eps, weight_decay, momentum, maximize):
+        xp = array_module(param)
+        g = effective_grad(self, param, grad, weight_decay, maximize)
+        work = self._scratch(param)
+        xp.multiply(square_avg, alpha, out=square_avg)
+        xp.multiply(g, 1 - alpha, out=work)
+        xp.multiply(work, g, out=work)
+        xp.add(square_avg, work, out=square_avg)
+        if grad_avg is None:
+            avg = xp.sqrt(square_avg, out=work)
+        else:  # centered: subtract the squared running mean of the gradient
+            lerp_(xp, grad_avg, g, 1 - alpha, work)
+            xp.multiply(grad_avg, grad_avg, out=work)
+            avg = xp.sqrt(xp.subtract(square_avg, work, out=work), out=work)
+        xp.add(avg, eps, out=avg)
+        if buf is not None:
+            xp.multiply(buf, momentum, out=buf)
+            xp.add(buf, xp.divide(g, avg, out=avg), out=buf)
+            update = xp.multiply(buf, -lr, out=avg)
         else:
-            xp.subtract(g, xp.multiply(work, alpha, out=work), out=grad_avg)
-        xp.multiply(grad_avg, grad_avg, out=work)
-        xp.subtract(square_avg, work, out=work)
-        return xp.sqrt(work, out=work)
+            update = xp.multiply(xp.divide(g, avg, out=avg), -lr, out=avg)
+        xp.add(param, update, out=param)
 
     @staticmethod
     def _init_state(p, state, group):
@@ -79,3 +74,4 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = zeros_state(p)
         if group["centered"]:
             state["grad_avg"] = zeros_state(p)
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optimizer import Optimizer, check_non_negative, effective_grad, params_with_grad, zeros_state
+from .optimizer import Optimizer, blocks, check_non_negative, effective_grad, params_with_grad, zeros_state
 
 
 class SGD(Optimizer):
@@ -44,7 +44,8 @@ class SGD(Optimizer):
                 state["momentum_buffer"] = zeros_state(p)
             buf = state["momentum_buffer"].data if hyper["momentum"] != 0 else None
             if type(p.data) is np.ndarray:
-                self._update_numpy(p.data, grad, buf, first, **hyper)
+                for block in blocks(p.data, grad, buf):
+                    self._update_numpy(*block, first, **hyper)
             else:
                 from . import _kernels
 

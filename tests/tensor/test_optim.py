@@ -150,6 +150,34 @@ def test_matches_torch_optim(name, hyper, starts, grads):
         np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("name, hyper", [
+    ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.1, maximize=True)),
+    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True)),
+    ("Adagrad", dict(lr=0.1, weight_decay=0.1)),
+])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_large_parameters_updated_in_blocks_match_torch(name, hyper, layout, rng):
+    """Parameters bigger than one block (and non-contiguous ones, which are not split) update exactly as in torch."""
+    torch = pytest.importorskip("torch")
+    start = rng.standard_normal((optim.optimizer.BLOCK // 64 + 7, 70))
+    grads = [rng.standard_normal(start.shape) for _ in range(3)]
+    param = tensor.tensor(start, requires_grad=True)
+    if layout == "transposed":
+        param.data = np.asfortranarray(start)
+    opt = getattr(optim, name)([param], **hyper)
+    torch_param = torch.tensor(start, requires_grad=True)
+    torch_opt = getattr(torch.optim, name)([torch_param], **hyper)
+    for g in grads:
+        param.grad = tensor.tensor(g)
+        torch_param.grad = torch.tensor(g)
+        opt.step()
+        torch_opt.step()
+    assert param.data.flags.f_contiguous == (layout == "transposed")
+    np.testing.assert_allclose(param.data, torch_param.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
 def test_float32_matches_torch(name, starts, grads):
     torch = pytest.importorskip("torch")
