@@ -119,8 +119,8 @@ class ShardedLoader:
             self._client.send_pending()  # an early stop still records what was handed out
 
     def _window_source(self, plan: RankPlan):
-        """Lists of batches, one per window. With prefetch, two threads: one reads and shuffles the
-        next window in Arrow (which releases the GIL) while the other converts and transforms the
+        """Lists of batches, one per window. With prefetch, two threads: one reads the next window
+        (Arrow decoding releases the GIL) while the other shuffles, converts and transforms the
         current one, `prefetch` windows ahead of the consumer."""
         if self.prefetch == 0:
             return _window_batches(self.dataset, plan, _window_tables(self.dataset, plan))
@@ -192,30 +192,31 @@ class ShardedLoader:
 
 
 def _window_tables(dataset: Dataset, plan: RankPlan):
-    """(table, first row) of each window from skip_batches on: the window's rows read from storage
-    and permuted with Arrow's take, which also leaves one contiguous chunk for zero-copy views."""
+    """(window index, table) of each window from skip_batches on, read from storage in plan order."""
     window_rows = plan.config.window_rows
-    first_row = plan.skip_batches * plan.config.batch_size
+    first_window = plan.skip_batches * plan.config.batch_size // window_rows
     reader = dataset.reader()
     try:
-        for window in range(first_row // window_rows, math.ceil(plan.num_rows / window_rows)):
-            begin, end = plan.window_bounds(window)
-            table = dataset.read_table(reader, *stream_slice(plan.starts, plan.stops, begin, end))
-            order = plan.window_order(window)
-            yield (table if order is None else table.take(order)), max(first_row, begin) - begin
+        for window in range(first_window, math.ceil(plan.num_rows / window_rows)):
+            yield window, dataset.read_table(reader, *stream_slice(plan.starts, plan.stops, *plan.window_bounds(window)))
     finally:
         reader.close()
 
 
 def _window_batches(dataset: Dataset, plan: RankPlan, tables):
-    """Each window's batches as one list (one queue hand-off per window, not per batch): convert
-    to NumPy, slice, transform."""
+    """Each window's remaining batches as one list (one queue hand-off per window, not per batch):
+    permute the window with Arrow's take (which also leaves one contiguous chunk for zero-copy
+    views), convert to NumPy, slice, transform. Runs on a different thread than the reads, so the
+    next window's decoding overlaps this one's shuffle."""
     batch_size = plan.config.batch_size
+    first_row = plan.skip_batches * batch_size
     try:
-        for table, first in tables:
-            columns = dataset.to_numpy(table)
+        for window, table in tables:
+            order = plan.window_order(window)
+            columns = dataset.to_numpy(table if order is None else table.take(order))
+            begin = plan.window_bounds(window)[0]
             yield [dataset.apply_transform({key: value[offset : offset + batch_size] for key, value in columns.items()})
-                   for offset in range(first, table.num_rows, batch_size)]
+                   for offset in range(max(first_row, begin) - begin, table.num_rows, batch_size)]
     finally:
         _close(tables)
 
