@@ -21,12 +21,12 @@ def _gradients(parameters):
 
 
 def _vector_norm(xp, array, norm_type):
-    """The norm_type-norm of all of `array`'s elements, as a 0-d array (float32 at least)."""
+    """The norm_type-norm of all of `array`'s elements (float32 at least); numpy may give a scalar."""
     if array.dtype.itemsize < 4:
         array = array.astype(np.float32)  # float16 sums would overflow or lose precision
     flat = array.reshape(-1)
     if norm_type == 2.0:
-        return xp.sqrt(xp.asarray(xp.vdot(flat, flat)))
+        return xp.sqrt(xp.vdot(flat, flat))
     if norm_type == math.inf:
         return xp.abs(flat).max() if flat.size else xp.zeros((), flat.dtype)
     if norm_type == -math.inf:
@@ -48,8 +48,8 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
         return _wrap(np.zeros((), np.float32))
     first = tensors[0]
     xp, device = first.xp, first.device
-    norms = [to_device_array(_vector_norm(t.xp, t.data, norm_type), device) for t in tensors]
-    total = _vector_norm(xp, xp.stack(norms), norm_type).astype(first.dtype, copy=False)
+    norms = [to_device_array(t.xp.asarray(_vector_norm(t.xp, t.data, norm_type)), device) for t in tensors]
+    total = xp.asarray(_vector_norm(xp, xp.stack(norms), norm_type)).astype(first.dtype, copy=False)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is non-finite ({float(total)}), "
