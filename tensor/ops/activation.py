@@ -23,6 +23,11 @@ _GELU_TANH_SCALE, _GELU_TANH_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
 _GELU_CLIP = 40.0
 
 
+def _fused(xp, x):
+    """Use the fused CuPy kernels (float32/float64 on the GPU) rather than the composed ops."""
+    return xp is not np and x.dtype.char in "fd"
+
+
 class Sigmoid(_FromOutput):
     f = staticmethod(_sigmoid)
     vjp = staticmethod(lambda xp, y, g: g * (y * (1 - y)))
@@ -94,7 +99,8 @@ class Silu(Function):
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
-        if xp is not np and x.dtype.char in "fd":
+        ctx.fused = _fused(xp, x)
+        if ctx.fused:
             ctx.save_for_backward(x)
             return kernels.silu_forward()(x)
         s = _sigmoid(xp, x)
@@ -103,10 +109,10 @@ class Silu(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        saved = ctx.saved_tensors
-        if len(saved) == 1:
-            return kernels.silu_backward()(grad, saved[0])
-        x, s = saved
+        if ctx.fused:
+            (x,) = ctx.saved_tensors
+            return kernels.silu_backward()(grad, x)
+        x, s = ctx.saved_tensors
         return grad * s * (1 + x * (1 - s))
 
 
@@ -116,8 +122,8 @@ class Gelu(Function):
     @staticmethod
     def forward(ctx, x, approximate):
         xp = ctx.xp
-        ctx.approximate = approximate
-        if xp is not np and x.dtype.char in "fd":
+        ctx.approximate, ctx.fused = approximate, _fused(xp, x)
+        if ctx.fused:
             ctx.save_for_backward(x)
             return kernels.gelu_forward(approximate)(x)
         if approximate == "tanh":
@@ -135,10 +141,10 @@ class Gelu(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        saved = ctx.saved_tensors
-        if len(saved) == 1:
-            return kernels.gelu_backward(ctx.approximate)(grad, saved[0]), None
-        x, phi = saved
+        if ctx.fused:
+            (x,) = ctx.saved_tensors
+            return kernels.gelu_backward(ctx.approximate)(grad, x), None
+        x, phi = ctx.saved_tensors
         clipped = ctx.xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
         if ctx.approximate == "tanh":
             d_inner = (clipped * clipped * (3 * _GELU_TANH_CUBIC) + 1) * _GELU_TANH_SCALE

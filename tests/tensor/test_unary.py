@@ -136,7 +136,8 @@ def test_erf_accuracy_over_the_whole_line(device):
     expected = np_erf(a)
     got64 = to_numpy(make(a, device).erf())
     np.testing.assert_allclose(got64, expected, rtol=1e-14, atol=0)
-    for dtype, rtol, atol in ((np.float32, 2e-7, 0), (np.float16, 1e-3, 6e-8)):  # atol: float16's subnormal step
+    single = 2e-7 if device == "cpu" else 5e-7  # CUDA's erff is within 2 ulp
+    for dtype, rtol, atol in ((np.float32, single, 0), (np.float16, 1e-3, 6e-8)):  # atol: float16's subnormal step
         low = a.astype(dtype)
         np.testing.assert_allclose(to_numpy(make(low, device).erf()), np_erf(low.astype(np.float64)), rtol=rtol, atol=atol)
     for dtype in (np.float16, np.float32, np.float64):
