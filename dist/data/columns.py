@@ -114,7 +114,8 @@ def _flat_to_numpy(array: pa.Array, column: Column) -> np.ndarray:
 
 def _list_to_numpy(array: pa.Array, column: Column) -> np.ndarray:
     if array.null_count:
-        raise ColumnConversionError(f"column {column.name!r} has {array.null_count} null lists; fill or drop those rows")
+        raise ColumnConversionError(
+            f"column {column.name!r} has {array.null_count} null lists; fill or drop those rows")
     rows = len(array)
     leaf = array
     while pa.types.is_fixed_size_list(leaf.type) or pa.types.is_list(leaf.type) or pa.types.is_large_list(leaf.type):
@@ -139,7 +140,8 @@ def _check_equal_lengths(array: pa.Array, column: Column) -> None:
 def _binary_to_numpy(array: pa.Array, column: Column) -> np.ndarray:
     """Raw bytes of each item viewed as dtype (default uint8) and shaped (rows, *shape), zero-copy."""
     if array.null_count:
-        raise ColumnConversionError(f"column {column.name!r} has {array.null_count} null items; fill or drop those rows")
+        raise ColumnConversionError(
+            f"column {column.name!r} has {array.null_count} null items; fill or drop those rows")
     dtype = np.dtype(column.dtype or np.uint8)
     item_bytes = int(np.prod(column.shape)) * dtype.itemsize
     rows = len(array)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +63,8 @@ class Dataset:
         self.source = open_source(source, format=format, filesystem=filesystem, part_rows=part_rows)
         self.index = DatasetIndex.build(self.source, max_unit_rows)
         # None checks every field: with all columns loaded, any difference between files matters
-        self.source.check_columns(None if columns is None else [c.name if isinstance(c, Column) else c for c in columns])
+        names = None if columns is None else [c.name if isinstance(c, Column) else c for c in columns]
+        self.source.check_columns(names)
         self.columns = normalize_columns(columns, self.source.schema)
         self.transform = transform
         self.name = name

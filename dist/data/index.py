@@ -33,7 +33,8 @@ class DatasetIndex:
     @classmethod
     def build(cls, source: Source, max_unit_rows: int | None = None) -> DatasetIndex:
         """Index `source` from its metadata; raise EmptyDatasetError if it has no rows."""
-        if max_unit_rows is not None and (isinstance(max_unit_rows, bool) or not isinstance(max_unit_rows, int) or max_unit_rows < 1):
+        valid = max_unit_rows is None or (type(max_unit_rows) is int and max_unit_rows >= 1)
+        if not valid:
             raise ValueError(f"max_unit_rows must be None or an int >= 1, got {max_unit_rows!r}")
         units = [
             [part.file, part.part, start, stop]

@@ -50,7 +50,8 @@ class ShardedLoader:
                  shuffle: bool = True, seed: int = 0, drop_last: bool = True, shuffle_buffer: int = 16384,
                  prefetch: int = 2, device=None, name: str | None = None, timeout_s: float = 120.0):
         if not isinstance(dataset, Dataset):
-            raise TypeError(f"dataset must be a dist.data.Dataset, got {type(dataset).__name__}; wrap it: Dataset(source)")
+            raise TypeError(
+                f"dataset must be a dist.data.Dataset, got {type(dataset).__name__}; wrap it: Dataset(source)")
         _check_rank(rank, world_size)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0 (windows read ahead; 0 = no thread), got {prefetch!r}")
@@ -187,7 +188,8 @@ class ShardedLoader:
             raise LoaderClosedError(f"loader {self.name!r} (rank {self.rank}) is closed; create a new ShardedLoader")
 
     def __repr__(self) -> str:
-        return (f"ShardedLoader({self.name!r}, rank {self.rank}/{self.world_size}, batch_size={self.config.batch_size}, "
+        return (f"ShardedLoader({self.name!r}, rank {self.rank}/{self.world_size}, "
+                f"batch_size={self.config.batch_size}, "
                 f"epoch={self.epoch}, prefetch={self.prefetch}, device={self.device!r})")
 
 
@@ -198,7 +200,8 @@ def _window_tables(dataset: Dataset, plan: RankPlan):
     reader = dataset.reader()
     try:
         for window in range(first_window, math.ceil(plan.num_rows / window_rows)):
-            yield window, dataset.read_table(reader, *stream_slice(plan.starts, plan.stops, *plan.window_bounds(window)))
+            rows = stream_slice(plan.starts, plan.stops, *plan.window_bounds(window))
+            yield window, dataset.read_table(reader, *rows)
     finally:
         reader.close()
 

@@ -113,7 +113,6 @@ class RankPlan:
         return np.random.default_rng(key).permutation(end - begin)
 
 
-
 @dataclass(frozen=True)
 class EpochPlan:
     """All ranks' plans for one generation of an epoch, with what was dropped or padded."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 _ITEM, _DONE, _FAILED = "item", "done", "failed"
 _POLL_S = 0.05  # how often blocked calls look at the stop flag; bounds shutdown latency

@@ -164,7 +164,8 @@ class DataProgress:
         try:
             epochs = {int(epoch): [Generation.from_dict(g) for g in gens] for epoch, gens in state["epochs"].items()}
         except (KeyError, TypeError, AttributeError, ValueError) as error:
-            raise DataStateError(f"data progress state is malformed ({error!r}); expected {{'epochs': {{...}}}}") from None
+            raise DataStateError(
+                f"data progress state is malformed ({error!r}); expected {{'epochs': {{...}}}}") from None
         self._epochs, self._plans = epochs, {}
         for epoch, generations in epochs.items():
             for index, generation in enumerate(generations):

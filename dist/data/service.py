@@ -113,7 +113,9 @@ def _check_descriptor(name, descriptor) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
     if not isinstance(descriptor, dict) or not {"fingerprint", "unit_rows"} <= set(descriptor):
-        raise ValueError(f"dataset descriptor needs 'fingerprint' and 'unit_rows' (see Dataset.descriptor()), got {descriptor!r:.200}")
+        raise ValueError(
+            f"dataset descriptor needs 'fingerprint' and 'unit_rows' (see Dataset.descriptor()), "
+            f"got {descriptor!r:.200}")
 
 
 def _check_state(state) -> dict:
@@ -122,7 +124,8 @@ def _check_state(state) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("datasets"), dict):
         raise DataStateError(f"data state must be a dict from data_state(), with a 'datasets' dict; got {state!r:.200}")
     if state.get("version") != STATE_VERSION:
-        raise DataStateError(f"data state version {state.get('version')!r} is not supported (this raygrad writes {STATE_VERSION})")
+        raise DataStateError(
+            f"data state version {state.get('version')!r} is not supported (this raygrad writes {STATE_VERSION})")
     return state["datasets"]
 
 

@@ -62,7 +62,8 @@ def _holdout_rows(offsets: np.ndarray, split: dict) -> RowRanges:
 def _holdout_count(total: int, split: dict, what: str) -> int:
     count = int(round(split["fraction"] * total))
     if not 0 < count < total:
-        hint = "split by='row' or use a larger fraction" if what == "units" else "use a fraction that keeps rows on both sides"
+        hint = ("split by='row', use a larger fraction, or smaller units (max_unit_rows)" if what == "units"
+                else "use a fraction that keeps rows on both sides")
         raise EmptyDatasetError(
             f"a holdout of fraction {split['fraction']} over {total} {what} puts {count} in the holdout and "
             f"{total - count} in training; one side is empty: {hint}"

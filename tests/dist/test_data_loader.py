@@ -21,7 +21,8 @@ def parquet_dir(tmp_path_factory):
     start = 0
     for i, size in enumerate(FILE_SIZES):
         ids = np.arange(start, start + size)
-        table = pa.table({"id": ids, "feature": pa.FixedSizeListArray.from_arrays(pa.array(np.repeat(ids, 4).astype(np.float32)), 4)})
+        features = pa.FixedSizeListArray.from_arrays(pa.array(np.repeat(ids, 4).astype(np.float32)), 4)
+        table = pa.table({"id": ids, "feature": features})
         pq.write_table(table, folder / f"part-{i:02d}.parquet", row_group_size=9)
         start += size
     return folder

@@ -16,7 +16,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import UnsupportedSourceError
-from .base import LRU, Part, PartReader, Source, discover_files, hive_partitions, raise_on_differences, schema_differences
+from .base import (
+    LRU, Part, PartReader, Source, discover_files, hive_partitions, raise_on_differences, schema_differences,
+)
 
 EXTENSIONS = {
     ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet",

@@ -68,7 +68,8 @@ def table_from_numpy(arrays: dict) -> pa.Table:
         fields.append(field)
         columns.append(column)
     if len(set(lengths.values())) > 1:
-        raise UnsupportedSourceError(f"NumPy source columns differ in length: {lengths}; give every array the same first dimension")
+        raise UnsupportedSourceError(
+            f"NumPy source columns differ in length: {lengths}; give every array the same first dimension")
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
