@@ -169,6 +169,8 @@ def where(condition, input=None, other=None):  # noqa: A002 - torch's argument n
     _check_bool("where", "condition", condition)
     if input is None and other is None:
         return tuple(_wrap(i.astype(np.int64, copy=False)) for i in condition.xp.nonzero(condition.data))
+    if input is None or other is None:
+        raise TypeError("where: give both input and other (tensors or numbers), or neither to get indices")
     dtype = dtypes.result_type(input, other)
     return Where.apply(condition, cast(input, dtype), cast(other, dtype), dtype)
 

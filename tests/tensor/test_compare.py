@@ -163,6 +163,8 @@ def test_where_and_masked_fill_need_a_bool_mask(device):
         tensor.where(make([1, 0, 1], device), x, x)
     with pytest.raises(DTypeError, match="mask must be a bool tensor"):
         x.masked_fill(make([1, 0, 1], device), 0.0)
+    with pytest.raises(TypeError, match="give both input and other"):
+        tensor.where(x > 0, x)
 
 
 # ---------------------------------------------------------------------------------- maximum, minimum

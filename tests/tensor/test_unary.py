@@ -238,6 +238,8 @@ def test_clamp_dtypes_and_errors(device):
         ints.clamp()
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
         make(data(2), device).gelu(approximate="fast")
+    with pytest.raises(TypeError, match="expected a Tensor, got float"):
+        tensor.exp(2.0)
 
 
 def test_nan_propagates(device):
