@@ -162,9 +162,13 @@ def _call_backward(node, grads, retain_graph):
     count = len(node.next_functions)
     if grads is None:  # no consumer sent a gradient: nothing flows further down
         return (None,) * count
-    if any(g is None for g in grads):  # materialise zeros for unused outputs, as PyTorch does
+    if any(g is None for g in grads):
+        # Zeros for unused float outputs, as PyTorch does; integer outputs (indices) stay None.
         xp = node.xp
-        grads = [xp.zeros(shape, dtype) if g is None else g for g, (shape, dtype) in zip(grads, node.output_meta)]
+        grads = [
+            xp.zeros(shape, dtype) if g is None and dtype.kind == "f" else g
+            for g, (shape, dtype) in zip(grads, node.output_meta)
+        ]
     result = type(node).backward(node, *grads)
     if not isinstance(result, tuple):
         result = (result,)

@@ -66,7 +66,7 @@ def _ufunc_inplace(self, other, ufunc, op, name):
         getattr(self.xp, ufunc)(self.data, _raw(other), out=self.data)
     except ValueError as exc:
         raise ShapeError(
-            f"{name}: operand of shape {getattr(other, 'shape', ())} does not broadcast to the tensor's shape "
+            f"{name}: operand of shape {tuple(getattr(other, 'shape', ()))} does not broadcast to the tensor's shape "
             f"{tuple(self.shape)}"
         ) from exc
     except TypeError as exc:  # numpy's UFuncTypeError: float result into an integer tensor
@@ -142,7 +142,7 @@ def copy_(self, src):
     try:
         self.data[...] = src_data
     except ValueError as exc:
-        raise ShapeError(f"copy_: source of shape {getattr(src, 'shape', ())} does not broadcast to {tuple(self.shape)}") from exc
+        raise ShapeError(f"copy_: source of shape {tuple(getattr(src, 'shape', ()))} does not broadcast to {tuple(self.shape)}") from exc
     self._bump_version()
     return self
 
@@ -169,7 +169,7 @@ def setitem(self, index, value):
     try:
         self.data[index] = _raw(value)
     except ValueError as exc:
-        raise ShapeError(f"__setitem__: value of shape {getattr(value, 'shape', ())} does not fit the indexed "
+        raise ShapeError(f"__setitem__: value of shape {tuple(getattr(value, 'shape', ()))} does not fit the indexed "
                          f"region of a tensor of shape {tuple(self.shape)}: {exc}") from exc
     self._bump_version()
     return self
