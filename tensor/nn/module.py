@@ -124,14 +124,14 @@ class Module:
 
     def register_parameter(self, name: str, param: Parameter | None):
         """Add a parameter (or None, a declared but absent one such as a disabled bias)."""
-        self._check_name(name, "parameter")
+        self._check_name(name, "parameter", self.__dict__.get("_parameters"))
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot register {type(param).__name__} as parameter {name!r}: expected nn.Parameter or None")
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True):
         """Add a tensor that is state but not trained (running statistics); persistent ones are saved."""
-        self._check_name(name, "buffer")
+        self._check_name(name, "buffer", self.__dict__.get("_buffers"))
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot register {type(tensor).__name__} as buffer {name!r}: expected a Tensor or None")
         self._buffers[name] = None if tensor is None else as_plain_tensor(tensor)
@@ -141,20 +141,20 @@ class Module:
             self._non_persistent_buffers_set.add(name)
 
     def register_module(self, name: str, module: Module | None):
-        self._check_name(name, "submodule")
+        self._check_name(name, "submodule", self.__dict__.get("_modules"))
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"cannot register {type(module).__name__} as submodule {name!r}: expected a Module")
         self._modules[name] = module
 
     add_module = register_module
 
-    def _check_name(self, name, kind):
-        if "_parameters" not in self.__dict__:
+    def _check_name(self, name, kind, table):
+        """A name may be re-registered in its own table, never shadow another attribute."""
+        if table is None:
             raise AttributeError(f"cannot register a {kind} before Module.__init__() is called")
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"{kind} name must be a non-empty string without '.', got {name!r}")
-        owner = (self._parameters, self._buffers, self._modules)
-        if hasattr(type(self), name) or (name in self.__dict__ and not any(name in t for t in owner)):
+        if hasattr(self, name) and name not in table:
             raise KeyError(f"attribute {name!r} already exists on {type(self).__name__}; pick another {kind} name")
 
     # --------------------------------------------------------------------------------- iteration
