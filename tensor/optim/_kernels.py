@@ -114,15 +114,17 @@ def adam_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, beta1, beta2, eps
 @functools.lru_cache(maxsize=None)
 def _unscale_kernel(scalar: str, c: str):
     cp = cupy_module()
+    # The gradient's type is spelled out (float32 or float64: GradScaler refuses float16 gradients), as
+    # no input array could stand for a type placeholder.
     return cp.ElementwiseKernel(
         f"{scalar} inv_scale, raw int32 found_inf",
-        "T grad",
-        f"if (!isfinite(({c})grad)) found_inf[0] = 1;  // every writer stores 1: the race is harmless\n"
-        f"grad = (T)(({c})grad * inv_scale);",
+        f"{scalar} grad",
+        "if (!isfinite(grad)) found_inf[0] = 1;  // every writer stores 1: the race is harmless\n"
+        "grad = grad * inv_scale;",
         f"raygrad_unscale_{c}",
     )
 
 
 def unscale_(grad, inv_scale, found_inf):
-    """grad *= inv_scale in place on a CuPy array; sets found_inf[0] = 1 if any value was inf or NaN."""
+    """grad *= inv_scale in place on a float32/float64 CuPy array; sets found_inf[0] = 1 on any inf or NaN."""
     _unscale_kernel(*_compute_type(grad.dtype))(inv_scale, found_inf, grad)
