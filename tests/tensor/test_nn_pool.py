@@ -12,6 +12,8 @@ from helpers import make, to_numpy
 
 MAX_CASES = [
     dict(kernel_size=2),
+    dict(kernel_size=(3, 2)),
+    dict(kernel_size=3, stride=3),
     dict(kernel_size=3, stride=2, padding=1),
     dict(kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2)),
     dict(kernel_size=2, ceil_mode=True),

@@ -32,6 +32,11 @@ class _Window:
         return slice(start, start + (self.out - 1) * self.s + 1, self.s)
 
     @property
+    def tiles(self):
+        """Do the windows tile the input exactly (kernel == stride, no padding, dilation or overhang)?"""
+        return self.k == self.s and self.p == 0 and self.d == 1 and self.source == self.n
+
+    @property
     def disjoint(self):
         """Do the taps of different windows never touch the same input (so grads can be assigned)?"""
         return self.s >= self.d * (self.k - 1) + 1
@@ -125,16 +130,23 @@ class MaxPool2d(Function):
     def forward(ctx, x, rows, cols, return_indices):
         xp = ctx.xp
         x4 = _batched(x)
+        need_grad = any(ctx.needs_input_grad)
+        ctx.rows, ctx.cols, ctx.in_shape, ctx.tiled = rows, cols, x.shape, False
+        if rows.tiles and cols.tiles and not return_indices:
+            out, args, ctx.swapped = _tiled_max(x4, rows, cols, xp, need_grad)
+            # A NaN maximum must route its gradient to the NaN, which only the tap path tracks.
+            if not (need_grad and out.dtype.kind == "f" and bool(xp.isnan(out).any())):
+                ctx.tiled = True
+                ctx.save_for_backward(*args)
+                return _unbatched_like(out, x)
         low = -xp.inf if x.dtype.kind == "f" else xp.iinfo(x.dtype).min
         views = [view for _, view in _taps(_source(x4, rows, cols, low, xp), rows, cols)]
         out = views[0].copy() if len(views) == 1 else xp.maximum(views[0], views[1])
         for view in views[2:]:
             xp.maximum(out, view, out=out)
-        need_grad = any(ctx.needs_input_grad)
         if not (need_grad or return_indices):
             return _unbatched_like(out, x)
         arg = _first_argmax(views, out, xp)
-        ctx.rows, ctx.cols, ctx.in_shape = rows, cols, x.shape
         ctx.save_for_backward(arg)
         if not return_indices:
             return _unbatched_like(out, x)
@@ -144,23 +156,90 @@ class MaxPool2d(Function):
 
     @staticmethod
     def backward(ctx, grad, *_):
-        (arg,) = ctx.saved_tensors
         rows, cols, xp = ctx.rows, ctx.cols, ctx.xp
         g = _batched(grad)
-        padded = _blank(g.shape[:2] + (rows.source, cols.source), g, 0, xp)
-        disjoint = rows.disjoint and cols.disjoint
-        for t, view in _taps(padded, rows, cols):
-            if disjoint:  # each input is in at most one window: write, don't accumulate
-                xp.multiply(g, arg == t, out=view)
-            else:
-                view += g * (arg == t)
-        grad_x = _crop(padded, rows, cols)
+        if ctx.tiled:
+            grad_x = _tiled_max_backward(g, ctx.saved_tensors, rows, cols, ctx.in_shape, ctx.swapped, xp)
+        else:
+            (arg,) = ctx.saved_tensors
+            padded = _blank(g.shape[:2] + (rows.source, cols.source), g, 0, xp)
+            disjoint = rows.disjoint and cols.disjoint
+            for t, view in _taps(padded, rows, cols):
+                if disjoint:  # each input is in at most one window: write, don't accumulate
+                    xp.multiply(g, arg == t, out=view)
+                else:
+                    view += g * (arg == t)
+            grad_x = _crop(padded, rows, cols)
         return grad_x if len(ctx.in_shape) == 4 else grad_x[0], None, None, None
+
+
+# Tiled windows (kernel == stride, no padding or dilation: the common 2x2 pool) reduce in two
+# stages, along W within each tile, then along H, on the input in its memory order: the W stage
+# then runs over the whole array in a few long passes instead of kh*kw short strided ones.
+
+
+def _memory_order(x):
+    """x as (A, B, H, W) with A the outer dim in memory: (N, C, ...) or, for a conv output, (C, N, ...)."""
+    swapped = _channels_outermost(x)
+    return (x.transpose(1, 0, 2, 3) if swapped else x), swapped
+
+
+def _tiled_max(x, rows, cols, xp, need_arg):
+    """-> (N, C, Ho, Wo) maxima, (index along W per row, index along H) of each first maximum, and
+    whether the work ran channels-outermost."""
+    xm, swapped = _memory_order(x)
+    height, width = rows.out * rows.k, cols.out * cols.k
+    across, arg_w = _first_max([xm[:, :, :height, j:width:cols.k] for j in range(cols.k)], xp, need_arg)
+    out, arg_h = _first_max([across[:, :, i::rows.k] for i in range(rows.k)], xp, need_arg)
+    return (out.transpose(1, 0, 2, 3) if swapped else out), (arg_w, arg_h), swapped
+
+
+def _first_max(slices, xp, need_arg):
+    """Elementwise maximum of equally shaped arrays and (if need_arg) which one held the first
+    maximum: a bool for two (True = the second), else int8."""
+    if len(slices) == 1:
+        return slices[0], None
+    arg = slices[1] > slices[0] if need_arg else None
+    best = xp.maximum(slices[0], slices[1])
+    if len(slices) > 2 and need_arg:
+        arg = arg.astype(xp.int8)
+    for j, s in enumerate(slices[2:], start=2):
+        if need_arg:
+            xp.copyto(arg, j, where=s > best)
+        xp.maximum(best, s, out=best)
+    return best, arg
+
+
+def _route(g, arg, parts, xp):
+    """parts[j] = g where arg == j, else 0 (parts: equally shaped output views)."""
+    if len(parts) == 1:
+        parts[0][...] = g
+        return
+    for j in range(1, len(parts)):
+        xp.multiply(g, arg if arg.dtype == bool else arg == j, out=parts[j])
+    # Exact: at most one part of each element is non-zero, so the rest is g or 0.
+    xp.subtract(g, parts[1], out=parts[0])
+    for part in parts[2:]:
+        parts[0] -= part
+
+
+def _tiled_max_backward(g, args, rows, cols, in_shape, swapped, xp):
+    arg_w, arg_h = args
+    gm = g.transpose(1, 0, 2, 3) if swapped else g
+    A, B = gm.shape[:2]
+    height, width = rows.out * rows.k, cols.out * cols.k
+    across = xp.empty((A, B, height, cols.out), dtype=g.dtype)
+    _route(gm, arg_h, [across[:, :, i::rows.k] for i in range(rows.k)], xp)
+    H, W = in_shape[-2:]
+    full = xp.zeros if (height, width) != (H, W) else xp.empty
+    grad = full((A, B, H, W), dtype=g.dtype)
+    _route(across, arg_w, [grad[:, :, :height, j:width:cols.k] for j in range(cols.k)], xp)
+    return grad.transpose(1, 0, 2, 3) if swapped else grad
 
 
 def _first_argmax(views, out, xp):
     """The tap number of each window's first maximum (of its first NaN where the maximum is NaN)."""
-    arg = xp.zeros(out.shape, dtype=xp.int8 if len(views) < 128 else xp.int32)
+    arg = xp.zeros_like(out, dtype=xp.int8 if len(views) < 128 else xp.int32)  # same layout as out: fast passes
     has_nan = out.dtype.kind == "f" and bool(xp.isnan(out).any())
     for t in reversed(range(len(views))):  # the earliest tap written last wins ties, as in PyTorch
         hit = views[t] == out
