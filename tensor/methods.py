@@ -14,7 +14,8 @@ METHODS = {
     "unary": "abs sign exp log log1p expm1 log2 log10 sqrt rsqrt square reciprocal sin cos tan tanh "
     "clamp clip floor ceil round trunc erf",
     "activation": "sigmoid relu leaky_relu gelu silu softplus elu",
-    "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf isfinite "
+    "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or "
+    "bitwise_xor bitwise_not isnan isinf isfinite "
     "maximum minimum any all isclose allclose equal masked_fill",
     "reduce": "sum mean prod max min amax amin argmax argmin cumsum",
     "statistics": "var std logsumexp norm",
@@ -55,12 +56,13 @@ OPERATORS = {
     "__le__": ("compare", "le", False),
     "__gt__": ("compare", "gt", False),
     "__ge__": ("compare", "ge", False),
-    "__and__": ("compare", "logical_and", False),
-    "__rand__": ("compare", "logical_and", True),
-    "__or__": ("compare", "logical_or", False),
-    "__ror__": ("compare", "logical_or", True),
-    "__xor__": ("compare", "logical_xor", False),
-    "__invert__": ("compare", "logical_not", False),
+    "__and__": ("compare", "bitwise_and", False),
+    "__rand__": ("compare", "bitwise_and", True),
+    "__or__": ("compare", "bitwise_or", False),
+    "__ror__": ("compare", "bitwise_or", True),
+    "__xor__": ("compare", "bitwise_xor", False),
+    "__rxor__": ("compare", "bitwise_xor", True),
+    "__invert__": ("compare", "bitwise_not", False),
     "__getitem__": ("index", "getitem", False),
     "__setitem__": ("inplace", "setitem", False),
     "__iadd__": ("inplace", "add_", False),

@@ -38,6 +38,8 @@ Gt, Ge = _predicate("Gt", "greater"), _predicate("Ge", "greater_equal")
 LogicalAnd, LogicalOr = _predicate("LogicalAnd", "logical_and"), _predicate("LogicalOr", "logical_or")
 LogicalXor, LogicalNot = _predicate("LogicalXor", "logical_xor"), _predicate("LogicalNot", "logical_not")
 IsNan, IsInf, IsFinite = _predicate("IsNan", "isnan"), _predicate("IsInf", "isinf"), _predicate("IsFinite", "isfinite")
+BitwiseAnd, BitwiseOr = _predicate("BitwiseAnd", "bitwise_and"), _predicate("BitwiseOr", "bitwise_or")
+BitwiseXor, BitwiseNot = _predicate("BitwiseXor", "bitwise_xor"), _predicate("BitwiseNot", "invert")
 
 
 def _is_operand(x):
@@ -87,6 +89,30 @@ def logical_xor(a, b):
 
 def logical_not(a):
     return LogicalNot.apply(a)
+
+
+def _integral(name, *operands):
+    """& | ^ ~ are bitwise on integers and logical on bools (as in PyTorch); floats are an error."""
+    for x in operands:
+        if isinstance(x, Tensor) and x.dtype.kind == "f" or isinstance(x, float):
+            raise DTypeError(f"{name}: needs integer or bool operands, got {getattr(x, 'dtype', type(x).__name__)}")
+    return operands
+
+
+def bitwise_and(a, b):
+    return BitwiseAnd.apply(*_integral("bitwise_and", *promote(a, b)))
+
+
+def bitwise_or(a, b):
+    return BitwiseOr.apply(*_integral("bitwise_or", *promote(a, b)))
+
+
+def bitwise_xor(a, b):
+    return BitwiseXor.apply(*_integral("bitwise_xor", *promote(a, b)))
+
+
+def bitwise_not(a):
+    return BitwiseNot.apply(*_integral("bitwise_not", a))
 
 
 def isnan(x):
