@@ -38,6 +38,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_hooks_with_kwargs", set())
 
     forward = None  # subclasses define forward(*inputs)
 
@@ -45,24 +46,48 @@ class Module:
     def __call__(self, *args, **kwargs):
         if not (self._forward_pre_hooks or self._forward_hooks):
             return self.forward(*args, **kwargs)
-        for hook in list(self._forward_pre_hooks.values()):
-            result = hook(self, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        with_kwargs = self._hooks_with_kwargs
+        for key, hook in list(self._forward_pre_hooks.items()):
+            if key in with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
         output = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, output)
+        for key, hook in list(self._forward_hooks.items()):
+            result = hook(self, args, kwargs, output) if key in with_kwargs else hook(self, args, output)
             if result is not None:
                 output = result
         return output
 
-    def register_forward_pre_hook(self, hook):
-        """Call `hook(module, args) -> None | new args` before forward; returns a handle with remove()."""
-        return _Handle(self._forward_pre_hooks, hook)
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
+        """Call `hook(module, args) -> None | new args` before forward; returns a handle with remove().
 
-    def register_forward_hook(self, hook):
-        """Call `hook(module, args, output) -> None | new output` after forward; returns a handle."""
-        return _Handle(self._forward_hooks, hook)
+        with_kwargs=True: `hook(module, args, kwargs) -> None | (new args, new kwargs)`.
+        prepend=True runs it before the hooks already registered.
+        """
+        return self._add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
+        """Call `hook(module, args, output) -> None | new output` after forward; returns a handle.
+
+        with_kwargs=True: `hook(module, args, kwargs, output)`.
+        """
+        return self._add_hook(self._forward_hooks, hook, prepend, with_kwargs)
+
+    def _add_hook(self, table, hook, prepend, with_kwargs):
+        handle = _Handle(table, hook)
+        if prepend:
+            table.move_to_end(handle.id, last=False)
+        if with_kwargs:
+            self._hooks_with_kwargs.add(handle.id)  # handle ids are unique across all tables
+        return handle
 
     # ------------------------------------------------------------------------------ registration
     def __setattr__(self, name, value):

@@ -153,6 +153,20 @@ def test_forward_hooks_and_removal():
     assert calls == [(3, 2)]
 
 
+def test_hooks_with_kwargs_and_prepend():
+    class Scale(nn.Module):
+        def forward(self, x, factor=1.0):
+            return x * factor
+
+    module = Scale()
+    order = []
+    module.register_forward_pre_hook(lambda m, args, kwargs: (args, {"factor": 3.0}), with_kwargs=True)
+    module.register_forward_hook(lambda m, args, kwargs, out: order.append(("kw", kwargs["factor"])), with_kwargs=True)
+    module.register_forward_hook(lambda m, args, out: order.append("first"), prepend=True)
+    assert to_numpy(module(tensor.ones(2))).tolist() == [3.0, 3.0]
+    assert order == ["first", ("kw", 3.0)]
+
+
 # ------------------------------------------------------------------------------- state dicts
 
 
