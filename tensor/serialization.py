@@ -20,6 +20,7 @@ The checksum guards against corruption, not against someone who rewrites it: it 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -180,24 +181,20 @@ def _write_atomically(path, header, arrays):
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
     _sync_folder(folder)
 
 
 def _sync_folder(folder):
-    """Make the rename itself durable (POSIX); not possible, nor needed, on every platform."""
-    try:
+    """Make the rename itself durable (POSIX); not every platform can open a folder to sync it."""
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # ================================================================================================ load
@@ -216,7 +213,9 @@ def load(path, map_location=None, weights_only=True):
     header = _parse_json(header_bytes, path, "header")
     if not isinstance(header, dict):
         raise _bad(path, f"the header is a JSON {type(header).__name__}, not an object")
-    metadata = _check_metadata(header.pop("__metadata__", {}), path)
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad(path, "__metadata__ must map strings to strings")
     entries = _check_entries(header, len(data), path)
     ours = metadata.get("format") == _FORMAT or any(key.startswith("raygrad.") for key in metadata)
     if ours:
@@ -286,12 +285,6 @@ def _no_duplicates(pairs):
         duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
         raise ValueError(f"duplicate key {duplicate!r}")
     return result
-
-
-def _check_metadata(metadata, path):
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise _bad(path, "__metadata__ must map strings to strings")
-    return metadata
 
 
 def _check_entries(header, data_size, path):
