@@ -20,9 +20,11 @@ class ShardedLoader:
     Each epoch the coordinator (or, with coordinator=None, an in-process DataService) plans every
     rank's rows; all ranks get the same number of batches, so none waits alone in a collective. The
     loader reads its rows straight from storage on background threads, in windows of
-    `shuffle_buffer` rows that it shuffles, `prefetch` windows ahead, and reports each batch as
-    consumed when it hands it out. After a restart from a checkpoint that stored data_state(), an epoch continues with
-    exactly the samples not yet consumed, on the same or a different number of workers.
+    `shuffle_buffer` rows that it shuffles, `prefetch` windows ahead. A batch counts as consumed
+    when it is handed out; counts reach the coordinator at most every 0.1 s, and flush_progress()
+    makes them exact. After a restart from a checkpoint that stored data_state() (taken after every
+    rank flushed), an epoch continues with exactly the samples not yet consumed, on the same or a
+    different number of workers.
 
     dataset: what to read (Dataset; picklable, build it once and pass it to every rank).
     coordinator: the job's coordinator actor handle, a shared DataService, or None (in-process).
