@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -178,8 +179,15 @@ class ShardedLoader:
     def __enter__(self) -> ShardedLoader:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # already failing: recording progress must not replace the error that matters
+            self.close()
+        except Exception as close_error:  # noqa: BLE001
+            warnings.warn(f"closing loader {self.name!r} after an error also failed: {close_error!r}",
+                          RuntimeWarning, stacklevel=2)
 
     def _stop_active(self) -> None:
         active, self._active = self._active, None
