@@ -437,5 +437,5 @@ def _move(t, device):
     try:
         return _wrap(to_device_array(t.data, device))
     except DeviceError as exc:
-        raise DeviceError(f"tensor.load: the file holds tensors saved on {device}, which is not usable here ({exc}); "
-                          "pass map_location='cpu' to load them onto the CPU") from None
+        raise DeviceError(f"tensor.load: can't place tensors on {device} here ({exc}); pass map_location='cpu' "
+                          "to load them onto the CPU") from None
