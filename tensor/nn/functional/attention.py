@@ -39,6 +39,9 @@ class ScaledDotProductAttention(Function):
     @staticmethod
     def forward(ctx, q, k, v, mask, keep, scale, causal, return_weights):
         xp = ctx.xp
+        # Heads split off a projection arrive as strided views; batched BLAS runs faster on
+        # contiguous operands than the copies cost (and backward reuses them).
+        k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
         scores = (q * scale) @ k.swapaxes(-1, -2)  # scaling q is cheaper than scaling the scores
         if causal:
             xp.copyto(scores, -xp.inf, where=_causal_block(scores.shape[-2], scores.shape[-1], xp))
@@ -60,7 +63,8 @@ class ScaledDotProductAttention(Function):
     def backward(ctx, grad, grad_weights=None):
         q, k, v, probs, keep = ctx.saved_tensors
         need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
-        scale = ctx.scale
+        scale, xp = ctx.scale, ctx.xp
+        q, grad = xp.ascontiguousarray(q), xp.ascontiguousarray(grad)
         dropped = probs * keep if keep is not None else probs
         grad_v = sum_to(dropped.swapaxes(-1, -2) @ grad, v.shape) if need_v else None
         grad_dropped = grad @ v.swapaxes(-1, -2)
