@@ -83,11 +83,12 @@ class Adam(Optimizer):
         second_moment = exp_avg_sq
         if max_exp_avg_sq is not None:
             second_moment = np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        # m / (sqrt(v) / c + eps) == c * m / (sqrt(v) + eps * c), c = bias_correction2_sqrt: the same update
+        # (to rounding) with one pass over the arrays fewer than PyTorch's order of operations.
         denom = np.sqrt(second_moment, out=work)
-        np.divide(denom, bias_correction2_sqrt, out=denom)
-        np.add(denom, eps, out=denom)
+        np.add(denom, eps * bias_correction2_sqrt, out=denom)
         update = np.divide(exp_avg, denom, out=work)
-        np.multiply(update, -step_size, out=update)
+        np.multiply(update, -step_size * bias_correction2_sqrt, out=update)
         np.add(param, update, out=param)
 
 
