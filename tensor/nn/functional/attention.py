@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...random import bernoulli_mask
@@ -18,9 +20,10 @@ from ...ops._util import sum_to
 _causal_cache = {}
 
 
-def _causal_block(L, S, xp):
-    """(L, S) bool, True above the diagonal: the future positions a causal query must not see."""
-    key = (L, S, xp.__name__)
+def _causal_block(L, S, like, xp):
+    """(L, S) bool, True above the diagonal: the future positions a causal query must not see
+    (cached per size and device)."""
+    key = (L, S, xp.__name__, str(getattr(like, "device", "cpu")))
     block = _causal_cache.get(key)
     if block is None:
         block = _causal_cache[key] = xp.triu(xp.ones((L, S), dtype=bool), 1)
@@ -44,7 +47,7 @@ class ScaledDotProductAttention(Function):
         k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
         scores = (q * scale) @ k.swapaxes(-1, -2)  # scaling q is cheaper than scaling the scores
         if causal:
-            xp.copyto(scores, -xp.inf, where=_causal_block(scores.shape[-2], scores.shape[-1], xp))
+            xp.copyto(scores, -xp.inf, where=_causal_block(scores.shape[-2], scores.shape[-1], scores, xp))
         if mask is not None:
             if mask.dtype == bool:
                 xp.copyto(scores, -xp.inf, where=~mask)
@@ -131,8 +134,6 @@ def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
 
 
 def _broadcast_batch(a, b):
-    import numpy as np
-
     return tuple(np.broadcast_shapes(tuple(a), tuple(b)))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...tensor import Tensor
@@ -50,17 +52,15 @@ def resample(x, mh, mw, rows=None, cols=None):
 
 def resample_matrix_pool(n, out, dtype, xp):
     """(out, n): row i averages bin [floor(i*n/out), ceil((i+1)*n/out)), adaptive pooling's bins."""
-    m = xp.zeros((out, n), dtype=dtype)
+    m = np.zeros((out, n), dtype=dtype)
     for i in range(out):
         start, end = (i * n) // out, -(-(i + 1) * n // out)
         m[i, start:end] = 1.0 / (end - start)
-    return m
+    return xp.asarray(m)
 
 
 def _nearest_index(n, out, scale, exact, xp):
     """PyTorch's nearest source index, computed in float32 as its kernels do."""
-    import numpy as np
-
     step = np.float32(n / out if scale is None else 1.0 / scale)
     pos = np.arange(out, dtype=np.float32)
     if exact:
@@ -77,8 +77,6 @@ def _one_hot_rows(index, n, dtype, xp):
 
 def _linear_matrix(n, out, scale, align_corners, dtype, xp):
     """(out, n) linear-interpolation weights with PyTorch's source-coordinate rule."""
-    import numpy as np
-
     acc = np.float64 if dtype == np.float64 else np.float32
     if align_corners:
         step = acc((n - 1) / (out - 1)) if out > 1 else acc(0)
