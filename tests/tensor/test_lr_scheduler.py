@@ -227,3 +227,21 @@ def test_one_cycle_refuses_stepping_past_the_end():
     scheduler.step()
     with pytest.raises(ValueError, match="total_steps is 3"):
         scheduler.step()
+
+
+def test_reduce_on_plateau_state_dict_round_trip_through_a_file(tmp_path):
+    opt = make_optimizer(tensor)
+    scheduler = sched.ReduceLROnPlateau(opt, mode="max", patience=1)
+    tensor.save(scheduler.state_dict(), tmp_path / "fresh")  # best is -inf before any metric
+    assert tensor.load(tmp_path / "fresh")["best"] == -math.inf
+    metrics = [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7]
+    for value in metrics[:3]:
+        scheduler.step(value)
+    tensor.save({"optim": opt.state_dict(), "sched": scheduler.state_dict()}, tmp_path / "ckpt")
+    loaded = tensor.load(tmp_path / "ckpt")
+    resumed_opt = make_optimizer(tensor)
+    resumed_opt.load_state_dict(loaded["optim"])
+    resumed = sched.ReduceLROnPlateau(resumed_opt)
+    resumed.load_state_dict(loaded["sched"])
+    expected, got = step_both([scheduler, resumed], [opt, resumed_opt], 5, metrics[3:])
+    assert got == expected
