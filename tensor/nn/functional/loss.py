@@ -23,12 +23,20 @@ def _class_index(xp, target):
 
 
 def _class_axis(array, ndim):
-    """array (N, *d) -> (N, 1, *d), to broadcast per-element values across the class dim."""
-    return array.reshape(array.shape[:1] + (1,) + array.shape[1:]) if ndim > 1 else array
+    """array (N, *d) -> (N, 1, *d), to broadcast per-element values across the class dim (0-d passes)."""
+    if ndim <= 1 or getattr(array, "ndim", 0) == 0:
+        return array
+    return array.reshape(array.shape[:1] + (1,) + array.shape[1:])
 
 
-def _element_weights(xp, target, weight, ignore_index, dtype):
-    """(safe target, per-element weight): weight[target] (or 1), 0 where target == ignore_index."""
+def _element_weights(xp, target, weight, ignore_index, dtype, may_ignore):
+    """(safe target, valid mask, per-element weight): weight[target] (or 1), 0 where target == ignore_index.
+
+    Without a class weight and with no target equal to ignore_index, mask and weights are None:
+    every element counts once, which keeps the common case to a few array passes.
+    """
+    if weight is None and not may_ignore:
+        return target, None, None
     valid = target != ignore_index
     safe = xp.where(valid, target, 0)
     weights = valid.astype(dtype)
@@ -44,12 +52,16 @@ def _reduce_weighted(loss, weights, reduction):
     total = loss.sum()
     if reduction == "sum":
         return total, None
-    denominator = weights.sum()
+    denominator = loss.size if weights is None else weights.sum()
     return total / denominator, denominator
 
 
 def _per_element_grad(grad, reduction, denominator):
     return grad / denominator if reduction == "mean" else grad
+
+
+def _times(array, factor):
+    return array if factor is None else array * factor
 
 
 # ---------------------------------------------------------------------------- cross-entropy
@@ -59,13 +71,13 @@ class CrossEntropy(Function):
     """cross_entropy with class-index targets; label smoothing mixes in the uniform target."""
 
     @staticmethod
-    def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction):
+    def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction, may_ignore):
         xp = ctx.xp
         ctx.unbatched = logits.ndim == 1
         if ctx.unbatched:
             logits, target = logits[None], target[None]
         classes = logits.shape[1]
-        safe, valid, weights = _element_weights(xp, target, weight, ignore_index, logits.dtype)
+        safe, valid, weights = _element_weights(xp, target, weight, ignore_index, logits.dtype, may_ignore)
         index = _class_index(xp, safe)
         shifted = logits - logits.max(axis=1, keepdims=True)
         picked = shifted[index]
@@ -73,29 +85,29 @@ class CrossEntropy(Function):
         probs = xp.exp(shifted, out=shifted)  # shifted is ours: reuse its memory
         sums = probs.sum(axis=1)
         log_sums = xp.log(sums)
-        loss = (log_sums - picked) * weights
+        loss = _times(log_sums - picked, weights)
         if smoothing:
             total_weight = classes if weight is None else weight.sum()
             loss *= 1 - smoothing
-            loss += (smoothing / classes) * (log_sums * total_weight - smooth) * valid
+            loss += _times((smoothing / classes) * (log_sums * total_weight - smooth), valid)
         probs /= _class_axis(sums, logits.ndim)
         out, denominator = _reduce_weighted(loss, weights, reduction)
-        ctx.save_for_backward(probs, weights)
-        ctx.args = (index, valid, weight, smoothing, reduction, denominator)
+        ctx.save_for_backward(probs)
+        ctx.args = (index, valid, weights, weight, smoothing, reduction, denominator)
         return out[0] if ctx.unbatched and reduction == "none" else out
 
     @staticmethod
     def backward(ctx, grad):
-        probs, weights = ctx.saved_tensors
-        index, valid, weight, smoothing, reduction, denominator = ctx.args
+        (probs,) = ctx.saved_tensors
+        index, valid, weights, weight, smoothing, reduction, denominator = ctx.args
         if ctx.unbatched and reduction == "none":
             grad = grad[None]
-        scale = _per_element_grad(grad, reduction, denominator) * valid  # (N, *d), 0 where ignored
-        hit = scale * weights  # the one-hot part of the target
+        scale = _times(_per_element_grad(grad, reduction, denominator), valid)  # 0 where ignored
+        hit = _times(scale, weights)  # the one-hot part of the target
         row = hit
         if smoothing:
             classes = probs.shape[1]
-            hit *= 1 - smoothing
+            hit = hit * (1 - smoothing)
             spread = scale * (smoothing / classes)  # the uniform part, spread over the classes
             row = hit + spread * (classes if weight is None else weight.sum())
         result = probs * _class_axis(row, probs.ndim)
@@ -103,7 +115,7 @@ class CrossEntropy(Function):
         if smoothing:
             per_class = 1 if weight is None else weight.reshape((1, -1) + (1,) * (probs.ndim - 2))
             result -= _class_axis(spread, probs.ndim) * per_class
-        return (result[0] if ctx.unbatched else result), None, None, None, None, None
+        return (result[0] if ctx.unbatched else result), None, None, None, None, None, None
 
 
 def _smoothing_term(shifted, weight, ndim):
@@ -175,8 +187,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             raise ValueError("cross_entropy: ignore_index is not supported with probability targets")
         target = target.to(dtype=input.dtype)
         return CrossEntropyProbs.apply(input, target, weight, float(label_smoothing), reduction)
-    _check_class_targets(input, target, ignore_index, "cross_entropy")
-    return CrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction)
+    may_ignore = _check_class_targets(input, target, ignore_index, "cross_entropy")
+    return CrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction, may_ignore)
 
 
 # ------------------------------------------------------------------------------------ nll_loss
@@ -191,7 +203,7 @@ class NLLLoss(Function):
         ctx.unbatched = log_probs.ndim == 1
         if ctx.unbatched:
             log_probs, target = log_probs[None], target[None]
-        safe, _, weights = _element_weights(xp, target, weight, ignore_index, log_probs.dtype)
+        safe, _, weights = _element_weights(xp, target, weight, ignore_index, log_probs.dtype, True)
         index = _class_index(xp, safe)
         loss = -log_probs[index] * weights
         out, denominator = _reduce_weighted(loss, weights, reduction)
@@ -232,7 +244,8 @@ def _check_logits(input, weight, op):
             raise ShapeError(f"{op}: weight must have shape ({classes},), one per class, got {tuple(weight.shape)}")
 
 
-def _check_class_targets(input, target, ignore_index, op):
+def _check_class_targets(input, target, ignore_index, op) -> bool:
+    """Validate class-index targets; True when some may equal ignore_index (always, on cuda)."""
     if target.dtype.kind not in "iu":
         raise DTypeError(f"{op}: class-index targets must be integers (use .long()), got {target.dtype}")
     expected = () if input.dim() == 1 else tuple(input.shape[:1] + input.shape[2:])
@@ -242,16 +255,21 @@ def _check_class_targets(input, target, ignore_index, op):
             f"got {tuple(target.shape)}"
         )
     data = target.data
-    if isinstance(data, np.ndarray) and data.size:  # on cuda a check would cost a device sync per step
-        classes = input.shape[0 if input.dim() == 1 else 1]
-        if 0 <= data.min() and data.max() < classes:
-            return  # the common case, in two reductions
-        bad = data[(data != ignore_index) & ((data < 0) | (data >= classes))]
-        if bad.size:
-            raise IndexError(
-                f"{op}: target {int(bad[0])} is out of bounds for {classes} classes (expected 0..{classes - 1}, "
-                f"or ignore_index={ignore_index})"
-            )
+    if not isinstance(data, np.ndarray):
+        return True  # on cuda a check would cost a device sync per step
+    if data.size == 0:
+        return False
+    classes = input.shape[0 if input.dim() == 1 else 1]
+    low, high = data.min(), data.max()
+    if 0 <= low and high < classes:
+        return low <= ignore_index <= high  # the common case, in two reductions
+    bad = data[(data != ignore_index) & ((data < 0) | (data >= classes))]
+    if bad.size:
+        raise IndexError(
+            f"{op}: target {int(bad[0])} is out of bounds for {classes} classes (expected 0..{classes - 1}, "
+            f"or ignore_index={ignore_index})"
+        )
+    return True
 
 
 def _describe(x):

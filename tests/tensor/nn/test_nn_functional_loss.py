@@ -41,9 +41,10 @@ def _split(options):
 
 
 @pytest.mark.parametrize("options", CE_OPTIONS)
-def test_cross_entropy_class_indices_match_torch(device, options):
+@pytest.mark.parametrize("ignored", [True, False], ids=["with-ignored", "none-ignored"])
+def test_cross_entropy_class_indices_match_torch(device, options, ignored):
     weight, rest = _split(options)
-    arrays = [data(6, 7), targets(7, (6,), ignore=[2])]
+    arrays = [data(6, 7), targets(7, (6,), ignore=[2] if ignored else [])]
     if weight is None:
         compare_with_torch(lambda x, t: F.cross_entropy(x, t, **rest), lambda x, t: TF.cross_entropy(x, t, **rest),
                            arrays, device)
@@ -56,8 +57,9 @@ def test_cross_entropy_class_indices_match_torch(device, options):
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.25])
-def test_cross_entropy_spatial_and_unbatched(device, smoothing):
-    arrays = [data(2, 4, 3, 5), targets(4, (2, 3, 5), ignore=[(0, 1, 1)])]
+@pytest.mark.parametrize("ignored", [True, False], ids=["with-ignored", "none-ignored"])
+def test_cross_entropy_spatial_and_unbatched(device, smoothing, ignored):
+    arrays = [data(2, 4, 3, 5), targets(4, (2, 3, 5), ignore=[(0, 1, 1)] if ignored else [])]
     fn = lambda x, t: F.cross_entropy(x, t, label_smoothing=smoothing)  # noqa: E731
     compare_with_torch(fn, lambda x, t: TF.cross_entropy(x, t, label_smoothing=smoothing), arrays, device)
     gradcheck_float64(fn, arrays, device)
