@@ -167,6 +167,9 @@ class Tensor:
                 raise ShapeError(f"grad of shape {tuple(value.shape)} assigned to a tensor of shape {tuple(self.shape)}")
             if value.device != self.device:
                 raise DeviceError(f"grad on {value.device} assigned to a tensor on {self.device}")
+            if value.dtype != self.dtype:
+                raise DTypeError(f"grad of dtype {value.dtype} assigned to a tensor of dtype {self.dtype}; "
+                                 "convert it with .to(dtype) first")
         self._grad = value
 
     @property
