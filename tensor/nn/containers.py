@@ -257,4 +257,5 @@ class ParameterDict(Module):
 
 def _describe(param):
     size = "x".join(str(n) for n in param.shape)
-    return f"Tensor of type {param.dtype} of size {size}" + ("" if param.device.type == "cpu" else f" on {param.device}")
+    where = "" if param.device.type == "cpu" else f" on {param.device}"
+    return f"Tensor of type {param.dtype} of size {size}{where}"

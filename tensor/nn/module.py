@@ -111,7 +111,9 @@ class Module:
             self._modules[name] = value
         elif params is not None and name in self._modules:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} to submodule {name!r}: expected a Module or None")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to submodule {name!r}: expected a Module or None"
+                )
             self._modules[name] = None
         elif isinstance(value, Buffer) or (params is not None and name in self._buffers):
             if params is None:
@@ -151,7 +153,9 @@ class Module:
         """Add a parameter (or None, a declared but absent one such as a disabled bias)."""
         self._check_name(name, "parameter", self.__dict__.get("_parameters"))
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot register {type(param).__name__} as parameter {name!r}: expected nn.Parameter or None")
+            raise TypeError(
+                f"cannot register {type(param).__name__} as parameter {name!r}: expected nn.Parameter or None"
+            )
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True):

@@ -15,7 +15,8 @@ def _affine_parameters(module, features, affine, bias, device, dtype):
     """Register weight and bias (features,), or None for those switched off (PyTorch's layout)."""
     weight = Parameter(empty(features, device=device, dtype=dtype)) if affine else None
     module.register_parameter("weight", weight)
-    module.register_parameter("bias", Parameter(empty(features, device=device, dtype=dtype)) if affine and bias else None)
+    bias = Parameter(empty(features, device=device, dtype=dtype)) if affine and bias else None
+    module.register_parameter("bias", bias)
 
 
 def _reset_affine(module):
@@ -168,7 +169,8 @@ class GroupNorm(Module):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.bias is not None}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 class RMSNorm(Module):

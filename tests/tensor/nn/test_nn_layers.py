@@ -166,7 +166,8 @@ def test_loss_modules_match_functional(device):
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours(logits, target).item(), theirs(torch_logits, torch_target).item(), rtol=1e-10)
     a, b = data(3, 2), 1 / (1 + np.exp(-data(3, 2, seed=1)))
-    for ours, theirs in [(nn.MSELoss(), torch.nn.MSELoss()), (nn.L1Loss(reduction="sum"), torch.nn.L1Loss(reduction="sum")),
+    for ours, theirs in [(nn.MSELoss(), torch.nn.MSELoss()),
+                         (nn.L1Loss(reduction="sum"), torch.nn.L1Loss(reduction="sum")),
                          (nn.SmoothL1Loss(beta=0.3), torch.nn.SmoothL1Loss(beta=0.3)),
                          (nn.HuberLoss(delta=0.4), torch.nn.HuberLoss(delta=0.4)),
                          (nn.BCEWithLogitsLoss(pos_weight=make(np.array([2.0, 0.5]), device)),
