@@ -101,7 +101,9 @@ class _RNNBase(Module):
     def _check_input(self, input):
         name = type(self).__name__
         if input.dim() not in (2, 3):
-            raise ShapeError(f"{name}: expected a 3-d (batched) or 2-d (unbatched) input, got shape {tuple(input.shape)}")
+            raise ShapeError(
+                f"{name}: expected a 3-d (batched) or 2-d (unbatched) input, got shape {tuple(input.shape)}"
+            )
         if input.shape[-1] != self.input_size:
             raise ShapeError(f"{name}: input has {input.shape[-1]} features, expected input_size={self.input_size}")
         if input.dtype != self.weight_ih_l0.dtype:

@@ -48,7 +48,9 @@ class TransformerEncoderLayer(Module):
         self.dropout2 = Dropout(dropout)
         if isinstance(activation, str):
             if activation not in _ACTIVATIONS:
-                raise ValueError(f"TransformerEncoderLayer: activation {activation!r} must be 'relu', 'gelu' or a callable")
+                raise ValueError(
+                    f"TransformerEncoderLayer: activation {activation!r} must be 'relu', 'gelu' or a callable"
+                )
             activation = _ACTIVATIONS[activation]
         self.activation = activation
 

@@ -189,3 +189,17 @@ def test_mha_errors(device):
         mha(x, x, x, attn_mask=tensor.zeros(4, 4))
     with pytest.raises(tensor.ShapeError, match="key_padding_mask shape"):
         mha(x, x, x, key_padding_mask=tensor.zeros(5, 3, dtype=tensor.bool))
+
+
+def test_sdpa_grouped_query_attention_matches_torch(device, rng):
+    torch = pytest.importorskip("torch")
+    arrays = [rng.standard_normal(s) for s in ((2, 4, 3, 5), (2, 2, 6, 5), (2, 2, 6, 3))]
+    ours = [make(a, device, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y = F.scaled_dot_product_attention(*ours, enable_gqa=True)
+    expected = torch.nn.functional.scaled_dot_product_attention(*theirs, enable_gqa=True)
+    np.testing.assert_allclose(to_numpy(y), expected.detach().numpy(), rtol=1e-7, atol=1e-10)
+    y.sum().backward()
+    expected.sum().backward()
+    for mine, ref in zip(ours, theirs):
+        np.testing.assert_allclose(to_numpy(mine.grad), ref.grad.numpy(), rtol=1e-6, atol=1e-10)

@@ -44,7 +44,8 @@ def test_encoder_matches_torch(case, mask, device, rng):
     elif mask == "padding":
         padding = np.zeros((3, 5), bool)
         padding[0, 3:] = True
-        ours_kw["src_key_padding_mask"], theirs_kw["src_key_padding_mask"] = make(padding, device), torch.tensor(padding)
+        ours_kw["src_key_padding_mask"] = make(padding, device)
+        theirs_kw["src_key_padding_mask"] = torch.tensor(padding)
     xo, xt = make(x, device, requires_grad=True), torch.tensor(x, requires_grad=True)
     y, expected = ours(xo, **ours_kw), theirs(xt, **theirs_kw)
     np.testing.assert_allclose(to_numpy(y), expected.detach().numpy(), rtol=1e-7, atol=1e-9)

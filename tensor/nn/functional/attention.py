@@ -141,7 +141,9 @@ def _repeat_kv_heads(query, key, value):
     """Grouped-query attention: repeat each key/value head for its group of query heads."""
     heads, kv_heads = query.shape[-3], key.shape[-3]
     if heads % kv_heads:
-        raise ShapeError(f"scaled_dot_product_attention: {heads} query heads are not a multiple of {kv_heads} key heads")
+        raise ShapeError(
+            f"scaled_dot_product_attention: {heads} query heads are not a multiple of {kv_heads} key heads"
+        )
     repeat = heads // kv_heads
     key = key.unsqueeze(-3).expand(*key.shape[:-2], repeat, *key.shape[-2:]).flatten(-4, -3)
     value = value.unsqueeze(-3).expand(*value.shape[:-2], repeat, *value.shape[-2:]).flatten(-4, -3)

@@ -259,15 +259,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv(input, weight, bias, stride, padding, dilation, groups, spatial=2, op="conv2d")
 
 
-def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):  # noqa: A002
-    """input (N, C, L), weight (C, O/groups, k) -> (N, O, (L-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1)."""
-    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1, "conv_transpose1d")
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
+    """input (N, C, L), weight (C, O/groups, k) -> (N, O, Lout), the adjoint of conv1d:
+    Lout = (L-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1,
+                           "conv_transpose1d")
 
 
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):  # noqa: A002
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
     """input (N, C, H, W), weight (C, O/groups, kh, kw) -> (N, O, Hout, Wout), the adjoint of conv2d:
     Hout = (H-1)*stride - 2*padding + dilation*(kh-1) + output_padding + 1."""
-    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2, "conv_transpose2d")
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2,
+                           "conv_transpose2d")
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, spatial, op):
@@ -311,7 +316,8 @@ def _check_operands(op, x, weight, bias, spatial, groups, in_dim, transposed):
         raise TypeError(f"{op}: input and weight must be Tensors, got {type(x).__name__} and {type(weight).__name__}")
     if x.ndim not in (spatial + 1, spatial + 2):
         raise ShapeError(
-            f"{op}: expected a {spatial + 2}-d (batched) or {spatial + 1}-d (unbatched) input, got shape {tuple(x.shape)}"
+            f"{op}: expected a {spatial + 2}-d (batched) or {spatial + 1}-d (unbatched) input, got shape "
+            f"{tuple(x.shape)}"
         )
     if weight.ndim != spatial + 2:
         raise ShapeError(f"{op}: expected a {spatial + 2}-d weight, got shape {tuple(weight.shape)}")

@@ -226,6 +226,8 @@ def _route(g, arg, parts, xp):
 def _tiled_max_backward(g, args, rows, cols, in_shape, swapped, xp):
     arg_w, arg_h = args
     gm = g.transpose(1, 0, 2, 3) if swapped else g
+    if not gm.flags.c_contiguous:  # mixed layouts would make every pass below a strided crawl
+        gm = xp.ascontiguousarray(gm)
     A, B = gm.shape[:2]
     height, width = rows.out * rows.k, cols.out * cols.k
     across = xp.empty((A, B, height, cols.out), dtype=g.dtype)
@@ -257,7 +259,8 @@ def _flat_indices(arg, rows, cols, xp):
     return h * cols.n + w
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):  # noqa: A002
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
+               return_indices=False):
     """(N, C, H, W) -> (N, C, Ho, Wo) window maxima; with return_indices also each maximum's flat
     index h * W + w in its (H, W) plane (int64), as PyTorch returns it."""
     _check_input("max_pool2d", input)
