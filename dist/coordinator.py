@@ -216,8 +216,9 @@ def coordinator_name(job: str) -> str:
 
 
 def start_coordinator(job: str, world_size: int, heartbeat_timeout_s: float = 30.0,
-                      start_timeout_s: float = 120.0):
-    """Start the job's named coordinator actor (0 CPUs) and wait until it answers; returns its handle."""
+                      start_timeout_s: float | None = 120.0):
+    """Start the job's named coordinator actor (0 CPUs); returns its handle once it answers (at once
+    if ``start_timeout_s`` is None: its first call then waits for it)."""
     name = coordinator_name(job)
     actor_cls = ray.remote(Coordinator)
     try:
@@ -227,7 +228,8 @@ def start_coordinator(job: str, world_size: int, heartbeat_timeout_s: float = 30
     except ValueError as exc:  # Ray refuses a second actor with the same name
         raise ValueError(f"a job named {job!r} is already running (actor {name!r} exists); pick another "
                          "name= or shut the other WorkerGroup down first") from exc
-    ray.get(handle.ping.remote(), timeout=start_timeout_s)
+    if start_timeout_s is not None:
+        ray.get(handle.ping.remote(), timeout=start_timeout_s)
     return handle
 
 

@@ -162,17 +162,25 @@ def set_context(context: WorkerContext | None) -> None:
 def limit_threads(num_threads: int) -> None:
     """Make BLAS/OpenMP use ``num_threads`` threads in this process.
 
-    OpenBLAS and MKL read these variables once, when numpy first loads them; a Ray worker has usually
-    imported numpy before our code runs, so setting the environment here only helps libraries loaded
-    later. WorkerGroup therefore also passes them through the actor's runtime_env (set before the
-    process starts), and threadpoolctl, where installed, resizes pools that are already running.
+    OpenBLAS and MKL read OMP/OPENBLAS/MKL_NUM_THREADS once, when numpy first loads them. A fresh Ray
+    actor process has not imported numpy when its __init__ runs (dist.worker_group keeps numpy out of
+    its imports for this reason), so setting the variables there is enough. A reused worker may have
+    loaded numpy already: then threadpoolctl, where installed, resizes the running pools; without it
+    we can only warn.
     """
+    import sys
+
     value = str(max(1, int(num_threads)))
     for var in THREAD_ENV_VARS:
         os.environ[var] = value
+    if "numpy" not in sys.modules:
+        return
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
+        log.warning("numpy was loaded before the BLAS thread count could be set to %s and threadpoolctl is not "
+                    "installed; BLAS may use more threads than this worker's CPUs (pip install threadpoolctl)",
+                    value)
         return
     threadpool_limits(limits=int(value))
 

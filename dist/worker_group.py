@@ -22,8 +22,10 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+# Each rank's actor process imports this module before _RankWorker.__init__ limits the BLAS threads,
+# which must happen before numpy loads: keep module-level imports free of numpy (dist.coordinator
+# pulls it in through the data mixin, so it is imported where it is used).
 from dist import env
-from dist.coordinator import CoordinatorClient, start_coordinator
 from dist.errors import PlacementTimeout, WorkerDied, WorkerGroupError
 
 _POLL_S = 0.1
@@ -67,6 +69,8 @@ class _RankWorker:
 
     def setup(self, info: RankInfo, coordinator, job: str, use_gpu: bool, heartbeat_interval_s: float) -> None:
         """Become rank ``info.rank``: device first (before any CUDA call), then env vars, context, heartbeat."""
+        from dist.coordinator import CoordinatorClient
+
         device_index = env.select_cuda_device() if use_gpu else None
         env.set_rank_env(info.rank, info.world_size, info.local_rank, info.local_world_size, info.node_rank)
         abort = env.AbortSignal()
@@ -154,14 +158,16 @@ class WorkerGroup:
 
     def _start(self, cpus, gpus, strategy, placement_timeout_s, env_vars, resources, heartbeat_timeout_s,
                heartbeat_interval_s) -> None:
+        from dist.coordinator import start_coordinator
+
         if self._coordinator is None:
-            self._coordinator = start_coordinator(self.name, self.num_workers, heartbeat_timeout_s)
+            # Not waited for here: it starts while the placement group and the actors come up.
+            self._coordinator = start_coordinator(self.name, self.num_workers, heartbeat_timeout_s, None)
         else:
             ray.get(self._coordinator.reset.remote(self.num_workers), timeout=60)
         bundle = {"CPU": float(cpus), **({"GPU": float(gpus)} if self.use_gpu else {}), **resources}
         self._pg = _place([bundle] * self.num_workers, strategy, placement_timeout_s)
         threads = max(1, int(cpus))
-        env_vars.update({var: str(threads) for var in env.THREAD_ENV_VARS if var not in env_vars})
         actors = [self._create_actor(i, cpus, gpus, resources, env_vars, threads) for i in range(self.num_workers)]
         self._workers = actors  # bundle order until ranks are known, so shutdown can kill them on failure
         described = self._gather({i: a.describe.remote() for i, a in enumerate(actors)}, False, _ACTOR_START_TIMEOUT_S)
@@ -173,10 +179,11 @@ class WorkerGroup:
 
     def _create_actor(self, bundle_index, cpus, gpus, resources, env_vars, threads):
         options = dict(num_cpus=cpus, num_gpus=gpus if self.use_gpu else 0, max_restarts=0,
-                       runtime_env={"env_vars": env_vars},
                        scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, bundle_index))
         if resources:
             options["resources"] = resources
+        if env_vars:  # only then: a runtime_env costs a second interpreter start per actor (setup_worker.py)
+            options["runtime_env"] = {"env_vars": env_vars}
         return ray.remote(_RankWorker).options(**options).remote(threads)
 
     # -- running functions --------------------------------------------------------------------

@@ -3,6 +3,9 @@
 `device`: the device the engine's op tests run on. It is "cpu" here; tests/gpu/conftest.py
 overrides it with "cuda" and re-runs the same op tests there (skipped without CUDA).
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -27,7 +30,21 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=4, include_dashboard=False, namespace="raygrad-tests", log_to_driver=True)
+        # Functions defined in test modules are pickled by reference (module + name), so the actors must
+        # import those modules: the raylet and its workers inherit PYTHONPATH from this process, so name
+        # the folders pytest put on sys.path there while the cluster starts (no runtime_env: that would
+        # start every worker through an extra interpreter).
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        paths = [p for p in sys.path if os.path.abspath(p or ".").startswith(repo)] + [repo]
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + ([saved] if saved else [])))
+        try:
+            ray.init(num_cpus=4, include_dashboard=False, namespace="raygrad-tests", log_to_driver=True)
+        finally:
+            if saved is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = saved
     yield ray.get_runtime_context()
     if started_here:
         ray.shutdown()
