@@ -295,7 +295,7 @@ def _accumulate(variable: Tensor, grad, owned: bool):
 
 # ------------------------------------------------------------------------------------------- engine
 
-from .engine import backward, grad  # noqa: E402  (the engine needs Function/AccumulateGrad above)
+from .engine import backward, grad, queue_callback  # noqa: E402  (the engine needs Function/AccumulateGrad above)
 from .gradcheck import gradcheck  # noqa: E402
 
 __all__ = [
@@ -303,6 +303,7 @@ __all__ = [
     "backward",
     "grad",
     "gradcheck",
+    "queue_callback",
     "no_grad",
     "enable_grad",
     "set_grad_enabled",

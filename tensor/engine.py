@@ -3,11 +3,14 @@
 No recursion (a 100,000-op chain is fine): dependencies are counted with an explicit stack, then
 nodes run from a heap keyed on creation order, newest first, as soon as every consumer of their
 outputs has sent its gradient. Each node's saved arrays are released right after it runs.
+`queue_callback(fn)` (from a hook) runs fn once the current backward has finished.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import threading
 
 from .autograd import AccumulateGrad, _accumulate
 from .errors import AutogradError, ShapeError
@@ -18,13 +21,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """Accumulate d(tensors)/d(leaf) into every leaf's `.grad` (torch.autograd.backward)."""
     _refuse_create_graph(create_graph)
     roots = _roots(tensors, grad_tensors)
-    if inputs is not None:
+    with _callback_scope():
+        if inputs is None:
+            _run(roots, bool(retain_graph), capture=None)
+            return
         grads = _run(roots, bool(retain_graph), capture=_capture_keys(inputs))
         for t, g in zip(_as_tuple(inputs), grads):
             if g is not None:
                 _accumulate(t, g, owned=False)
-        return
-    _run(roots, bool(retain_graph), capture=None)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -34,7 +38,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise AutogradError(f"grad: input {i} does not require grad; call requires_grad_() on it first")
-    grads = _run(_roots(outputs, grad_outputs), bool(retain_graph), capture=_capture_keys(inputs))
+    with _callback_scope():
+        grads = _run(_roots(outputs, grad_outputs), bool(retain_graph), capture=_capture_keys(inputs))
     result = []
     for i, g in enumerate(grads):
         if g is None and not allow_unused:
@@ -44,6 +49,44 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             )
         result.append(None if g is None else _wrap(g))
     return tuple(result)
+
+
+# --------------------------------------------------------------------- end-of-backward callbacks
+
+
+class _CallbackQueues(threading.local):
+    stack: list  # one list of callbacks per backward running on this thread (a hook may start another)
+
+    def __init__(self):
+        self.stack = []
+
+
+_queues = _CallbackQueues()
+
+
+def queue_callback(callback):
+    """Run `callback()` once the backward running on this thread has finished walking the graph.
+
+    Only valid during backward (from a hook); callbacks run in the order queued, only if the walk
+    succeeded, and an exception from one propagates out of backward(). DDP uses this to wait for its
+    gradient all-reduces before backward() returns (PyTorch's engine queue_callback).
+    """
+    if not _queues.stack:
+        raise AutogradError("queue_callback: no backward is running on this thread; call it from a hook "
+                            "that fires during backward()")
+    _queues.stack[-1].append(callback)
+
+
+@contextlib.contextmanager
+def _callback_scope():
+    queue = []
+    _queues.stack.append(queue)
+    try:
+        yield
+        while queue:  # a callback may queue another one
+            queue.pop(0)()
+    finally:
+        _queues.stack.pop()
 
 
 def _refuse_create_graph(create_graph):
