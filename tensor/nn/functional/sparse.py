@@ -1,6 +1,8 @@
 """embedding (row lookup with a scatter-add backward); one_hot is the engine's (tensor.one_hot)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...ops.gather import one_hot  # noqa: F401 - re-exported as F.one_hot
@@ -22,7 +24,7 @@ class Embedding(Function):
         rows = grad.reshape(-1, shape[1])
         flat = indices.reshape(-1)
         if xp.__name__ == "numpy":
-            xp.add.at(result, flat, rows)  # unbuffered: repeated indices add up
+            _add_rows_sorted(result, flat, rows)
         else:
             import cupyx
 
@@ -30,6 +32,19 @@ class Embedding(Function):
         if padding_idx is not None:
             result[padding_idx] = 0  # the padding row is never trained
         return None, result, None
+
+
+def _add_rows_sorted(result, indices, rows):
+    """result[indices[k]] += rows[k] with repeats adding up: sort, sum each run with one reduceat.
+
+    Several times faster than np.add.at, which handles one row at a time.
+    """
+    if indices.size == 0:
+        return
+    order = indices.argsort(kind="stable")
+    ordered = indices[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    result[ordered[starts]] = np.add.reduceat(rows[order], starts, axis=0)
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
