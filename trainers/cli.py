@@ -239,6 +239,10 @@ def submit(config, job_file, train_args):
     """Run `raygrad train JOB_FILE [TRAIN_ARGS...]` on the cluster's head node.
 
     JOB_FILE is a path inside the project folder, which `cluster up` syncs to the nodes.
+
+    \b
+    Example:
+      raygrad cluster submit examples/vision/digits.yaml --workers 8 --gpus --set epochs=30
     """
     _check_config(config)
     if not os.path.exists(job_file):
