@@ -1,4 +1,4 @@
-"""raygrad's distribution layer on Ray: worker groups, the job coordinator, communicators.
+"""raygrad's distribution layer on Ray: worker groups, the job coordinator, communicators, DDP.
 
 Names are loaded on first use, so that ``import dist`` (or ``dist.errors``) does not import Ray.
 """
@@ -17,6 +17,7 @@ _EXPORTS = {
     "get_communicator": "dist.comm",
     "Communicator": "dist.comm",
     "Work": "dist.comm",
+    "DistributedDataParallel": "dist.ddp",
     "DistError": "dist.errors",
     "WorkerGroupError": "dist.errors",
     "CollectiveError": "dist.errors",
