@@ -127,7 +127,9 @@ def array_module(array):
 def to_device_array(array, device: Device):
     """Copy `array` to `device` (a no-op when it is already there)."""
     if device.type == "cpu":
-        return array if isinstance(array, np.ndarray) else array.get()
+        if isinstance(array, (np.ndarray, np.generic)):
+            return np.asarray(array)
+        return array.get()
     cp = device.xp
     with cp.cuda.Device(device.index):
         return cp.asarray(array)
