@@ -100,7 +100,8 @@ def test_ddp_buckets_follow_reverse_registration_order():
     model = mlp(4, 8, 8, 3)
     sizes = {name: p.data.nbytes for name, p in model.named_parameters()}
     ddp = DistributedDataParallel(model, RecordingComm(), bucket_cap_mb=(sizes["2.weight"] + sizes["2.bias"]) / 2**20)
-    assert [name for bucket in ddp.buckets for name in bucket] == [n for n, _ in reversed(list(model.named_parameters()))]
+    registered = [name for name, _ in model.named_parameters()]
+    assert [name for bucket in ddp.buckets for name in bucket] == registered[::-1]
     assert ddp.buckets[:2] == [["4.bias", "4.weight", "2.bias"], ["2.weight", "0.bias"]]
 
 
