@@ -4,6 +4,8 @@ state dict moves between the two unchanged.
 
 Masks follow PyTorch's MultiheadAttention, the opposite of scaled_dot_product_attention's: in a
 bool attn_mask or key_padding_mask True means "may NOT attend"; float masks are added to the scores.
+A query whose every key is masked gets zero output and weights (PyTorch gives zeros on its fast
+path and NaN when it computes the weights).
 """
 from __future__ import annotations
 

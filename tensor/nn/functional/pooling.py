@@ -87,9 +87,10 @@ def _channels_outermost(x):
 def _blank(shape, like, fill, xp):
     """A (N, C, H, W) array filled with `fill`, in the memory order of `like` (a view when permuted)."""
     N, C, H, W = shape
+    make = (lambda s: xp.zeros(s, dtype=like.dtype)) if fill == 0 else (lambda s: xp.full(s, fill, dtype=like.dtype))
     if _channels_outermost(like):
-        return xp.full((C, N, H, W), fill, dtype=like.dtype).transpose(1, 0, 2, 3)
-    return xp.full(shape, fill, dtype=like.dtype)
+        return make((C, N, H, W)).transpose(1, 0, 2, 3)
+    return make(shape)
 
 
 def _source(x, rows, cols, fill, xp):
