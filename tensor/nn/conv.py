@@ -151,10 +151,10 @@ class _ConvTranspose(_ConvNd):
         for size, length, k, s, p, d in zip(sizes, input.shape[-n:], self.kernel_size, self.stride, self.padding,
                                            self.dilation):
             smallest = (length - 1) * s - 2 * p + d * (k - 1) + 1
-            if not smallest <= size < smallest + max(s, d):
+            if not smallest <= size < smallest + s:
                 raise ValueError(
                     f"{type(self).__name__}: requested output size {tuple(sizes)} is out of range: each dim must be "
-                    f"in [{smallest}, {smallest + max(s, d) - 1}] for input {tuple(input.shape)}"
+                    f"in [{smallest}, {smallest + s - 1}] for input {tuple(input.shape)} and stride {self.stride}"
                 )
             result.append(size - smallest)
         return tuple(result)
