@@ -17,6 +17,10 @@ in bucket order, so every rank issues the same collectives in the same order wha
 fire in. A callback queued on the engine (``tensor.autograd.queue_callback``) runs when backward ends:
 it waits for every bucket, so the mean is in ``.grad`` before ``backward()`` returns and the optimizer
 needs no extra call.
+
+Each gradient is scaled by 1/world_size as it is copied into its bucket (the copy costs the same with
+or without it), so the collective is a plain sum and no pass divides the result. With ``grad_dtype``
+the scaled copy goes straight into the compressed array that is all-reduced (the "wire").
 """
 
 from __future__ import annotations
@@ -62,14 +66,15 @@ class _Slot:
     param: Tensor
     name: str
     bucket: _Bucket
-    view: object  # the parameter-shaped view of the bucket's flat array
+    view: object  # the parameter-shaped view of the bucket's flat array (the parameter's dtype)
+    send: object  # where its scaled gradient goes to be all-reduced: ``view``, or its slice of the wire
     grad_view: Tensor
     ready: bool = False
 
 
 @dataclass(eq=False)
 class _Bucket:
-    """A flat gradient array shared by ``slots``; ``wire`` is its compressed copy (grad_dtype), if any."""
+    """A flat gradient array shared by ``slots``; ``wire`` is the grad_dtype array all-reduced instead."""
 
     index: int
     flat: object
@@ -86,6 +91,7 @@ class _Reducer:
                  as_view: bool, find_unused: bool):
         self.comm, self.as_view, self.find_unused = comm, as_view, find_unused
         self.grad_dtype = grad_dtype
+        self.scale = 1.0 / comm.world_size  # scaled before the sum: no division pass after it, no float16 overflow
         self.sync = True  # False inside no_sync(): hooks leave gradients where the engine put them
         ordered = list(reversed(named_params))  # backward finishes the last-registered layers first
         groups = assign_buckets([p.data.nbytes for _, p in ordered],
@@ -106,9 +112,11 @@ class _Reducer:
                 wire = xp.empty(flat.size, self.grad_dtype)
         bucket, offset = _Bucket(index, flat, wire), 0
         for name, param in named:
-            view = flat[offset:offset + param.data.size].reshape(param.data.shape)
-            bucket.slots.append(_Slot(param, name, bucket, view, _wrap(view)))
-            offset += param.data.size
+            shape, end = param.data.shape, offset + param.data.size
+            view = flat[offset:end].reshape(shape)
+            send = view if wire is None else wire[offset:end].reshape(shape)
+            bucket.slots.append(_Slot(param, name, bucket, view, send, _wrap(view)))
+            offset = end
         return bucket
 
     def _hook_for(self, slot: _Slot):
@@ -135,10 +143,10 @@ class _Reducer:
             raise
 
     def _take_grad(self, slot: _Slot) -> None:
-        """Copy the gradient into the bucket unless .grad already is the bucket's view."""
+        """Put gradient / world_size where the all-reduce reads it (in place if .grad is the bucket view)."""
         grad = slot.param.grad
-        if grad is not None and grad.data is not slot.view:
-            slot.grad_view.xp.copyto(slot.view, grad.data)
+        if grad.data is not slot.send or self.scale != 1:
+            slot.grad_view.xp.multiply(grad.data, self.scale, out=slot.send)
         if self.as_view and grad is not slot.grad_view:
             slot.param.grad = slot.grad_view
 
@@ -150,12 +158,7 @@ class _Reducer:
         """Start the all-reduces of complete buckets, in bucket order (the same order on every rank)."""
         while self._next_bucket < len(self.buckets) and self.buckets[self._next_bucket].pending == 0:
             bucket = self.buckets[self._next_bucket]
-            if bucket.wire is None:
-                bucket.work = self.comm.allreduce_async(bucket.flat, op="mean")
-            else:  # divide first, so the float16 sum cannot overflow where the mean would not
-                xp = array_module(bucket.flat)
-                xp.multiply(bucket.flat, 1.0 / self.comm.world_size, out=bucket.wire)
-                bucket.work = self.comm.allreduce_async(bucket.wire, op="sum")
+            bucket.work = self.comm.allreduce_async(bucket.flat if bucket.wire is None else bucket.wire, op="sum")
             self._next_bucket += 1
 
     # -- when backward ends -----------------------------------------------------------------------
@@ -191,7 +194,7 @@ class _Reducer:
             if slot.ready:
                 continue
             if slot.param.grad is None:
-                slot.view.fill(0)
+                slot.send.fill(0)
             else:  # a gradient left from no_sync() backwards: this rank contributes it
                 self._take_grad(slot)
             self._mark_ready(slot)

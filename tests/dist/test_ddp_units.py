@@ -1,8 +1,9 @@
-"""DistributedDataParallel without Ray: bucket assignment, hooks and bookkeeping on a world of one rank.
+"""DistributedDataParallel without Ray: bucket assignment, hooks and bookkeeping in one process.
 
-A recording communicator of world size 1 stands in for the real ones (its all-reduce is the identity,
-as a mean over one rank is), so these tests see what DDP asks for and when, and compare every .grad
-with the plain module's. The multi-rank behaviour is in test_ddp.py.
+A recording communicator stands in for the real ones. It plays a world of ``world_size`` identical
+replicas: its sum multiplies by world_size, which is what summing the same gradient from every rank
+gives, so the mean DDP computes must equal the plain module's gradient. These tests see what DDP
+asks for and when, and compare every .grad with the plain module's. Real ranks are in test_ddp.py.
 """
 
 import copy
@@ -20,12 +21,12 @@ from tensor.errors import AutogradError
 
 
 class RecordingComm:
-    """World size 1: collectives are the identity; each all-reduce is logged with the grads already set."""
+    """``world_size`` identical replicas; each all-reduce is logged with how many grads were set at launch."""
 
-    rank, world_size = 0, 1
+    rank = 0
 
-    def __init__(self, watch: nn.Module | None = None, fail_wait: Exception | None = None):
-        self.watch, self.fail_wait = watch, fail_wait
+    def __init__(self, watch: nn.Module | None = None, fail_wait: Exception | None = None, world_size: int = 2):
+        self.watch, self.fail_wait, self.world_size = watch, fail_wait, world_size
         self.allreduces: list[tuple[int, str, str, int]] = []  # (size, dtype, op, grads set at launch)
         self.broadcasts = 0
 
@@ -34,6 +35,8 @@ class RecordingComm:
         self.allreduces.append((x.size, str(x.dtype), op, grads_set))
         if self.fail_wait is not None:
             return FailingWork(self.fail_wait)
+        if op == "sum":
+            x *= self.world_size  # every replica sent the same values
         return CompletedWork(x)
 
     def broadcast(self, x, src=0):
@@ -115,11 +118,13 @@ def test_frozen_parameters_get_no_bucket():
 # -- gradients -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("world_size", [1, 3])
 @pytest.mark.parametrize("set_to_none", [True, False])
 @pytest.mark.parametrize("as_view", [True, False])
-def test_grads_match_the_plain_module_over_iterations(as_view, set_to_none):
+def test_grads_match_the_plain_module_over_iterations(as_view, set_to_none, world_size):
     model, ref = mlp(4, 8, 8, 3), mlp(4, 8, 8, 3)
-    ddp = DistributedDataParallel(model, RecordingComm(), bucket_cap_mb=1e-4, gradient_as_bucket_view=as_view)
+    ddp = DistributedDataParallel(model, RecordingComm(world_size=world_size), bucket_cap_mb=1e-4,
+                                  gradient_as_bucket_view=as_view)
     for step in range(3):
         ddp.zero_grad(set_to_none), ref.zero_grad(set_to_none)
         x = batch(seed=step)
@@ -137,7 +142,7 @@ def test_first_buckets_are_all_reduced_while_backward_runs():
     launched_with = [grads_set for *_, grads_set in comm.allreduces]
     assert len(launched_with) == 8 and launched_with == sorted(launched_with)
     assert launched_with[0] < 8, "the first bucket waited for the whole backward"
-    assert {op for _, _, op, _ in comm.allreduces} == {"mean"}
+    assert {op for _, _, op, _ in comm.allreduces} == {"sum"}  # scaled by 1/world_size before the sum
 
 
 def test_grad_dtype_float16_all_reduces_half_copies():
