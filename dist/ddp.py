@@ -231,7 +231,7 @@ class _Reducer:
 
     def reset_after_interrupted_backward(self) -> None:
         """A backward that raised inside the engine never ran finalize: start the next one clean."""
-        if self._finalize_queued or any(slot.ready for slot in self.slots):
+        if self._finalize_queued:  # set by the first hook of every synced backward, cleared by finalize
             self._reset()
 
 

@@ -213,6 +213,35 @@ def test_communication_errors_reach_the_caller_of_backward():
     ddp(batch()).sum().backward()  # state was reset: no "got its gradient twice"
 
 
+class Breaks(tensor.autograd.Function):
+    """The identity, whose backward raises while ``armed``: a backward that dies half way."""
+
+    armed = False
+
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        if Breaks.armed:
+            raise ValueError("backward broke")
+        return grad
+
+
+def test_a_backward_that_dies_half_way_leaves_no_state_behind(monkeypatch):
+    monkeypatch.setattr(Breaks, "armed", True)
+    model, ref = mlp(4, 8, 3), mlp(4, 8, 3)
+    ddp = DistributedDataParallel(model, RecordingComm(), bucket_cap_mb=1e-6)
+    with pytest.raises(ValueError, match="backward broke"):
+        model[2](Breaks.apply(model[1](model[0](batch())))).sum().backward()  # the last layer's hooks fired
+    monkeypatch.setattr(Breaks, "armed", False)
+    ddp.zero_grad()
+    ddp(batch()).sum().backward()
+    ref(batch()).sum().backward()
+    assert_same_grads(model, ref)
+
+
 # -- the wrapper as a Module -------------------------------------------------------------------------
 
 
