@@ -1,4 +1,4 @@
-"""Fused CuPy kernels for the GPU paths of a few ops, each built once on first use.
+"""Pointwise fused CuPy kernels: gelu and silu forward and backward, each built once on first use.
 
 An op calls these only when its `ctx.xp` is cupy, and CuPy is imported inside the cached getters,
 so the NumPy path never touches it. gelu and silu are memory-bound: composed from CuPy ufuncs
