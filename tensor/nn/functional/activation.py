@@ -1,7 +1,8 @@
 """Activations: softmax and log_softmax as fused Functions; the pointwise ones from the tensor ops.
 
 softmax and log_softmax each run as one node (max-shifted, so exp never overflows; log_softmax
-goes through logsumexp), with the textbook backward on the saved output.
+goes through logsumexp), with the textbook backward on the saved output. On CUDA along the last
+dim each direction is one fused kernel (tensor/kernels/softmax.py); other dims compose CuPy ops.
 The pointwise activations (relu, gelu, ...) are the engine's Tensor ops under PyTorch's
 functional signatures; `inplace=True` is accepted for porting but computes out of place.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError
 from ...ops._util import normalize_dim
@@ -18,16 +20,21 @@ from ...tensor import Tensor
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
-        out = x - x.max(axis=dim, keepdims=True)
-        ctx.xp.exp(out, out=out)
-        out /= out.sum(axis=dim, keepdims=True)
+        ctx.dim, ctx.fused = dim, kernels.fits_rows(ctx.xp, x, dim)
+        if ctx.fused:
+            out = kernels.softmax_forward(x)
+        else:
+            out = x - x.max(axis=dim, keepdims=True)
+            ctx.xp.exp(out, out=out)
+            out /= out.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(out)
-        ctx.dim = dim
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        if ctx.fused:
+            return kernels.softmax_backward(out, grad), None
         weighted = grad * out
         weighted -= out * weighted.sum(axis=ctx.dim, keepdims=True)
         return weighted, None
@@ -37,15 +44,20 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
         xp = ctx.xp
-        out = x - x.max(axis=dim, keepdims=True)
-        out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
+        ctx.dim, ctx.fused = dim, kernels.fits_rows(xp, x, dim)
+        if ctx.fused:
+            out = kernels.softmax_forward(x, log=True)
+        else:
+            out = x - x.max(axis=dim, keepdims=True)
+            out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(out)
-        ctx.dim = dim
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        if ctx.fused:
+            return kernels.softmax_backward(out, grad, log=True), None
         return grad - ctx.xp.exp(out) * grad.sum(axis=ctx.dim, keepdims=True), None
 
 
