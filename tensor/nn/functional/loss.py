@@ -3,11 +3,14 @@
 Layout follows PyTorch: logits (N, C, d1, ...) with the classes on dim 1, class-index targets
 (N, d1, ...), or unbatched logits (C,) with a 0-d target. Cross-entropy never builds the
 log-softmax as a graph: forward keeps the softmax, backward is (softmax - onehot) scaled.
+On CUDA, (N, C) and (C,) logits with class-index targets take FusedCrossEntropy: one kernel each
+way (tensor/kernels/cross_entropy.py), which keeps per-row statistics instead of the softmax.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...tensor import Tensor
@@ -125,6 +128,33 @@ def _smoothing_term(shifted, weight, ndim):
     return (shifted * weight.reshape((1, -1) + (1,) * (ndim - 2))).sum(axis=1)
 
 
+class FusedCrossEntropy(Function):
+    """CrossEntropy on CUDA for (N, C) or (C,) logits: one kernel forward, one backward."""
+
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction):
+        ctx.unbatched = logits.ndim == 1
+        if ctx.unbatched:
+            logits, target = logits[None], target.reshape(1)
+        rows = kernels.cross_entropy_forward(logits, target, weight, ignore_index, smoothing)
+        denominator = rows.weight.sum() if reduction == "mean" else None
+        if reduction == "none":
+            out = rows.loss[0] if ctx.unbatched else rows.loss
+        else:
+            out = rows.loss.sum() if reduction == "sum" else rows.loss.sum() / denominator
+        ctx.save_for_backward(logits, target)
+        ctx.args = (weight, rows, ignore_index, smoothing, reduction, denominator)
+        return out.astype(logits.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, target = ctx.saved_tensors
+        weight, rows, ignore_index, smoothing, reduction, denominator = ctx.args
+        scale = grad / denominator if reduction == "mean" else grad  # per row ('none') or for all
+        grad_logits = kernels.cross_entropy_backward(logits, target, weight, rows, scale, ignore_index, smoothing)
+        return (grad_logits[0] if ctx.unbatched else grad_logits), None, None, None, None, None
+
+
 class CrossEntropyProbs(Function):
     """cross_entropy with class-probability targets of the logits' shape (soft labels)."""
 
@@ -188,6 +218,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         target = target.to(dtype=input.dtype)
         return CrossEntropyProbs.apply(input, target, weight, float(label_smoothing), reduction)
     may_ignore = _check_class_targets(input, target, ignore_index, "cross_entropy")
+    if kernels.cross_entropy_fits(input.data, target.data):
+        return FusedCrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction)
     return CrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction, may_ignore)
 
 
