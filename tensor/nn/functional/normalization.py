@@ -4,11 +4,14 @@ All four normalise x to xhat = (x - mean) * rstd over some axes (rms_norm: x * r
 scale and shift per feature. The backward of that normalisation is the same formula for all:
     dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))      over the normalised axes
 where gxhat = grad * weight. Only the axes and the affine parameters' layout differ.
+On CUDA, layer_norm is fused (tensor/kernels/layer_norm.py): one kernel forward, saving the
+per-row mean and rstd instead of xhat, and two backward (the input's, and the parameters').
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ... import kernels
 from ...autograd import Function
 from ...errors import ShapeError
 from ...tensor import Tensor
@@ -56,13 +59,22 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, count, eps):
         axes = tuple(range(x.ndim - count, x.ndim))
+        ctx.axes, ctx.fused = axes, kernels.layer_norm_fits(x, weight, bias)
+        if ctx.fused:
+            out, mean, rstd = kernels.layer_norm_forward(x, weight, bias, count, eps)
+            ctx.save_for_backward(x, mean, rstd, weight)
+            return out
         xhat, rstd, _, _ = _standardize(ctx.xp, x, axes, eps)
         ctx.save_for_backward(xhat, rstd, weight)
-        ctx.axes = axes
         return _affine(xhat, weight, bias, x.shape[x.ndim - count:])
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.fused:
+            x, mean, rstd, weight = ctx.saved_tensors
+            needs = ctx.needs_input_grad
+            return (*kernels.layer_norm_backward(grad, x, mean, rstd, weight, len(ctx.axes), needs[1], needs[2]),
+                    None, None)
         xhat, rstd, weight = ctx.saved_tensors
         gxhat = grad * weight if weight is not None else grad
         grad_x = _normalization_backward(gxhat, xhat, rstd, ctx.axes) if ctx.needs_input_grad[0] else None
