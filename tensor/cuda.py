@@ -1,4 +1,18 @@
-"""torch.cuda's small helpers: is_available(), device_count(), synchronize(), memory statistics."""
+"""torch.cuda's small helpers: is_available(), device_count(), synchronize(), memory statistics.
+
+Memory figures come from CuPy's default memory pool, through which every engine array is
+allocated. "allocated" is what live arrays hold (the pool's used bytes); "reserved" is what the
+pool holds from the driver, cached free blocks included (its total bytes). CuPy keeps no peak,
+so the peaks here are high-water marks of samples: each call to memory_allocated(),
+memory_reserved(), max_memory_*(), memory_stats() or record_peak_memory() takes one, and inside
+`track_peak_memory()` every allocation does, which makes the peak exact there. The pool only
+grows until empty_cache(), so the reserved peak is exact whenever it is sampled before that.
+
+    tensor.cuda.reset_peak_memory_stats()
+    with tensor.cuda.track_peak_memory():      # exact, at some cost per allocation
+        train_step()
+    print(tensor.cuda.max_memory_allocated())  # bytes
+"""
 from __future__ import annotations
 
 from .backend import cuda_device_count, cuda_is_available, cupy_module
@@ -12,18 +26,126 @@ def device_count() -> int:
     return cuda_device_count()
 
 
+def current_device() -> int:
+    return cupy_module().cuda.Device().id
+
+
 def synchronize(device=None):
-    cp = cupy_module()
+    cupy_module().cuda.Device(_index(device)).synchronize()
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+_peaks: dict[int, list[int]] = {}  # device index -> [allocated peak, reserved peak], in bytes
+
+
+def _index(device) -> int:
+    """A device index from None (the current one), an int, 'cuda[:N]' or a Device."""
     if device is None:
-        cp.cuda.Device().synchronize()
-    else:
-        cp.cuda.Device(device if isinstance(device, int) else device.index).synchronize()
+        return cupy_module().cuda.Device().id
+    if isinstance(device, int):
+        return device
+    from .backend import as_device
+
+    device = as_device(device)
+    if device.type != "cuda":
+        raise ValueError(f"tensor.cuda: expected a CUDA device, got {device}")
+    return device.index
 
 
-def max_memory_allocated() -> int:
-    """Bytes held by CuPy's default memory pool (its high-water mark since the last reset)."""
-    return cupy_module().get_default_memory_pool().total_bytes()
+def _pool_bytes(index: int) -> tuple[int, int]:
+    """(used, total) bytes of the default pool on device `index`; samples them into the peaks."""
+    cp = cupy_module()
+    with cp.cuda.Device(index):
+        pool = cp.get_default_memory_pool()
+        used, total = pool.used_bytes(), pool.total_bytes()
+    peak = _peaks.setdefault(index, [0, 0])
+    peak[0], peak[1] = max(peak[0], used), max(peak[1], total)
+    return used, total
+
+
+def record_peak_memory(device=None) -> None:
+    """Take one sample of the pool's usage into the peaks (cheap: call it after each step)."""
+    _pool_bytes(_index(device))
+
+
+def memory_allocated(device=None) -> int:
+    """Bytes held by live arrays on the device now."""
+    return _pool_bytes(_index(device))[0]
+
+
+def memory_reserved(device=None) -> int:
+    """Bytes the pool holds from the driver now (live arrays plus cached free blocks)."""
+    return _pool_bytes(_index(device))[1]
+
+
+def max_memory_allocated(device=None) -> int:
+    """The highest allocated bytes sampled since the last reset (exact inside track_peak_memory)."""
+    index = _index(device)
+    _pool_bytes(index)
+    return _peaks[index][0]
+
+
+def max_memory_reserved(device=None) -> int:
+    """The highest reserved bytes sampled since the last reset."""
+    index = _index(device)
+    _pool_bytes(index)
+    return _peaks[index][1]
+
+
+def reset_peak_memory_stats(device=None) -> None:
+    """Restart both peaks from the current usage."""
+    index = _index(device)
+    _peaks.pop(index, None)
+    _pool_bytes(index)
+
+
+def memory_stats(device=None) -> dict:
+    """PyTorch's key names for the figures above (bytes), plus the pool's free cached bytes."""
+    index = _index(device)
+    used, total = _pool_bytes(index)
+    peak_used, peak_total = _peaks[index]
+    return {
+        "allocated_bytes.all.current": used,
+        "allocated_bytes.all.peak": peak_used,
+        "reserved_bytes.all.current": total,
+        "reserved_bytes.all.peak": peak_total,
+        "inactive_split_bytes.all.current": total - used,
+    }
 
 
 def empty_cache():
+    """Return the pool's cached free blocks to the driver (live arrays stay)."""
     cupy_module().get_default_memory_pool().free_all_blocks()
+
+
+class track_peak_memory:
+    """Inside it, sample the pool after every allocation this thread makes: max_memory_allocated()
+    is then exact. Each allocation costs a Python call (a microsecond or so), so keep it out of
+    timed regions. CuPy's memory hooks are per thread; allocations of other threads are missed.
+    """
+
+    def __init__(self, device=None):
+        self._device = device
+        self._hook = None
+
+    def __enter__(self):
+        cp = cupy_module()
+        index = _index(self._device)
+
+        class _PeakHook(cp.cuda.MemoryHook):
+            name = f"raygrad_peak_memory_{index}"
+
+            def malloc_postprocess(self, device_id, **_):
+                if device_id == index:
+                    _pool_bytes(index)
+
+        self._hook = _PeakHook()
+        self._hook.__enter__()
+        _pool_bytes(index)
+        return self
+
+    def __exit__(self, *exc):
+        self._hook.__exit__(*exc)
+        self._hook = None
+        return False
