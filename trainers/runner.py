@@ -6,7 +6,7 @@
 
 The run lives in RunConfig.storage_path/name: checkpoints/, metrics.jsonl, metrics.csv, tensorboard/,
 curves.png. Rerunning with the same name resumes from its latest valid checkpoint (resume=False
-moves the old folder aside and starts over). When a rank fails, the whole group is torn down and
+moves its checkpoints and metrics aside and starts over). When a rank fails, the whole group is torn down and
 started again from the latest checkpoint, up to FailureConfig.max_failures times (-1: no limit).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .backend import make_backend
 from .checkpoint import Checkpoint, CheckpointManager
 from .config import RunConfig, ScalingConfig
 from .errors import ConfigError, SessionError, TrainingFailedError, TrainingInterrupted
+from .metrics_log import CSV, JSONL, PLOT, TENSORBOARD_DIR
 from .monitor import RunMonitor
 from .session import RESERVED_KEY, SessionSpec
 from . import session as session_module
@@ -56,8 +57,8 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
     run: name, storage_path, seed, checkpoint and failure policy. On a multi-node cluster the
         storage_path must be a filesystem every node sees (rank 0 writes checkpoints there).
     datasets: name -> dist.data.Dataset; ranks read their shard with session.get_dataset_shard(name).
-    resume: continue from the run folder's latest valid checkpoint; False starts over (the old folder
-        is renamed with a timestamp, never deleted).
+    resume: continue from the run folder's latest valid checkpoint; False starts over (the earlier
+        checkpoints and metrics files move to a sibling folder named with a timestamp, never deleted).
 
     Raises TrainingFailedError (with every failed rank's error) after more than max_failures failed
     attempts, TrainingInterrupted on Ctrl-C (every rank stopped, checkpoints kept).
@@ -68,7 +69,7 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
     moved_to = _prepare_folder(run_path, resume)
     monitor = RunMonitor(run, run_path, scaling.num_workers)
     if moved_to:
-        monitor.note(f"resume=False: the earlier run's folder was moved to {moved_to}")
+        monitor.note(f"resume=False: the earlier run's checkpoints and metrics were moved to {moved_to}")
     spec = SessionSpec(name=run.name or os.path.basename(run_path), run_path=run_path,
                        checkpoint_folder=os.path.join(run_path, CHECKPOINTS), checkpoint_config=run.checkpoint_config,
                        datasets=datasets, seed=run.seed, log_every=run.log_every)
@@ -195,15 +196,22 @@ def _check_inputs(fn, datasets, resume) -> dict:
     return datasets
 
 
+# What a run writes into its folder; resume=False moves these aside and leaves anything else (job.yaml).
+RUN_OUTPUTS = (CHECKPOINTS, JSONL, CSV, TENSORBOARD_DIR, PLOT)
+
+
 def _prepare_folder(run_path: str, resume: bool) -> str | None:
-    """With resume=False, a folder left by an earlier run is renamed aside (never deleted); returns where."""
-    aside = None
-    if not resume and os.path.isdir(run_path) and os.listdir(run_path):
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        aside, n = f"{run_path}.{stamp}", 1
-        while os.path.exists(aside):
-            n += 1
-            aside = f"{run_path}.{stamp}-{n}"
-        os.rename(run_path, aside)
+    """With resume=False, an earlier run's outputs are moved to a sibling folder (never deleted); returns it."""
     os.makedirs(run_path, exist_ok=True)
+    earlier = [name for name in RUN_OUTPUTS if os.path.exists(os.path.join(run_path, name))]
+    if resume or not earlier:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = f"{run_path}.{stamp}", 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{run_path}.{stamp}-{n}"
+    os.makedirs(aside)
+    for name in earlier:
+        os.rename(os.path.join(run_path, name), os.path.join(aside, name))
     return aside

@@ -52,11 +52,14 @@ def test_rerun_with_the_same_name_resumes_at_the_next_epoch(tmp_path):
     assert second.metrics["step"] == 64
 
 
-def test_resume_false_moves_the_old_run_aside(tmp_path):
+def test_resume_false_moves_the_old_outputs_aside(tmp_path):
     make_trainer(tmp_path, "fresh", max_epochs=1).fit()
+    (tmp_path / "fresh" / "job.yaml").write_text("kept: true\n")  # what `raygrad train` saves before fit()
     again = make_trainer(tmp_path, "fresh", max_epochs=1, resume=False).fit()
-    assert [row["epoch"] for row in again.metrics_history] == [0]
-    assert any(name.startswith("fresh.") for name in os.listdir(tmp_path))
+    assert [row["epoch"] for row in again.metrics_history] == [0] and len(again.checkpoints) == 1
+    aside = [name for name in os.listdir(tmp_path) if name.startswith("fresh.")]
+    assert len(aside) == 1 and {"checkpoints", "metrics.jsonl"} <= set(os.listdir(tmp_path / aside[0]))
+    assert (tmp_path / "fresh" / "job.yaml").exists()
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
