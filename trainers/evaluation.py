@@ -55,8 +55,8 @@ def to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def evaluate(model, batches, *, split_batch, loss_fn, metrics: list[Metric], all_gather) -> dict:
-    """{"eval_loss": ..., metric name: ...} over every rank's `batches`, the same result on every rank.
+def evaluate(model, batches, *, split_batch, loss_fn, metrics: list[Metric], all_gather, prefix: str = "eval_") -> dict:
+    """{prefix + "loss": ..., metric name: ...} over every rank's `batches`, the same result on every rank.
 
     batches: this rank's evaluation batches (eval_batches); split_batch(batch) -> (model inputs, target);
     all_gather(value) -> list of every rank's value.
@@ -73,4 +73,4 @@ def evaluate(model, batches, *, split_batch, loss_fn, metrics: list[Metric], all
                 accumulator.update(to_numpy(outputs), to_numpy(target), loss)
     finally:
         model.train(was_training)
-    return accumulator.combine(all_gather(accumulator.state()), prefix="eval_")
+    return accumulator.combine(all_gather(accumulator.state()), prefix=prefix)

@@ -91,7 +91,7 @@ def fit_loop(spec: LoopSpec) -> None:
         row = _epoch_metrics(state, timing, optimizer)
         if spec.has_eval:
             batches = session.get_eval_shard("eval", spec.eval_batch_size or spec.batch_size)
-            row.update(evaluate(session.unwrap_model(model), batches, split_batch=lambda b: split_batch(b, spec),
+            row.update(evaluate(session.unwrap_model(model), batches, split_batch=lambda b: split_batch(b, spec.features, spec.target),
                                 loss_fn=loss_fn, metrics=metrics, all_gather=session.all_gather_object))
         _step_epoch_scheduler(scheduler, spec, row)
         last = _finished(spec, epoch + 1, state.step)
@@ -105,12 +105,12 @@ def _finished(spec: LoopSpec, epoch: int, step: int) -> bool:
             or (spec.max_steps is not None and step >= spec.max_steps))
 
 
-def split_batch(batch: dict, spec: LoopSpec):
+def split_batch(batch: dict, features: list, target: str):
     """(model inputs, target) of a batch; a KeyError names the missing column and those present."""
-    missing = [c for c in [*spec.features, spec.target] if c not in batch]
+    missing = [c for c in [*features, target] if c not in batch]
     if missing:
         raise KeyError(f"batch has no column(s) {missing}; it has {sorted(batch)} (check features= and target=)")
-    return tuple(batch[name] for name in spec.features), batch[spec.target]
+    return tuple(batch[name] for name in features), batch[target]
 
 
 # ------------------------------------------------------------------------------------- training
@@ -120,7 +120,7 @@ def _train_epoch(spec, model, optimizer, scheduler, loss_fn, train, state: LoopS
     started, busy, steps, samples = time.perf_counter(), 0.0, 0, 0
     for batch in train:
         step_started = time.perf_counter()
-        inputs, target = split_batch(batch, spec)
+        inputs, target = split_batch(batch, spec.features, spec.target)
         optimizer.zero_grad()
         loss = loss_fn(model(*inputs), target)
         loss.backward()  # with DDP, returns once the gradients are averaged over the ranks
