@@ -1,16 +1,23 @@
-"""What a rank knows about itself inside its actor: rank numbers, the coordinator, the abort flag.
+"""The rank side of a WorkerGroup: the actor behind each rank, and what a rank knows about itself
+(rank numbers, device, the coordinator, the abort flag).
 
 ``get_context()`` is how code running under ``WorkerGroup.execute`` (DDP, the trainers' session,
 ``dist.comm.init_communicator``) finds its rank, world size, device and coordinator.
+
+Each rank's actor process imports this module before ``RankActor.__init__`` limits the BLAS threads,
+which must happen before numpy loads: keep this module's imports free of numpy (dist.coordinator pulls
+it in through the data mixin, so it is imported inside the functions that use it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import threading
+import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from dist.comm.base import Communicator
@@ -163,7 +170,7 @@ def limit_threads(num_threads: int) -> None:
     """Make BLAS/OpenMP use ``num_threads`` threads in this process.
 
     OpenBLAS and MKL read OMP/OPENBLAS/MKL_NUM_THREADS once, when numpy first loads them. A fresh Ray
-    actor process has not imported numpy when its __init__ runs (dist.worker_group keeps numpy out of
+    actor process has not imported numpy when RankActor.__init__ runs (this module keeps numpy out of
     its imports for this reason), so setting the variables there is enough. A reused worker may have
     loaded numpy already: then threadpoolctl, where installed, resizes the running pools; without it
     we can only warn.
@@ -205,3 +212,85 @@ def select_cuda_device() -> int:
         return 0  # nothing CUDA-aware is loaded yet; device 0 is CUDA's default for every thread
     cupy.cuda.Device(0).use()
     return 0
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """Where a rank sits. Ranks on one node are contiguous; nodes are numbered by their lowest rank."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    node_rank: int
+    node_id: str
+    ip: str
+
+
+@dataclass
+class RankFailure:
+    """What a rank returns instead of raising, so the driver gets the traceback text verbatim."""
+
+    rank: int
+    text: str
+    exception: bytes | None  # pickled exception, None where it does not pickle
+
+
+class RankActor:
+    """The Ray actor behind one rank (WorkerGroup creates it with ``ray.remote(RankActor)``)."""
+
+    def __init__(self, num_threads: int):
+        limit_threads(num_threads)
+        self._rank: int | None = None
+
+    def describe(self) -> dict:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+    def setup(self, info: RankInfo, coordinator, job: str, use_gpu: bool, heartbeat_interval_s: float) -> None:
+        """Become rank ``info.rank``: device first (before any CUDA call), then env vars, context, heartbeat."""
+        from dist.coordinator import CoordinatorClient
+
+        device_index = select_cuda_device() if use_gpu else None
+        set_rank_env(info.rank, info.world_size, info.local_rank, info.local_world_size, info.node_rank)
+        abort = AbortSignal()
+        client = CoordinatorClient(coordinator, info.rank, abort)
+        context = WorkerContext(
+            job=job, rank=info.rank, world_size=info.world_size, local_rank=info.local_rank,
+            local_world_size=info.local_world_size, node_rank=info.node_rank, node_id=info.node_id,
+            use_gpu=use_gpu, device_index=device_index, client=client, abort=abort)
+        client.call("register", info.rank, {"node_id": info.node_id, "ip": info.ip, "pid": os.getpid(),
+                                            "node_rank": info.node_rank, "local_rank": info.local_rank})
+        set_context(context)
+        self._rank = info.rank
+        context.start_heartbeat(heartbeat_interval_s)
+
+    def run(self, fn: Callable, args: tuple, kwargs: dict, abort_on_error: bool) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: B036 - the driver must hear about SystemExit/KeyboardInterrupt too
+            return self._report(exc, abort_on_error)
+
+    def _report(self, exc: BaseException, abort_on_error: bool) -> RankFailure:
+        text = traceback.format_exc()
+        context = get_context()
+        context.client.notify("record_error", self._rank, text)
+        if abort_on_error:
+            reason = f"rank {self._rank} failed: {type(exc).__name__}: {exc}"
+            context.abort.set(reason)  # wakes this node's ranks at once (shared-memory flag)
+            context.client.abort_job(reason)  # and the other nodes' at their next heartbeat
+        return RankFailure(self._rank, text, _pickle_or_none(exc))
+
+    def close(self) -> None:
+        if in_worker():
+            get_context().close()
+            set_context(None)
+
+
+def _pickle_or_none(exc: BaseException) -> bytes | None:
+    try:
+        return pickle.dumps(exc)
+    except Exception:  # an exception holding unpicklable state: its text still travels
+        return None

@@ -9,102 +9,24 @@ reported within seconds as WorkerDied.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import time
-import traceback
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-# Each rank's actor process imports this module before _RankWorker.__init__ limits the BLAS threads,
-# which must happen before numpy loads: keep module-level imports free of numpy (dist.coordinator
-# pulls it in through the data mixin, so it is imported where it is used).
-from dist import env
+from dist.coordinator import start_coordinator
+from dist.env import RankActor, RankInfo, RankFailure
 from dist.errors import PlacementTimeout, WorkerDied, WorkerGroupError
 
 _POLL_S = 0.1
 _HEALTH_CHECK_EVERY_S = 1.0
 _ACTOR_START_TIMEOUT_S = 300.0
 _STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-
-
-@dataclass(frozen=True)
-class RankInfo:
-    """Where a rank sits. Ranks on one node are contiguous; nodes are numbered by their lowest rank."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int
-    node_rank: int
-    node_id: str
-    ip: str
-
-
-@dataclass
-class _RankFailure:
-    """What a rank returns instead of raising, so the driver gets the traceback text verbatim."""
-
-    rank: int
-    text: str
-    exception: bytes | None  # pickled exception, None where it does not pickle
-
-
-class _RankWorker:
-    """The actor behind one rank."""
-
-    def __init__(self, num_threads: int):
-        env.limit_threads(num_threads)
-        self._rank: int | None = None
-
-    def describe(self) -> dict:
-        ctx = ray.get_runtime_context()
-        return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
-
-    def setup(self, info: RankInfo, coordinator, job: str, use_gpu: bool, heartbeat_interval_s: float) -> None:
-        """Become rank ``info.rank``: device first (before any CUDA call), then env vars, context, heartbeat."""
-        from dist.coordinator import CoordinatorClient
-
-        device_index = env.select_cuda_device() if use_gpu else None
-        env.set_rank_env(info.rank, info.world_size, info.local_rank, info.local_world_size, info.node_rank)
-        abort = env.AbortSignal()
-        client = CoordinatorClient(coordinator, info.rank, abort)
-        context = env.WorkerContext(
-            job=job, rank=info.rank, world_size=info.world_size, local_rank=info.local_rank,
-            local_world_size=info.local_world_size, node_rank=info.node_rank, node_id=info.node_id,
-            use_gpu=use_gpu, device_index=device_index, client=client, abort=abort)
-        client.call("register", info.rank, {"node_id": info.node_id, "ip": info.ip, "pid": os.getpid(),
-                                            "node_rank": info.node_rank, "local_rank": info.local_rank})
-        env.set_context(context)
-        self._rank = info.rank
-        context.start_heartbeat(heartbeat_interval_s)
-
-    def run(self, fn: Callable, args: tuple, kwargs: dict, abort_on_error: bool) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: B036 - the driver must hear about SystemExit/KeyboardInterrupt too
-            return self._report(exc, abort_on_error)
-
-    def _report(self, exc: BaseException, abort_on_error: bool) -> _RankFailure:
-        text = traceback.format_exc()
-        context = env.get_context()
-        context.client.notify("record_error", self._rank, text)
-        if abort_on_error:
-            reason = f"rank {self._rank} failed: {type(exc).__name__}: {exc}"
-            context.abort.set(reason)  # wakes this node's ranks at once (shared-memory flag)
-            context.client.abort_job(reason)  # and the other nodes' at their next heartbeat
-        return _RankFailure(self._rank, text, _pickle_or_none(exc))
-
-    def close(self) -> None:
-        if env.in_worker():
-            env.get_context().close()
-            env.set_context(None)
 
 
 class WorkerGroup:
@@ -158,8 +80,6 @@ class WorkerGroup:
 
     def _start(self, cpus, gpus, strategy, placement_timeout_s, env_vars, resources, heartbeat_timeout_s,
                heartbeat_interval_s) -> None:
-        from dist.coordinator import start_coordinator
-
         if self._coordinator is None:
             # Not waited for here: it starts while the placement group and the actors come up.
             self._coordinator = start_coordinator(self.name, self.num_workers, heartbeat_timeout_s, None)
@@ -184,7 +104,7 @@ class WorkerGroup:
             options["resources"] = resources
         if env_vars:  # only then: a runtime_env costs a second interpreter start per actor (setup_worker.py)
             options["runtime_env"] = {"env_vars": env_vars}
-        return ray.remote(_RankWorker).options(**options).remote(threads)
+        return ray.remote(RankActor).options(**options).remote(threads)
 
     # -- running functions --------------------------------------------------------------------
 
@@ -269,7 +189,7 @@ class WorkerGroup:
         except ray.exceptions.RayError as exc:  # e.g. fn or its arguments could not be unpickled on the worker
             failures[rank] = (str(exc), None)
             return
-        if isinstance(value, _RankFailure):
+        if isinstance(value, RankFailure):
             failures[rank] = (value.text, _unpickle_or_none(value.exception))
         else:
             results[rank] = value
@@ -395,13 +315,6 @@ def _kill(actor) -> None:
         ray.kill(actor, no_restart=True)
     except Exception:  # already dead: nothing to do
         pass
-
-
-def _pickle_or_none(exc: BaseException) -> bytes | None:
-    try:
-        return pickle.dumps(exc)
-    except Exception:  # an exception holding unpicklable state: its text still travels
-        return None
 
 
 def _unpickle_or_none(data: bytes | None) -> BaseException | None:

@@ -23,6 +23,7 @@ the abort flags (this process's AbortSignal and the node's shared abort word), s
 from __future__ import annotations
 
 import mmap
+import os
 import platform
 import threading
 import time
@@ -39,7 +40,7 @@ _REDUCE_CODES = {"sum": 1, "max": 2, "min": 3}
 _NO_DATA = np.empty(0, dtype=np.uint8)
 MIN_BANK_BYTES = 64 * 1024
 _SPIN_CHECKS = 64  # tight polls before yielding: peers usually arrive within microseconds
-_YIELD_FOR_S = 2e-3  # then sleep(0) (yield the core) for this long, then short sleeps
+_YIELD_FOR_S = 2e-3  # then yield the core (sched_yield) for this long, then short sleeps
 _MAX_SLEEP_S = 1e-4
 
 
@@ -64,7 +65,7 @@ class NodeGroup:
     """The ranks of one node. ``ranks`` are their global ranks, in local-rank order.
 
     ``ctrl`` is None when the node has a single rank (every op is then local). Ops take flat, contiguous
-    1-D arrays and an absolute ``deadline`` (time.monotonic()); ``label`` names the user-level op in errors.
+    1-D arrays and the op's Deadline; ``label`` names the user-level op in errors.
     """
 
     def __init__(self, ctrl: ControlBlock | None, local_rank: int, ranks: list[int], path_prefix: str,
@@ -238,7 +239,10 @@ class NodeGroup:
             now = time.monotonic()
             if now >= deadline.at:
                 self._time_out(epoch, label, deadline.timeout_s)
-            time.sleep(0 if now - started < _YIELD_FOR_S else _MAX_SLEEP_S)
+            if now - started < _YIELD_FOR_S:
+                os.sched_yield()  # lets a descheduled peer run; returns at once on an idle machine
+            else:
+                time.sleep(_MAX_SLEEP_S)
 
     def _check_abort(self, label: str) -> None:
         me = self.ranks[self.local_rank]
