@@ -25,11 +25,12 @@ def shard_bounds(num_rows: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def eval_batches(dataset, rank: int, world_size: int, batch_size: int, device=None):
     """Yield {column: Tensor on `device` (or NumPy if device is None)} batches of `rank`'s rows of `dataset`."""
-    from dist.data.ranges import stream_slice
+    from dist.data.ranges import RowRanges, stream_slice
 
     rows = dataset.rows()
     begin, end = shard_bounds(rows.num_rows, rank, world_size)
-    starts, stops = stream_slice(rows.starts, rows.stops, begin, end)
+    # A read takes ranges that each lie within one unit (row group); slicing pieces keeps them so.
+    starts, stops = RowRanges(*stream_slice(rows.starts, rows.stops, begin, end)).cut_at(dataset.index.offsets)
     window = math.ceil(_WINDOW_ROWS / batch_size) * batch_size
     reader = dataset.reader()
     try:

@@ -60,9 +60,9 @@ def test_inside_train_loop(tmp_path):
     assert [row["x"] for row in result.metrics_history] == [2.5]
 
 
-@pytest.mark.parametrize("world_size,batch_size", [(1, 7), (3, 5), (4, 64)])
-def test_eval_shards_cover_every_row_once(world_size, batch_size):
-    dataset = Dataset(blobs(50, 0))
+@pytest.mark.parametrize("world_size,batch_size,part_rows", [(1, 7, 64), (3, 5, 64), (4, 64, 64), (3, 4, 7)])
+def test_eval_shards_cover_every_row_once(world_size, batch_size, part_rows):
+    dataset = Dataset(blobs(50, 0), part_rows=part_rows)  # part_rows=7: ranks' shares cross unit boundaries
     ids = [batch["id"] for rank in range(world_size) for batch in eval_batches(dataset, rank, world_size, batch_size)]
     assert sorted(np.concatenate(ids).tolist()) == list(range(50))
     assert all(len(b) <= batch_size for b in ids)
