@@ -94,9 +94,9 @@ class ReportPump(threading.Thread):
 
     def drain(self) -> None:
         try:
+            self._deliver_progress()  # first: rank 0 sent it before any report now waiting
             while self._deliver_next_report():
                 pass
-            self._deliver_progress()
         except Exception as exc:  # a dead coordinator: the group's failure is reported by the WorkerGroup
             log.debug("report pump: coordinator unreachable (%s)", exc)
 
