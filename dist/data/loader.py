@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 
@@ -40,7 +41,9 @@ class ShardedLoader:
     prefetch: windows read, shuffled, converted and transformed ahead on the background thread
         (the depth of its queue); 0 does all of it on the consumer's thread.
     device: None yields dicts of NumPy arrays; otherwise numeric arrays become engine tensors via
-        tensor.as_tensor(array, device=device) (string/object columns stay NumPy).
+        tensor.as_tensor(array, device=device) (string/object columns stay NumPy). On a CUDA device
+        they travel through reusable pinned host buffers and an asynchronous copy on a side stream
+        (_PinnedUploader), so the transfer does not block the host and overlaps queued kernels.
     name: the name progress is kept under (default dataset.name); one per distinct dataset.
     timeout_s: longest wait for the coordinator before an error.
 
@@ -67,6 +70,7 @@ class ShardedLoader:
         self._client.call("data_register", self.name, dataset.descriptor())
         self._epoch, self._advance_on_next_pass = 0, False
         self._active = None  # the batch source of the pass in progress
+        self._uploader = None  # a _PinnedUploader, made on the first batch for a CUDA device
         self._closed = False
 
     # epochs
@@ -144,8 +148,14 @@ class ShardedLoader:
             return batch
         import tensor  # the engine; imported only by loaders that produce tensors
 
+        numeric = {key: value for key, value in batch.items() if _is_numeric(value)}
+        device = tensor.device(self.device)
+        if device.type == "cuda":
+            if self._uploader is None:
+                self._uploader = _PinnedUploader(device.index)
+            numeric = self._uploader.upload(numeric)
         return {
-            key: tensor.as_tensor(value, device=self.device) if _is_numeric(value) else value
+            key: tensor.as_tensor(numeric[key], device=self.device) if key in numeric else value
             for key, value in batch.items()
         }
 
@@ -174,6 +184,9 @@ class ShardedLoader:
             return
         self._closed = True
         self._stop_active()
+        if self._uploader is not None:
+            self._uploader.close()
+            self._uploader = None
         self._client.flush()
 
     def __enter__(self) -> ShardedLoader:
@@ -201,6 +214,83 @@ class ShardedLoader:
         return (f"ShardedLoader({self.name!r}, rank {self.rank}/{self.world_size}, "
                 f"batch_size={self.config.batch_size}, "
                 f"epoch={self.epoch}, prefetch={self.prefetch}, device={self.device!r})")
+
+
+class _PinnedUploader:
+    """Host -> GPU transfer of batches through page-locked memory and a side stream (CuPy).
+
+    Per numeric column: copy the batch into a reusable pinned host buffer (a host memcpy), queue an
+    asynchronous copy from it into a reusable device staging buffer on our own non-blocking stream,
+    so the DMA runs while kernels the consumer queued earlier still execute; then make the compute
+    (current) stream wait for that copy and give the batch a fresh array from CuPy's pool with a
+    device-to-device copy on the compute stream. That last copy keeps the pool's stream-ordered
+    reuse safe: the array belongs to the compute stream like any other, and the staging buffer is
+    free again once the copy out of it has run. Buffers alternate between two slots; a slot is
+    refilled only after its previous copies finished (an event wait, normally long past).
+    """
+
+    _SLOTS = 2
+
+    def __init__(self, device_index: int):
+        import cupy
+
+        self._cp = cupy
+        self._device = cupy.cuda.Device(device_index)
+        with self._device:
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+        self._slots = [_UploadSlot() for _ in range(self._SLOTS)]
+        self._turn = 0
+
+    def upload(self, arrays: dict) -> dict:
+        """{key: CuPy array} on the device for {key: NumPy array}, ready for the compute stream."""
+        slot, cp = self._slots[self._turn], self._cp
+        self._turn = (self._turn + 1) % len(self._slots)
+        with self._device:
+            compute = cp.cuda.get_current_stream()
+            slot.wait_until_free(self._stream)
+            for key, value in arrays.items():
+                host, staging = slot.buffers(cp, key, value.nbytes, self._stream)
+                np.copyto(np.frombuffer(host, value.dtype, value.size).reshape(value.shape), value)
+                staging.data.copy_from_host_async(ctypes.c_void_p(host.ptr), value.nbytes, self._stream)
+            slot.copied = self._stream.record()
+            compute.wait_event(slot.copied)
+            out = {}
+            for key, value in arrays.items():
+                out[key] = cp.empty(value.shape, value.dtype)
+                out[key].data.copy_from_device_async(slot.staging[key].data, value.nbytes, compute)
+            slot.consumed = compute.record()
+        return out
+
+    def close(self) -> None:
+        """Wait for copies in flight: the pinned buffers must outlive the DMA reading them."""
+        self._stream.synchronize()
+
+
+class _UploadSlot:
+    """One set of pinned host and device staging buffers (one per column), with the events that
+    say when the copies out of them are done."""
+
+    def __init__(self):
+        self.pinned, self.staging = {}, {}
+        self.copied = self.consumed = None  # events: host -> staging done; staging -> pool array done
+
+    def wait_until_free(self, stream) -> None:
+        if self.copied is not None:
+            self.copied.synchronize()  # the DMA out of the pinned buffers (the host rewrites them next)
+        if self.consumed is not None:
+            stream.wait_event(self.consumed)  # the copies out of the staging buffers (our stream rewrites them)
+
+    def buffers(self, cp, key, nbytes: int, stream):
+        """(pinned host memory, device uint8 array), each of at least nbytes, grown when too small.
+
+        The staging array is allocated with our stream current: CuPy's pool hands each stream only
+        blocks freed in its own order, so no kernel queued on the compute stream can still be
+        reading memory our stream is about to write."""
+        if key not in self.pinned or self.pinned[key].size() < nbytes:
+            self.pinned[key] = cp.cuda.alloc_pinned_memory(max(nbytes, 1))
+            with stream:
+                self.staging[key] = cp.empty(max(nbytes, 1), dtype=cp.uint8)
+        return self.pinned[key], self.staging[key]
 
 
 def _window_tables(dataset: Dataset, plan: RankPlan):
