@@ -38,8 +38,6 @@ def call_training_function(fn, config):
 class InProcessBackend:
     """Runs the function in this process and thread, so debuggers, breakpoints and profilers work."""
 
-    workers = 0
-
     def start(self) -> None:
         pass
 
@@ -74,7 +72,6 @@ class RayBackend:
 
     def __init__(self, scaling: ScalingConfig, name: str, address: str | None = None):
         self.scaling, self.address = scaling, address
-        self.workers = scaling.num_workers
         # Names of Ray actors must be unique among running jobs: a suffix keeps two runs of one name apart.
         self.job = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)[:60]}-{uuid.uuid4().hex[:6]}"
         self.coordinator = None

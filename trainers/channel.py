@@ -127,8 +127,6 @@ class ReportPump(threading.Thread):
 class LocalExchange:
     """World size 1: gathering is the identity, barriers return at once."""
 
-    world_size, rank = 1, 0
-
     def allgather(self, value) -> list:
         return [value]
 

@@ -122,7 +122,7 @@ class _TensorBoardThread:
             while (row := self._queue.get()) is not None:
                 step = row.get("step", row.get("iteration", 0))
                 for key, value in row.items():
-                    if key not in NOT_CURVES and _is_number(value):
+                    if key not in NOT_CURVES and is_finite_number(value):
                         writer.add_scalar(key, value, global_step=step, walltime=row.get("timestamp"))
         finally:
             writer.close()
@@ -148,7 +148,7 @@ def plot_curves(rows: list[dict], path: str, note: Callable[[str], None] = log.i
     for index, (title, keys) in enumerate(panels):
         axes = figure.add_subplot(math.ceil(len(panels) / 3), min(len(panels), 3), index + 1)
         for key in keys:
-            points = [(row[x_key], row[key]) for row in rows if x_key in row and _is_number(row.get(key))]
+            points = [(row[x_key], row[key]) for row in rows if x_key in row and is_finite_number(row.get(key))]
             if points:
                 axes.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=key)
         axes.set_title(title)
@@ -165,7 +165,7 @@ def plot_curves(rows: list[dict], path: str, note: Callable[[str], None] = log.i
 def _panels(rows: list[dict]) -> list[tuple[str, list[str]]]:
     """One panel with every loss, one per other metric, then throughput and step times; at most 9."""
     keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in NOT_CURVES
-            and k != "epoch_time_s" and any(_is_number(row.get(k)) for row in rows)]
+            and k != "epoch_time_s" and any(is_finite_number(row.get(k)) for row in rows)]
     losses = [k for k in keys if "loss" in k]
     step_times = [k for k in keys if k.startswith("step_time")]
     throughput = [k for k in keys if k.endswith("per_s")]
@@ -175,5 +175,6 @@ def _panels(rows: list[dict]) -> list[tuple[str, list[str]]]:
     return [(title, panel_keys) for title, panel_keys in panels if panel_keys][:9]
 
 
-def _is_number(value) -> bool:
+def is_finite_number(value) -> bool:
+    """A real int or float that is neither NaN nor infinite (bools are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -14,6 +14,8 @@ import shutil
 import sys
 import time
 
+from .metrics_log import is_finite_number
+
 _BAR_WIDTH = 20
 _HIDDEN_IN_LINE = {"iteration", "epoch", "step", "timestamp", "time_total_s"}
 _TIMING = {"samples_per_s", "epoch_time_s", "step_time_s", "step_time_s_max"}  # shown in brackets at the end
@@ -73,9 +75,9 @@ class ProgressDisplay:
             parts.append(f"[{'#' * done}{'-' * (_BAR_WIDTH - done)}] {step}/{steps}")
         elif step is not None:
             parts.append(f"step {step}")
-        if _is_number(values.get("loss")):
+        if is_finite_number(values.get("loss")):
             parts.append(f"loss {values['loss']:.4f}")
-        if _is_number(values.get("samples_per_s")):
+        if is_finite_number(values.get("samples_per_s")):
             parts.append(f"{values['samples_per_s']:.0f} samples/s")
         if eta_s is not None:
             parts.append(f"ETA {format_duration(eta_s)}")
@@ -98,9 +100,9 @@ def report_line(row: dict, max_epochs: int | None = None, checkpointed: bool = F
     parts = [head + ":"] + [f"{key} {_format_value(value)}" for key, value in row.items()
                             if key not in _HIDDEN_IN_LINE and key not in _TIMING]
     pace = []
-    if _is_number(row.get("epoch_time_s")):
+    if is_finite_number(row.get("epoch_time_s")):
         pace.append(format_duration(row["epoch_time_s"]) if row["epoch_time_s"] >= 60 else f"{row['epoch_time_s']:.1f} s")
-    if _is_number(row.get("samples_per_s")):
+    if is_finite_number(row.get("samples_per_s")):
         pace.append(f"{row['samples_per_s']:.0f} samples/s")
     if pace:
         parts.append(f"({', '.join(pace)})")
@@ -152,6 +154,3 @@ def _format_value(value) -> str:
         return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
     return str(value)
 
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -254,10 +254,11 @@ def get_dataset_shard(name: str, batch_size: int | None = None, *, shuffle: bool
     ranks, and after a restart an epoch continues with the samples not yet served. Calling it
     again with the same arguments returns the same loader.
     """
+    active = _require("get_dataset_shard")
     options = {"batch_size": 32 if batch_size is None else batch_size, "shuffle": True if shuffle is None else shuffle,
-               "seed": _require("get_dataset_shard").spec.seed if seed is None else seed, "drop_last": drop_last,
-               "prefetch": prefetch, "shuffle_buffer": shuffle_buffer}
-    return _require("get_dataset_shard").dataset_shard(name, options)
+               "seed": active.spec.seed if seed is None else seed, "drop_last": drop_last, "prefetch": prefetch,
+               "shuffle_buffer": shuffle_buffer}
+    return active.dataset_shard(name, options)
 
 
 def get_eval_shard(name: str, batch_size: int | None = None):
