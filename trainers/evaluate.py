@@ -47,7 +47,8 @@ def evaluate_checkpoint(checkpoint, data_path, *, job_file=None, batch_size: int
     dataset = Dataset(data_path, columns=data["columns"] or None, transform=transform, name="eval")
     features = [data["features"]] if isinstance(data["features"], str) else list(data["features"])
     results = evaluate(model, eval_batches(dataset, 0, 1, batch_size, device),
-                       split_batch=lambda batch: split_batch(batch, features, data["target"]), loss_fn=loss_from(job["loss"], base_dir),
+                       split_batch=lambda batch: split_batch(batch, features, data["target"]),
+                       loss_fn=loss_from(job["loss"], base_dir),
                        metrics=resolve_metrics(job["metrics"]), all_gather=lambda value: [value], prefix="")
     return {"samples": dataset.num_rows, **results}
 

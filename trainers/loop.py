@@ -91,8 +91,9 @@ def fit_loop(spec: LoopSpec) -> None:
         row = _epoch_metrics(state, timing, optimizer)
         if spec.has_eval:
             batches = session.get_eval_shard("eval", spec.eval_batch_size or spec.batch_size)
-            row.update(evaluate(session.unwrap_model(model), batches, split_batch=lambda b: split_batch(b, spec.features, spec.target),
-                                loss_fn=loss_fn, metrics=metrics, all_gather=session.all_gather_object))
+            row.update(evaluate(session.unwrap_model(model), batches, loss_fn=loss_fn, metrics=metrics,
+                                split_batch=lambda batch: split_batch(batch, spec.features, spec.target),
+                                all_gather=session.all_gather_object))
         _step_epoch_scheduler(scheduler, spec, row)
         last = _finished(spec, epoch + 1, state.step)
         due = last or (spec.every_n_epochs is not None and (epoch + 1) % spec.every_n_epochs == 0)
@@ -173,7 +174,7 @@ def _step_epoch_scheduler(scheduler, spec: LoopSpec, row: dict) -> None:
     if scheduler is None or spec.scheduler_interval != "epoch":
         return
     if type(scheduler).__name__ == "ReduceLROnPlateau":
-        monitored = spec.score_metric if spec.score_metric in row else "eval_loss" if "eval_loss" in row else "train_loss"
+        monitored = next(key for key in (spec.score_metric, "eval_loss", "train_loss") if key in row)
         scheduler.step(row[monitored])
     else:
         scheduler.step()

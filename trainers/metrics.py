@@ -69,7 +69,8 @@ def _top5_sums(outputs, targets):
 
 def _regression_pair(outputs, targets, name):
     if outputs.size != targets.size:
-        raise ValueError(f"{name}: outputs {outputs.shape} and targets {targets.shape} hold different numbers of values")
+        raise ValueError(f"{name}: outputs {outputs.shape} and targets {targets.shape} hold different numbers "
+                         "of values")
     return outputs.reshape(-1).astype(np.float64), targets.reshape(-1).astype(np.float64)
 
 

@@ -100,8 +100,9 @@ def report_line(row: dict, max_epochs: int | None = None, checkpointed: bool = F
     parts = [head + ":"] + [f"{key} {_format_value(value)}" for key, value in row.items()
                             if key not in _HIDDEN_IN_LINE and key not in _TIMING]
     pace = []
-    if is_finite_number(row.get("epoch_time_s")):
-        pace.append(format_duration(row["epoch_time_s"]) if row["epoch_time_s"] >= 60 else f"{row['epoch_time_s']:.1f} s")
+    seconds = row.get("epoch_time_s")
+    if is_finite_number(seconds):
+        pace.append(format_duration(seconds) if seconds >= 60 else f"{seconds:.1f} s")
     if is_finite_number(row.get("samples_per_s")):
         pace.append(f"{row['samples_per_s']:.0f} samples/s")
     if pace:

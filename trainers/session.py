@@ -96,7 +96,8 @@ class Session:
         self.channel, self.exchange = channel, exchange
         self.check_abort = check_abort or (lambda op: None)
         self.loaders: dict[str, tuple] = {}  # name -> (options, ShardedLoader)
-        self.manager = CheckpointManager(spec.checkpoint_folder, spec.checkpoint_config) if context.world_rank == 0 else None
+        is_writer = context.world_rank == 0  # only rank 0 writes checkpoints
+        self.manager = CheckpointManager(spec.checkpoint_folder, spec.checkpoint_config) if is_writer else None
         self.iteration = _saved_iteration(spec.checkpoint)
         self._last_progress_sent = 0.0
 
