@@ -29,7 +29,8 @@ def test_fit_reports_each_epoch_and_writes_metrics_files(tmp_path, monkeypatch):
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1] and float(rows[-1]["accuracy"]) == result.metrics["accuracy"]
-    assert [c.epoch for c in result.checkpoints] == [0, 1] and result.best_checkpoint.path == result.checkpoints[-1].path
+    assert [c.epoch for c in result.checkpoints] == [0, 1]
+    assert result.best_checkpoint.path == result.checkpoints[-1].path
     pytest.importorskip("matplotlib")
     assert (run / "curves.png").stat().st_size > 0
 
@@ -159,3 +160,22 @@ def _read_loop_records(folder, attempt):
 def _folder(path) -> str:
     os.makedirs(path, exist_ok=True)
     return str(path)
+
+
+def halve_every_epoch(optimizer):
+    import tensor
+
+    return tensor.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+
+def test_scheduler_steps_per_epoch_and_resumes_with_its_state(tmp_path):
+    make_trainer(tmp_path, "sched", max_epochs=2, scheduler=halve_every_epoch).fit()
+    resumed = make_trainer(tmp_path, "sched", max_epochs=3, scheduler=halve_every_epoch).fit()
+    assert [row["lr"] for row in resumed.metrics_history] == pytest.approx([0.2, 0.1, 0.05])
+
+
+def test_max_steps_stops_mid_epoch_with_a_checkpoint(tmp_path):
+    result = make_trainer(tmp_path, "steps", max_epochs=None, max_steps=5, scheduler=halve_every_epoch,
+                          scheduler_interval="step").fit()
+    assert result.metrics["step"] == 5 and result.checkpoint.step == 5
+    assert result.metrics["lr"] == pytest.approx(0.2 * 0.5 ** 5)

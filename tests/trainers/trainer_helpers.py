@@ -52,12 +52,12 @@ def sgd(params):
     return tensor.optim.SGD(params, lr=0.2, momentum=0.9)
 
 
-def make_trainer(storage, name, workers=0, batch_size=16, record_dir=None, kill_at=None, max_epochs=3,
+def make_trainer(storage, name, workers=0, batch_size=16, record_dir=None, kill_at=None, max_epochs=3, max_steps=None,
                  every_n_steps=None, max_failures=0, num_to_keep=None, resume=True, **trainer_options):
     model = functools.partial(RecordingMLP, record_dir=None if record_dir is None else str(record_dir),
                               kill_at=kill_at)
     checkpoints = CheckpointConfig(every_n_steps=every_n_steps, every_n_epochs=1, num_to_keep=num_to_keep)
-    run = RunConfig(name=name, storage_path=str(storage), max_epochs=max_epochs, seed=7, verbose=1,
+    run = RunConfig(name=name, storage_path=str(storage), max_epochs=max_epochs, max_steps=max_steps, seed=7, verbose=1,
                     checkpoint_config=checkpoints, failure_config=FailureConfig(max_failures=max_failures))
     options = dict(model=model, optimizer=sgd, loss="cross_entropy", train_data=Dataset(blobs(256, 0)),
                    eval_data=Dataset(blobs(96, 1)), metrics=["accuracy", "roc_auc"], features=["x", "id"],
