@@ -154,6 +154,9 @@ class CpuCommunicator(Communicator):
         if not isinstance(array, np.ndarray):
             raise TypeError(f"{op}: the cpu backend works on numpy arrays, got {type(array).__module__}."
                             f"{type(array).__name__}; use backend='nccl' for GPU arrays or copy to the host")
+        if array.dtype.hasobject:
+            raise TypeError(f"{op}: arrays of Python objects ({array.dtype}) cannot go through shared memory; "
+                            "use a numeric dtype")
 
     def _empty(self, shape: tuple, dtype):
         return np.empty(shape, dtype)

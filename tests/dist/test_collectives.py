@@ -203,6 +203,7 @@ def do_bad_inputs():
                  lambda: comm.allreduce(np.ones(3, bool)),
                  lambda: comm.allreduce(np.broadcast_to(np.ones(1), (3,))),
                  lambda: comm.allreduce([1.0, 2.0]),
+                 lambda: comm.broadcast(np.array([None, 1], dtype=object)),
                  lambda: comm.broadcast(np.ones(3), src=99),
                  lambda: comm.reduce_scatter(np.ones(comm.world_size * 2 + 1)),
                  lambda: comm.allgather(np.ones(3), out=np.empty(3)),
@@ -217,7 +218,7 @@ def do_bad_inputs():
 def test_bad_inputs_get_clear_errors_and_leave_the_communicator_usable(group):
     messages = group.execute(do_bad_inputs)[0]
     for fragment in ("op='prod'", "needs a floating-point array", "undefined on bool", "read-only",
-                     "got list", "src=99", "multiple of world_size", "out has shape", "timeout"):
+                     "got list", "Python objects", "src=99", "multiple of world_size", "out has shape", "timeout"):
         assert any(fragment in m for m in messages), (fragment, messages)
 
 
