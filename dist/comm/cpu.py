@@ -35,12 +35,14 @@ class CpuWork(Work):
         self._future, self._op, self._rank = future, op, rank
 
     def wait(self, timeout: float | None = None):
-        try:
-            return self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        # Not future.result(timeout): its TimeoutError is the builtin one, which the op's own
+        # CollectiveTimeout also is, so the two could not be told apart.
+        done, _ = concurrent.futures.wait([self._future], timeout)
+        if not done:
             raise CollectiveTimeout(self._op, timeout, [], self._rank,
                                     detail="Work.wait(timeout) expired; the op keeps running under its own "
-                                           "timeout") from None
+                                           "timeout")
+        return self._future.result()
 
     def is_completed(self) -> bool:
         return self._future.done()

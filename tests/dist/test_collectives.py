@@ -196,6 +196,25 @@ def test_async_forms_complete_in_issue_order(group):
     assert group.execute(do_async_in_order) == [True] * group.num_workers
 
 
+def do_late_peer():
+    import time
+
+    from dist.errors import CollectiveTimeout
+
+    comm, rank = get_communicator(), get_context().rank
+    if rank == 1:
+        time.sleep(1.5)  # arrives late, well within the op's own 60 s timeout
+    work = comm.allreduce_async(np.ones(10))
+    if rank == 0:
+        with pytest.raises(CollectiveTimeout, match="Work.wait"):
+            work.wait(timeout=0.2)  # only this wait gives up: the op goes on
+    return work.wait().tolist()
+
+
+def test_work_wait_timeout_leaves_the_op_running(group):
+    assert group.execute(do_late_peer) == [[float(group.num_workers)] * 10] * group.num_workers
+
+
 def do_bad_inputs():
     comm, messages = get_communicator(), []
     for call in (lambda: comm.allreduce(np.ones(3), op="prod"),
