@@ -293,14 +293,8 @@ class CoordinatorClient:
     def abort_job(self, reason: str) -> None:
         self.notify("abort", reason)
 
-    def abort_reason(self, timeout_s: float = 2.0) -> str | None:
-        """The job's abort reason, or None (also when the coordinator does not answer in time)."""
-        try:
-            return self.call("abort_reason", timeout_s=timeout_s)
-        except Exception:  # only used to enrich messages; a failure here must not hide the real error
-            return None
-
     def _poll(self, attempt, timeout_s: float, op: str, what: str):
+        timeout_s = max(0.0, timeout_s)  # callers pass what is left of an op's deadline, which may be gone
         deadline = time.monotonic() + timeout_s
         while True:
             self.check_abort(op)

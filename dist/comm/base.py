@@ -188,6 +188,7 @@ class Communicator(abc.ABC):
                              f"shape {tuple(shape)} and dtype {like.dtype}")
         if not out_array.flags.c_contiguous:
             raise ValueError(f"{op}: out must be C-contiguous; pass out=None to get a new array")
+        self._check_array(out_array, op)
         return out_array
 
     # -- what the backends provide --------------------------------------------------------------
