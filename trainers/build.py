@@ -175,7 +175,7 @@ def trainer_from(job: dict, resume: bool = True):
     """A Trainer ready to fit() the job."""
     from .trainer import Trainer
 
-    base_dir = job.get("_base_dir", ".")
+    base_dir = job["base_dir"] or "."
     train, evaluation = datasets_from(job["data"], base_dir)
     scaling, run = configs_from(job)
     model = Ref(job["model"]["class"], base_dir, job["model"]["kwargs"])
@@ -190,10 +190,14 @@ def trainer_from(job: dict, resume: bool = True):
         eval_data=evaluation,
         metrics=list(job["metrics"]),
         scheduler=scheduler,
+        scheduler_interval=scheduler.interval if scheduler else "epoch",
         features=data["features"],
         target=data["target"],
         batch_size=data["batch_size"],
         eval_batch_size=data["eval_batch_size"],
+        shuffle=data["shuffle"],
+        drop_last=data["drop_last"],
+        prefetch=data["prefetch"],
         scaling=scaling,
         run=run,
         resume=resume,

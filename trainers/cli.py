@@ -166,13 +166,18 @@ def _echo_ray_resources():
     except ImportError:
         click.echo("Ray: not installed")
         return
-    if not ray.is_initialized():
+    connected_here = not ray.is_initialized()
+    if connected_here:
         try:
             ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
         except Exception:
             click.echo(f"Ray {ray.__version__}: no running cluster (start one with `ray start --head`)")
             return
-    click.echo(f"Ray {ray.__version__} cluster resources: {ray.cluster_resources()}")
+    try:
+        click.echo(f"Ray {ray.__version__} cluster resources: {ray.cluster_resources()}")
+    finally:
+        if connected_here:
+            ray.shutdown()  # a look, not a session: leave the cluster as we found it
 
 
 # ------------------------------------------------------------------------------------------ cluster

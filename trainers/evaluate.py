@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 from .checkpoint import Checkpoint
 from .errors import CheckpointError, ConfigError
 from .evaluation import eval_batches, evaluate
@@ -72,18 +70,10 @@ def _job_beside(checkpoint_path: str) -> str:
 
 
 def _job(path: str) -> tuple[dict, str]:
-    """The validated job and the folder its relative paths start from. A job.yaml kept by `raygrad
-    train` records that folder under `_base_dir`; a hand-written one is relative to itself."""
-    from .job import parse_job
+    """The validated job and the folder its relative paths start from (its base_dir)."""
+    from .job import load_job
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"job file {path} does not exist")
-    with open(path) as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of job keys (name, model, data, ...)")
-    base_dir = raw.pop("_base_dir", None) or os.path.dirname(os.path.abspath(path))
-    return parse_job(raw), base_dir
+    job = load_job(path)
+    return job, job["base_dir"]

@@ -30,6 +30,9 @@ from .errors import ConfigError
 # key -> (accepted types, default); a nested dict is a section. kwargs/scheduler mappings are free-form.
 SCHEMA = {
     "name": (str, None),
+    # The folder relative paths (model file, data, transform) start from; default: the YAML's own folder.
+    # `raygrad train` records it in the job.yaml it keeps beside a run.
+    "base_dir": ((str, type(None)), None),
     "model": {
         "class": (str, None),
         "kwargs": (dict, {}),
@@ -93,7 +96,7 @@ def load_job(path, overrides=()) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of job keys (name, model, data, ...), got {type(raw).__name__}")
     job = parse_job(raw, overrides)
-    job["_base_dir"] = os.path.dirname(os.path.abspath(path))
+    job["base_dir"] = job["base_dir"] or os.path.dirname(os.path.abspath(path))
     return job
 
 

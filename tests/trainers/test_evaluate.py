@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
 def test_run_folder_with_its_job_gives_the_training_run_metrics(trained):
     result, folder = trained
     run = folder / "eval-me"
-    (run / "job.yaml").write_text(yaml.safe_dump({**JOB, "_base_dir": str(folder)}))
+    (run / "job.yaml").write_text(yaml.safe_dump({**JOB, "base_dir": str(folder)}))
     metrics = evaluate_checkpoint(str(run), str(folder / "test.parquet"), batch_size=10)
     assert metrics["samples"] == 96
     assert metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])
