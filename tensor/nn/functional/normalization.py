@@ -17,11 +17,41 @@ from ...errors import ShapeError
 from ...tensor import Tensor
 
 
+def _sum_of_products(a, b, axes, keepdims):
+    """sum(a * b) over `axes`.
+
+    On NumPy, when the axes are the trailing or the leading ones of two C-contiguous float32/64
+    arrays of one shape (layer_norm's rows and its parameter gradients; group_norm's groups),
+    this is one einsum pass with no (a * b) temporary, about twice as fast as multiply-then-sum.
+    """
+    ndim, count = a.ndim, len(axes)
+    trailing, leading = axes == tuple(range(ndim - count, ndim)), axes == tuple(range(count))
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape and a.dtype == b.dtype
+            and a.dtype.char in "fd" and (trailing or leading) and a.flags.c_contiguous and b.flags.c_contiguous
+            and 0 < count < ndim and a.size):
+        if trailing:  # rows of the reduced size: (kept, reduced)
+            matrix, subscripts = (-1, _size(a.shape[ndim - count:])), "ij,ij->i"
+            shape = a.shape[: ndim - count] + ((1,) * count if keepdims else ())
+        else:  # (reduced, kept)
+            matrix, subscripts = (_size(a.shape[:count]), -1), "ij,ij->j"
+            shape = ((1,) * count if keepdims else ()) + a.shape[count:]
+        return np.einsum(subscripts, a.reshape(matrix), b.reshape(matrix)).reshape(shape)
+    return (a * b).sum(axis=axes, keepdims=keepdims)
+
+
+def _size(shape):
+    size = 1
+    for n in shape:
+        size *= n
+    return size
+
+
 def _standardize(xp, x, axes, eps):
     """(xhat, rstd, mean, var) over `axes` (biased variance, as normalisation layers use)."""
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean
-    var = (centered * centered).mean(axis=axes, keepdims=True)
+    var = _sum_of_products(centered, centered, axes, keepdims=True)
+    var /= _size(x.shape[a] for a in axes)
     rstd = 1.0 / xp.sqrt(var + eps)
     centered *= rstd
     return centered, rstd, mean, var
@@ -29,7 +59,8 @@ def _standardize(xp, x, axes, eps):
 
 def _normalization_backward(gxhat, xhat, rstd, axes):
     mean_g = gxhat.mean(axis=axes, keepdims=True)
-    mean_gx = (gxhat * xhat).mean(axis=axes, keepdims=True)
+    mean_gx = _sum_of_products(gxhat, xhat, axes, keepdims=True)
+    mean_gx /= _size(xhat.shape[a] for a in axes)
     result = gxhat - mean_g
     result -= xhat * mean_gx
     result *= rstd
@@ -47,7 +78,7 @@ def _affine(xhat, weight, bias, shape):
 def _affine_grads(ctx, grad, xhat, reduce_axes, weight_index):
     """(grad weight, grad bias) summed over the non-feature axes, when the inputs need them."""
     needs = ctx.needs_input_grad
-    grad_weight = (grad * xhat).sum(axis=reduce_axes) if needs[weight_index] else None
+    grad_weight = _sum_of_products(grad, xhat, reduce_axes, keepdims=False) if needs[weight_index] else None
     grad_bias = grad.sum(axis=reduce_axes) if len(needs) > weight_index + 1 and needs[weight_index + 1] else None
     return grad_weight, grad_bias
 
