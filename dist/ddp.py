@@ -83,6 +83,11 @@ class _Bucket:
     pending: int = 0
     work: object = None
 
+    @property
+    def payload(self):
+        """The array that is all-reduced."""
+        return self.flat if self.wire is None else self.wire
+
 
 class _Reducer:
     """The buckets and the per-backward state: which parameters are ready, which buckets are in flight."""
@@ -155,10 +160,14 @@ class _Reducer:
         slot.bucket.pending -= 1
 
     def _launch_complete_buckets(self) -> None:
-        """Start the all-reduces of complete buckets, in bucket order (the same order on every rank)."""
-        while self._next_bucket < len(self.buckets) and self.buckets[self._next_bucket].pending == 0:
+        """Start the all-reduces of complete buckets, in bucket order (the same order on every rank).
+
+        The last bucket is left to finalize, which all-reduces it inline: backward produces its gradients
+        last, so nothing would overlap it, and the inline form spares a hand-off to the comm thread (a
+        whole scheduler wake-up on a busy CPU)."""
+        while self._next_bucket < len(self.buckets) - 1 and self.buckets[self._next_bucket].pending == 0:
             bucket = self.buckets[self._next_bucket]
-            bucket.work = self.comm.allreduce_async(bucket.flat if bucket.wire is None else bucket.wire, op="sum")
+            bucket.work = self.comm.allreduce_async(bucket.payload, op="sum")
             self._next_bucket += 1
 
     # -- when backward ends -----------------------------------------------------------------------
@@ -169,9 +178,11 @@ class _Reducer:
             self._finalize_queued = False
             locally_used = self._fill_unused()
             self._launch_complete_buckets()
+            for bucket in self.buckets[:-1]:
+                bucket.work.wait()  # first, so that an error surfaces as itself, not as a broken communicator
+            self.comm.allreduce(self.buckets[-1].payload, op="sum")
             globally_used = self._agree_on_used(locally_used) if self.find_unused else None
             for bucket in self.buckets:
-                bucket.work.wait()
                 if bucket.wire is not None:
                     array_module(bucket.flat).copyto(bucket.flat, bucket.wire)
             self._hand_out_grads(globally_used)
@@ -205,7 +216,7 @@ class _Reducer:
         xp = array_module(self.buckets[0].flat)
         with _on_device_of(self.buckets[0].flat):
             mask = xp.asarray(np.array(locally_used, dtype=np.int32))
-        self.comm.allreduce_async(mask, op="max").wait()
+        self.comm.allreduce(mask, op="max")
         return [bool(v) for v in mask.tolist()]
 
     def _hand_out_grads(self, globally_used: list[bool] | None) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 import tensor
 import tensor.nn.functional as F
-from dist import DistributedDataParallel, WorkerGroup, WorkerGroupError
+from dist import DistributedDataParallel, WorkerGroup
 from dist.comm import init_communicator
 from dist.env import get_context
 from dist.errors import CollectiveTimeout
@@ -213,10 +213,11 @@ def test_float16_gradients_stay_close(group):
     check_same(group.execute(train_against_reference, "sgd", steps=10, grad_dtype=tensor.float16), tol=1e-2)
 
 
-def backward_alone(name):
+def backward_alone(name, bucket_cap_mb):
     """Rank 0 runs a backward that rank 1 never joins: its all-reduce times out inside backward()."""
     ctx = get_context()
-    ddp = DistributedDataParallel(mlp(seed=0), comm=init_communicator("cpu", name=name, timeout_s=2))
+    comm = init_communicator("cpu", name=name, timeout_s=2)
+    ddp = DistributedDataParallel(mlp(seed=0), comm=comm, bucket_cap_mb=bucket_cap_mb)
     if ctx.rank == 1:
         return "skipped"
     x, y = global_batch(0, ctx.world_size)
@@ -227,12 +228,10 @@ def backward_alone(name):
     return "no error"
 
 
-@pytest.mark.xfail(strict=True, raises=WorkerGroupError,
-                   reason="dist/comm/cpu.py CpuWork.wait(timeout=None) catches the op's own CollectiveTimeout "
-                          "(a TimeoutError, like concurrent.futures.TimeoutError) and fails building a new one "
-                          "with timeout None: TypeError")
-def test_a_collective_timeout_reaches_the_caller_of_backward(group):
-    assert group.execute(backward_alone, "ddp-timeout") == ["CollectiveTimeout", "skipped"]
+@pytest.mark.parametrize("bucket_cap_mb", [25, TINY_BUCKETS_MB], ids=["one-bucket-inline", "async-buckets"])
+def test_a_collective_timeout_reaches_the_caller_of_backward(group, bucket_cap_mb):
+    name = "ddp-timeout-inline" if bucket_cap_mb == 25 else "ddp-timeout-async"
+    assert group.execute(backward_alone, name, bucket_cap_mb) == ["CollectiveTimeout", "skipped"]
 
 
 def test_three_ranks(ray_cluster):

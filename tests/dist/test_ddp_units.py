@@ -39,6 +39,9 @@ class RecordingComm:
             x *= self.world_size  # every replica sent the same values
         return CompletedWork(x)
 
+    def allreduce(self, x, op="sum"):
+        return self.allreduce_async(x, op).wait()
+
     def broadcast(self, x, src=0):
         self.broadcasts += 1
         return x
@@ -202,10 +205,11 @@ def test_find_unused_parameters_zero_fills_and_keeps_none():
         assert_same_grads(model, ref)  # the unused head's .grad stays None, as in one process
 
 
-def test_communication_errors_reach_the_caller_of_backward():
+@pytest.mark.parametrize("bucket_cap_mb", [25, 1e-6], ids=["inline-last-bucket", "async-buckets"])
+def test_communication_errors_reach_the_caller_of_backward(bucket_cap_mb):
     model = mlp(4, 8, 3)
     comm = RecordingComm(fail_wait=CollectiveTimeout("allreduce", 1.0, [1], 0))
-    ddp = DistributedDataParallel(model, comm)
+    ddp = DistributedDataParallel(model, comm, bucket_cap_mb=bucket_cap_mb)
     with pytest.raises(CollectiveTimeout):
         ddp(batch()).sum().backward()
     comm.fail_wait = None
