@@ -15,8 +15,8 @@ ready (copying its gradient into the bucket unless ``.grad`` already is a view o
 complete its async all-reduce starts at once, overlapping the rest of backward. Buckets start strictly
 in bucket order, so every rank issues the same collectives in the same order whatever order its hooks
 fire in. A callback queued on the engine (``tensor.autograd.queue_callback``) runs when backward ends:
-it waits for every bucket, so the mean is in ``.grad`` before ``backward()`` returns and the optimizer
-needs no extra call.
+it all-reduces the last bucket inline and waits for the others, so the mean is in ``.grad`` before
+``backward()`` returns and the optimizer needs no extra call.
 
 Each gradient is scaled by 1/world_size as it is copied into its bucket (the copy costs the same with
 or without it), so the collective is a plain sum and no pass divides the result. With ``grad_dtype``
