@@ -14,6 +14,10 @@ the tensor's type and computed in the arithmetic type A: float for float16 and f
 float64. float16 travels as raw bits (unsigned short) and is converted with PTX's cvt, so the
 sources need no header. Kernels are compiled once per (source, dtype) on first use.
 
+Every row kernel is declared __launch_bounds__(1024, 1): the compiler keeps it within the registers
+a 1024-thread block may use (64 per thread) rather than failing at launch, and does not squeeze it
+further (spilling) to fit two such blocks on a multiprocessor.
+
 The reduction helpers must be called by every thread of the block, with no thread gone: the warp
 shuffles name all 32 lanes, and G > 32 synchronises the block. Threads of a block whose row is past
 the end therefore walk zero elements (RowSlot.count == 0) and take part anyway.

@@ -24,7 +24,7 @@ from ..backend import cupy_module
 from . import _rows
 
 _SOURCE = r"""
-extern "C" __global__ void cross_entropy_forward(long long rows, long long cols, int group,
+extern "C" __global__ void __launch_bounds__(1024, 1) cross_entropy_forward(long long rows, long long cols, int group,
         const T* __restrict__ logits, const long long* __restrict__ target, const T* __restrict__ weight,
         A* __restrict__ loss, A* __restrict__ row_weight, A* __restrict__ row_max, A* __restrict__ row_log_sum,
         long long ignore_index, A smoothing) {
@@ -73,7 +73,7 @@ extern "C" __global__ void cross_entropy_forward(long long rows, long long cols,
     row_weight[r.row] = wt;
 }
 
-extern "C" __global__ void cross_entropy_backward(long long rows, long long cols, int group,
+extern "C" __global__ void __launch_bounds__(1024, 1) cross_entropy_backward(long long rows, long long cols, int group,
         const T* __restrict__ logits, const long long* __restrict__ target, const T* __restrict__ weight,
         const A* __restrict__ row_max, const A* __restrict__ row_log_sum, const A* __restrict__ scale,
         long long scale_stride, const A* __restrict__ weight_total, T* __restrict__ dx,

@@ -25,7 +25,7 @@ PARAM_ROWS = 8  # threadIdx.y of the column kernel: rows summed side by side per
 _MIN_CHUNK, _MAX_CHUNKS = 32, 256  # the column kernel's rows per block, and blocks down each column
 
 _SOURCE = f"#define PARAM_ROWS {PARAM_ROWS}\n" + r"""
-extern "C" __global__ void layer_norm_forward(long long rows, long long cols, int group,
+extern "C" __global__ void __launch_bounds__(1024, 1) layer_norm_forward(long long rows, long long cols, int group,
         const T* __restrict__ x, const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
         A* __restrict__ mean_out, A* __restrict__ rstd_out, A eps) {
     __shared__ A scratch_n[32], scratch_mean[32], scratch_m2[32];
@@ -52,7 +52,7 @@ extern "C" __global__ void layer_norm_forward(long long rows, long long cols, in
     }
 }
 
-extern "C" __global__ void layer_norm_backward(long long rows, long long cols, int group,
+extern "C" __global__ void __launch_bounds__(1024, 1) layer_norm_backward(long long rows, long long cols, int group,
         const T* __restrict__ grad, const T* __restrict__ x, const A* __restrict__ mean,
         const A* __restrict__ rstd, const T* __restrict__ weight, T* __restrict__ dx) {
     __shared__ A scratch[32];

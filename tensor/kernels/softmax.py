@@ -22,7 +22,7 @@ from ..backend import cupy_module
 from . import _rows
 
 _SOURCE = r"""
-extern "C" __global__ void softmax_forward(long long rows, long long cols, int group,
+extern "C" __global__ void __launch_bounds__(1024, 1) softmax_forward(long long rows, long long cols, int group,
                                            const T* __restrict__ x, T* __restrict__ y, int log_output) {
     __shared__ A scratch_m[32], scratch_s[32];
     const RowSlot r = row_slot(rows, cols, group);
@@ -42,7 +42,7 @@ extern "C" __global__ void softmax_forward(long long rows, long long cols, int g
     }
 }
 
-extern "C" __global__ void softmax_backward(long long rows, long long cols, int group,
+extern "C" __global__ void __launch_bounds__(1024, 1) softmax_backward(long long rows, long long cols, int group,
                                             const T* __restrict__ y, const T* __restrict__ g,
                                             T* __restrict__ dx, int log_output) {
     __shared__ A scratch[32];
