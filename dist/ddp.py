@@ -26,6 +26,7 @@ the scaled copy goes straight into the compressed array that is all-reduced (the
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -320,6 +321,18 @@ class DistributedDataParallel(Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         return self.module.load_state_dict(state_dict, strict, assign)
+
+    def _convert(self, device, dtype):
+        """to() / cuda() / float() ... : refused when they would change a parameter or buffer, whose
+        gradient bucket (and the communicator) was set up for the device and dtype it had at wrap time."""
+        changed = [name for name, t in itertools.chain(self.module.named_parameters(), self.module.named_buffers())
+                   if (device is not None and t.device != device)
+                   or (dtype is not None and t.data.dtype.kind == "f" and t.data.dtype != dtype)]
+        if changed:
+            raise RuntimeError(f"DistributedDataParallel: cannot move or cast the wrapped model ({changed[:3]} "
+                               f"would change to device={device}, dtype={dtype}); its gradient buckets were "
+                               "allocated at wrap time. Call module.to(...) before wrapping it.")
+        return super()._convert(device, dtype)
 
     def extra_repr(self) -> str:
         return (f"world_size={self.comm.world_size}, buckets={len(self.reducer.buckets)}, "

@@ -259,6 +259,13 @@ def test_state_dict_and_parameters_are_the_plain_modules():
     assert not model.training
 
 
+def test_moving_or_casting_after_wrapping_is_refused_unless_it_changes_nothing():
+    ddp = DistributedDataParallel(mlp(4, 3), RecordingComm())  # float64 on the CPU
+    ddp.to("cpu").double()
+    with pytest.raises(RuntimeError, match=r"cannot move or cast.*'0.weight'.*before wrapping"):
+        ddp.float()
+
+
 def test_wrapping_twice_and_bad_arguments_are_refused():
     ddp = DistributedDataParallel(mlp(4, 3), RecordingComm())
     with pytest.raises(TypeError, match="already wrapped"):
