@@ -135,11 +135,15 @@ class Function:
     # -- apply
     @classmethod
     def apply(cls, *args):
+        # The hot path of every op: one pass over the arguments that unwraps them, checks devices,
+        # and builds the graph edges as it goes; helpers are inlined where a call would cost more
+        # than the work it does.
         ctx = _new(cls)
         arrays = []
         needs = []
-        first = None
+        edges = []
         any_needed = False
+        first = None
         track = _mode.enabled
         for arg in args:
             if isinstance(arg, Tensor):
@@ -148,75 +152,88 @@ class Function:
                     first = data
                 elif type(data) is not type(first) or (type(data) is not np.ndarray and data.device != first.device):
                     _raise_mixed_devices(cls, args)
-                need = track and arg._requires_grad
-                any_needed = any_needed or need
                 arrays.append(data)
-                needs.append(need)
+                if track and arg._requires_grad:
+                    any_needed = True
+                    needs.append(True)
+                    fn = arg.grad_fn
+                    if fn is not None:
+                        edges.append((fn, arg._output_nr))
+                        continue
+                    # grad_accumulator(arg), inlined: a leaf's node is looked up or made on every use.
+                    ref = arg._acc_ref
+                    fn = ref() if ref is not None else None
+                    if fn is None:
+                        fn = _new(AccumulateGrad)
+                        fn.variable = arg
+                        arg._acc_ref = _weakref(fn)
+                    edges.append((fn, 0))
+                    continue
             else:
                 arrays.append(arg)
-                needs.append(False)
+            needs.append(False)
+            edges.append(None)
         ctx.needs_input_grad = needs
         if first is not None and type(first) is not np.ndarray:
             from .backend import array_module
 
             ctx.xp = array_module(first)
         raw = cls.forward(ctx, *arrays)
-        if not any_needed:
-            wrapped = tuple(_wrap(r) for r in raw) if type(raw) is tuple else _wrap(raw)
-            if ctx.view_of is not None:  # a view shares its base's versions even when nothing is recorded
-                _mark_views(args[ctx.view_of], wrapped if type(wrapped) is tuple else (wrapped,))
-            return wrapped
-        ctx.next_functions = [_edge(arg) if need else None for arg, need in zip(args, needs)]
-        ctx.sequence_nr = next(_sequence)
         if type(raw) is tuple:
-            return _link_outputs(ctx, args, raw)
-        out = _wrap(raw)
-        raw = out.data
-        ctx.output_meta = ((raw.shape, raw.dtype),)
-        if raw.dtype.kind == "f" and (ctx._non_diff is None or id(raw) not in ctx._non_diff):
-            out._requires_grad = True
-            out.grad_fn = ctx
-        if ctx.view_of is not None:
-            _mark_views(args[ctx.view_of], (out,))
-        if ctx._saved:
-            _record_versions(ctx, args, (out,))
+            return _link_outputs(ctx, args, raw, edges if any_needed else None)
+        if type(raw) is not np.ndarray and isinstance(raw, np.generic):
+            raw = np.asarray(raw)  # NumPy ufuncs return scalars for 0-d results
+        out = _new(Tensor)  # _wrap, inlined
+        out.data = raw
+        if any_needed:
+            ctx.next_functions = edges
+            ctx.sequence_nr = next(_sequence)
+            dtype = raw.dtype
+            ctx.output_meta = ((raw.shape, dtype),)
+            if dtype.kind == "f" and (ctx._non_diff is None or id(raw) not in ctx._non_diff):
+                out._requires_grad = True
+                out.grad_fn = ctx
+            if ctx._saved:
+                _record_versions(ctx, args, (out,))
+        if ctx.view_of is not None:  # a view shares its base's versions even when nothing is recorded
+            _mark_view(args[ctx.view_of], out)
         return out
 
 
 _new = object.__new__
+_weakref = weakref.ref
 
 
-def _link_outputs(ctx, args, raw):
-    """Record the outputs of a multi-output node: each points back at ctx with its output number."""
+def _link_outputs(ctx, args, raw, edges):
+    """Wrap the outputs of a multi-output node and, when `edges` (some input needs a gradient),
+    record them: each points back at ctx with its output number."""
     wrapped = tuple(_wrap(r) for r in raw)
-    ctx.output_meta = [(t.data.shape, t.data.dtype) for t in wrapped]
-    non_diff = ctx._non_diff
-    for nr, t in enumerate(wrapped):
-        if t.data.dtype.kind == "f" and (non_diff is None or id(t.data) not in non_diff):
-            t._requires_grad = True
-            t.grad_fn = ctx
-            t._output_nr = nr
+    if edges is not None:
+        ctx.next_functions = edges
+        ctx.sequence_nr = next(_sequence)
+        ctx.output_meta = [(t.data.shape, t.data.dtype) for t in wrapped]
+        non_diff = ctx._non_diff
+        for nr, t in enumerate(wrapped):
+            if t.data.dtype.kind == "f" and (non_diff is None or id(t.data) not in non_diff):
+                t._requires_grad = True
+                t.grad_fn = ctx
+                t._output_nr = nr
+        if ctx._saved:
+            _record_versions(ctx, args, wrapped)
     if ctx.view_of is not None:
-        _mark_views(args[ctx.view_of], wrapped)
-    if ctx._saved:
-        _record_versions(ctx, args, wrapped)
+        base = args[ctx.view_of]
+        for t in wrapped:
+            _mark_view(base, t)
     return wrapped
 
 
-def _mark_views(base, views):
-    """Make `views` share `base`'s version counter, so in-place changes through either are seen."""
-    counter = base._version_counter()
-    root = base if base._base is None else base._base
-    for t in views:
-        t._version_box = counter
-        t._base = root
-
-
-def _edge(tensor):
-    fn = tensor.grad_fn
-    if fn is not None:
-        return fn, tensor._output_nr
-    return grad_accumulator(tensor), 0
+def _mark_view(base, view):
+    """Make `view` share `base`'s version counter, so in-place changes through either are seen."""
+    counter = base._version_box
+    if counter is None:
+        counter = base._version_box = [0]
+    view._version_box = counter
+    view._base = base if base._base is None else base._base
 
 
 def grad_accumulator(leaf):
@@ -228,23 +245,31 @@ def grad_accumulator(leaf):
     acc = ref() if ref is not None else None
     if acc is None:
         acc = AccumulateGrad(leaf)
-        leaf._acc_ref = weakref.ref(acc)
+        leaf._acc_ref = _weakref(acc)
     return acc
 
 
 def _record_versions(ctx, args, outputs):
-    """Remember the version of each saved input/output so in-place changes are caught at backward."""
-    owners = {id(t.data): t for t in args if isinstance(t, Tensor)}
-    for t in outputs:
-        owners[id(t.data)] = t
+    """Remember the version of each saved input/output so in-place changes are caught at backward.
+
+    Saved arrays are matched to their Tensors by identity, outputs first; arrays made inside
+    forward have no Tensor and need no check. Plain loops: ops save one to three arrays.
+    """
     versions = {}
-    for index, saved in enumerate(ctx._saved):
-        owner = owners.get(id(saved))
-        if owner is not None:
-            counter = owner._version_box
-            if counter is None:
-                counter = owner._version_box = [0]
-            versions[index] = (counter, counter[0])
+    for index, array in enumerate(ctx._saved):
+        for owner in outputs:
+            if owner.data is array:
+                break
+        else:
+            for owner in args:
+                if isinstance(owner, Tensor) and owner.data is array:
+                    break
+            else:
+                continue
+        counter = owner._version_box
+        if counter is None:
+            counter = owner._version_box = [0]
+        versions[index] = (counter, counter[0])
     ctx._saved_versions = versions
 
 
