@@ -15,22 +15,23 @@ All-reduce of n elements over N ranks, per step (rank r owns slice p_r, about n/
 Per rank that moves (N-1)/N*n + n elements and reduces n/N of them: a reduce-scatter then an all-gather.
 Each slice is reduced once, by one rank, so every rank ends with bit-identical results.
 
-Synchronisation is a per-rank epoch counter in a shared control block: a barrier stores my next epoch
-and spins (then sleeps briefly) until every rank's epoch reached it. Every wait checks its deadline and
-the abort flags (this process's AbortSignal and the node's shared abort word), so nothing hangs.
+Synchronisation is a per-rank epoch counter in a shared control block: a barrier stores my next epoch,
+rings the node's doorbell, and waits until every rank's epoch reached it: a short spin (peers usually
+arrive within microseconds), then sleeps on the doorbell (a futex: no CPU burnt, woken at once by the
+next arrival). Every wait checks its deadline and the abort flags (this process's AbortSignal and the
+node's shared abort word) at least every few milliseconds, so nothing hangs.
 """
 
 from __future__ import annotations
 
 import mmap
-import os
 import platform
 import threading
-import time
 
 import numpy as np
 
 from dist.comm.base import Deadline
+from dist.comm.doorbell import Doorbell
 from dist.comm.shm import ControlBlock, SharedFile
 from dist.errors import CollectiveAborted, CollectiveError, CollectiveTimeout
 
@@ -39,9 +40,8 @@ _OP_CODES = {"allreduce": 1, "reduce": 2, "broadcast": 3, "allgather": 4, "reduc
 _REDUCE_CODES = {"sum": 1, "max": 2, "min": 3}
 _NO_DATA = np.empty(0, dtype=np.uint8)
 MIN_BANK_BYTES = 64 * 1024
-_SPIN_CHECKS = 64  # tight polls before yielding: peers usually arrive within microseconds
-_YIELD_FOR_S = 2e-3  # then yield the core (sched_yield) for this long, then short sleeps
-_MAX_SLEEP_S = 1e-4
+_SPIN_CHECKS = 64  # tight polls (about 1 us each) before sleeping on the doorbell
+_SLEEP_SLICE_S = 5e-3  # the longest doorbell sleep between abort and deadline checks
 
 
 def _make_fence():
@@ -72,6 +72,7 @@ class NodeGroup:
                  abort=None, max_bank_bytes: int = 4 << 20):
         self.size, self.local_rank, self.ranks = len(ranks), local_rank, list(ranks)
         self._ctrl, self._prefix, self._abort = ctrl, path_prefix, abort
+        self._doorbell = Doorbell(ctrl.doorbell_word) if ctrl is not None else None
         self._max_bank_bytes = max_bank_bytes
         self._epoch = self._step = self._op_index = self._generation = 0
         self._bank_bytes = 0
@@ -225,6 +226,7 @@ class NodeGroup:
         self._epoch += 1
         _fence()  # my data writes become visible before my epoch does
         self._ctrl.epochs[self.local_rank] = self._epoch
+        self._doorbell.ring()
         self._wait_for(self._epoch, deadline, label)
         _fence()  # and the others' data before I read it
 
@@ -233,16 +235,15 @@ class NodeGroup:
         for _ in range(_SPIN_CHECKS):
             if epochs.min() >= epoch:
                 return
-        started = time.monotonic()
-        while epochs.min() < epoch:
+        while True:
+            seen = self._doorbell.value()  # read before the check: a ring after it ends the sleep
+            if epochs.min() >= epoch:
+                return
             self._check_abort(label)
-            now = time.monotonic()
-            if now >= deadline.at:
+            remaining = deadline.remaining()
+            if remaining <= 0:
                 self._time_out(epoch, label, deadline.timeout_s)
-            if now - started < _YIELD_FOR_S:
-                os.sched_yield()  # lets a descheduled peer run; returns at once on an idle machine
-            else:
-                time.sleep(_MAX_SLEEP_S)
+            self._doorbell.sleep(seen, min(remaining, _SLEEP_SLICE_S))
 
     def _check_abort(self, label: str) -> None:
         me = self.ranks[self.local_rank]
@@ -262,6 +263,7 @@ class NodeGroup:
         if self._ctrl is not None:
             self._ctrl.abort[1] = self.ranks[self.local_rank] + 1
             self._ctrl.abort[0] = 1
+            self._doorbell.ring()  # wake the sleepers now rather than at their next slice
 
     def close(self) -> None:
         self._banks = []

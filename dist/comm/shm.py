@@ -81,18 +81,20 @@ def _allocate(fd: int, path: str, nbytes: int) -> None:
 class ControlBlock:
     """The words the ranks of one node synchronise on, one cache line per writer so they never share one.
 
-    Layout (int64): line 0: [abort flag, rank that aborted + 1]; then per local rank two lines:
-    line A: [barrier epoch], line B: two operation descriptors (op, dtype, count, arg) used alternately.
+    Layout (int64 lines): line 0: [abort flag, rank that aborted + 1]; line 1: the doorbell (its first
+    32 bits, see dist.comm.doorbell); then per local rank two lines: A: [barrier epoch], B: two operation
+    descriptors (op, dtype, count, arg) used alternately.
     """
 
     def __init__(self, file: SharedFile, size: int):
         words = file.array.view(np.int64).reshape(-1, LINE_WORDS)
         self.file = file
         self.abort = words[0]
-        per_rank = words[1:1 + 2 * size].reshape(size, 2, LINE_WORDS)
+        self.doorbell_word = words[1].view(np.int32)[:1]
+        per_rank = words[2:2 + 2 * size].reshape(size, 2, LINE_WORDS)
         self.epochs = per_rank[:, 0, 0]  # strided view: epochs.min() checks every rank at once
         self.descriptors = per_rank[:, 1, :]  # (size, 8): two descriptors of 4 words each
 
     @staticmethod
     def nbytes(size: int) -> int:
-        return (1 + 2 * size) * LINE_WORDS * 8
+        return (2 + 2 * size) * LINE_WORDS * 8
