@@ -120,12 +120,17 @@ def _roots(tensors, grad_tensors):
                     f"{tuple(t.shape)}; pass gradient= a tensor of that shape"
                 )
             g = t.xp.ones(t.shape, dtype=t.dtype)
+            owned = True
         else:
-            g = g.data.copy() if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t.dtype).copy()
+            # Borrowed, not copied (a copy of a large gradient costs as much as an elementwise op):
+            # backward functions never write into incoming gradients, and a leaf that would keep
+            # this very array as its .grad copies it first (_run counts it as handed out already).
+            g = g.data if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t.dtype)
+            owned = False
             if g.shape != t.data.shape:
                 raise ShapeError(f"backward: gradient shape {g.shape} does not match tensor shape {t.data.shape}")
         node = t.grad_fn if t.grad_fn is not None else t._grad_accumulator()
-        roots.append((node, t._output_nr, g))
+        roots.append((node, t._output_nr, g, owned))
     return roots
 
 
@@ -157,14 +162,16 @@ def _dependencies(roots):
 
 def _run(roots, retain_graph, capture):
     buffers = {}
-    for node, nr, g in roots:
+    handed_to_leaves = set()  # ids of gradient arrays a leaf may not keep without copying
+    for node, nr, g, owned in roots:
         _add_grad(buffers, node, nr, g)
+        if not owned:
+            handed_to_leaves.add(id(g))
     deps = _dependencies(list(buffers))
     tie = itertools.count()
     ready = [(-node.sequence_nr, next(tie), node) for node in buffers if deps.get(node, 0) == 0]
     heapq.heapify(ready)
     captured = [None] * len(capture) if capture else None
-    handed_to_leaves = set()
     while ready:
         node = heapq.heappop(ready)[2]
         grads = buffers.pop(node, None)
@@ -205,13 +212,15 @@ def _call_backward(node, grads, retain_graph):
     count = len(node.next_functions)
     if grads is None:  # no consumer sent a gradient: nothing flows further down
         return (None,) * count
-    if any(g is None for g in grads):
-        # Zeros for unused float outputs, as PyTorch does; integer outputs (indices) stay None.
-        xp = node.xp
-        grads = [
-            xp.zeros(shape, dtype) if g is None and dtype.kind == "f" else g
-            for g, (shape, dtype) in zip(grads, node.output_meta)
-        ]
+    for g in grads:  # a plain loop: cheaper than any() over a generator for the usual one output
+        if g is None:
+            # Zeros for unused float outputs, as PyTorch does; integer outputs (indices) stay None.
+            xp = node.xp
+            grads = [
+                xp.zeros(shape, dtype) if g is None and dtype.kind == "f" else g
+                for g, (shape, dtype) in zip(grads, node.output_meta)
+            ]
+            break
     result = type(node).backward(node, *grads)
     if not isinstance(result, tuple):
         result = (result,)
