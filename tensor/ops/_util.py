@@ -24,6 +24,9 @@ def promote(a, b):
         if a.data.dtype is b.data.dtype or a.data.dtype == b.data.dtype:
             return a, b
     elif ta:
+        # The common `float_tensor * 0.5`: a Python number never lifts a float tensor's dtype.
+        if (type(b) is float or type(b) is int) and a.data.dtype.kind == "f":
+            return a, b
         if not _scalar_upcasts(a.data.dtype, b):
             return a, b
     elif tb:
@@ -48,6 +51,8 @@ def cast(x, dtype):
 
 def normalize_dim(dim, ndim, op="op"):
     """A dim in [-ndim, ndim) as a non-negative int, with a clear error otherwise."""
+    if 0 <= dim < ndim:  # the common case, without the 0-d special case below
+        return dim
     lo, hi = -max(ndim, 1), max(ndim, 1)
     if not lo <= dim < hi:
         raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dimension(s) (expected {lo}..{hi - 1})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .. import dtypes
 from ..autograd import Function
+from ..tensor import Tensor
 from ._util import promote, sum_to
 
 
@@ -17,7 +18,7 @@ def _shape(x):
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.shapes = (getattr(a, "shape", None), getattr(b, "shape", None))  # a scalar has no shape
         return a + b
 
     @staticmethod
@@ -30,7 +31,7 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.shapes = (getattr(a, "shape", None), getattr(b, "shape", None))
         return a - b
 
     @staticmethod
@@ -132,22 +133,29 @@ class Remainder(Function):
         return ga, gb
 
 
+# The wrappers below skip promote() for two plain Tensors of one dtype, the common case, to save
+# a call on the hot path; promote() itself handles everything else (Parameters included).
+
+
 def add(a, b, alpha=1):
     if alpha != 1:
         b = mul(b, alpha)
-    a, b = promote(a, b)
+    if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
+        a, b = promote(a, b)
     return Add.apply(a, b)
 
 
 def sub(a, b, alpha=1):
     if alpha != 1:
         b = mul(b, alpha)
-    a, b = promote(a, b)
+    if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
+        a, b = promote(a, b)
     return Sub.apply(a, b)
 
 
 def mul(a, b):
-    a, b = promote(a, b)
+    if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
+        a, b = promote(a, b)
     return Mul.apply(a, b)
 
 
@@ -160,10 +168,11 @@ def div(a, b, rounding_mode=None):
         return q.trunc() if q.dtype.kind == "f" else q
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
-    a, b = promote(a, b)
-    if getattr(a, "dtype", getattr(b, "dtype", None)).kind != "f":
-        a = a.to(dtype=dtypes.get_default_dtype()) if hasattr(a, "dtype") else float(a)
-        b = b.to(dtype=dtypes.get_default_dtype()) if hasattr(b, "dtype") else float(b)
+    if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
+        a, b = promote(a, b)
+    if (a if isinstance(a, Tensor) else b).data.dtype.kind != "f":
+        a = a.to(dtype=dtypes.get_default_dtype()) if isinstance(a, Tensor) else float(a)
+        b = b.to(dtype=dtypes.get_default_dtype()) if isinstance(b, Tensor) else float(b)
     return Div.apply(a, b)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DeviceError, ShapeError
@@ -109,15 +111,18 @@ def _checked_list(tensors, op):
     tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty sequence of tensors")
-    device = None
+    first = None
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: element {i} is a {type(t).__name__}, not a Tensor")
-        if device is None:
-            device = t.device
-        elif t.device != device:
+        # Compare array types (and CuPy devices) rather than Device objects: cheaper, same answer.
+        data = t.data
+        if first is None:
+            first = data
+        elif type(data) is not type(first) or (type(data) is not np.ndarray and data.device != first.device):
             raise DeviceError(
-                f"{op}: tensor {i} is on {t.device} but tensor 0 is on {device}; move them to one device with .to()"
+                f"{op}: tensor {i} is on {t.device} but tensor 0 is on {tensors[0].device}; "
+                "move them to one device with .to()"
             )
     return tensors
 

@@ -27,7 +27,7 @@ class Matmul(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         try:
-            return _rows_at_matrix(a, b) if b.ndim == 2 else a @ b
+            return _rows_at_matrix(a, b) if b.ndim == 2 and a.ndim > 2 else a @ b
         except ValueError:
             raise _matmul_error("matmul", a.shape, b.shape) from None
 
@@ -90,7 +90,8 @@ def matmul(a, b):
     """torch.matmul: dot, matrix-vector, matrix-matrix or broadcast batched product."""
     _check_tensors("matmul", a, b)
     a, b = autocast_inputs(a, b)  # float16 on CUDA inside tensor.amp.autocast; a no-op otherwise
-    a, b = promote(a, b)
+    if a.data.dtype is not b.data.dtype:  # both are Tensors here: skip the call in the common case
+        a, b = promote(a, b)
     return Matmul.apply(a, b)
 
 

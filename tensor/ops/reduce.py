@@ -12,6 +12,8 @@ import math
 from collections import namedtuple
 from types import SimpleNamespace
 
+import numpy as np
+
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError, ShapeError
@@ -87,9 +89,15 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim, dtype):
         ctx.meta = (x.shape, x.dtype, dims, keepdim)
-        if _count(x.shape, dims) == 0:  # PyTorch's NaN, without NumPy's "mean of empty slice" warning
+        count = _count(x.shape, dims)
+        if count == 0:  # PyTorch's NaN, without NumPy's "mean of empty slice" warning
             reduced = x.sum(axis=_axis(dims, x.ndim), dtype=dtype, keepdims=keepdim)
             return ctx.xp.full_like(reduced, math.nan)
+        if type(x) is np.ndarray and dtype is None and x.dtype.char in "fd" and count < 1 << 24:
+            # Bit for bit what ndarray.mean gives for float32/64 (the same pairwise sum, one correctly
+            # rounded division; the count is exact in float32 below 2**24), without its Python-level
+            # bookkeeping, which costs more than the work itself on small tensors.
+            return x.sum(axis=_axis(dims, x.ndim), keepdims=keepdim) / count
         return x.mean(axis=_axis(dims, x.ndim), dtype=dtype, keepdims=keepdim)
 
     @staticmethod

@@ -86,10 +86,14 @@ def sizes_arg(args, op):
 
 
 def _target_shape(shape, in_shape, op):
-    """`shape` with its one -1 filled in so that it holds as many elements as `in_shape`."""
+    """`shape`, checked to hold as many elements as `in_shape`; a single -1 is left for the
+    array's own reshape to infer (it infers exactly what we check here)."""
     count = math.prod(in_shape)
-    if math.prod(shape) == count and min(shape, default=0) >= 0:
+    product = math.prod(shape)
+    if product == count and min(shape, default=0) >= 0:
         return shape  # the common case: nothing to infer
+    if product < 0 and min(shape) == -1 and shape.count(-1) == 1 and count % -product == 0:
+        return shape  # one -1, and the other sizes divide the element count
     if min(shape) < -1 or shape.count(-1) > 1:
         raise ShapeError(f"{op}: invalid shape {shape}: sizes must be >= 0, with at most one -1 to infer")
     if -1 not in shape:
@@ -160,6 +164,8 @@ def unflatten(x, dim, sizes):
         raise ShapeError("unflatten: sizes must not be empty")
     try:
         sizes = _target_shape(sizes, (shape[d],), "unflatten")
+        if -1 in sizes:  # inferred from dim d alone, not the whole shape (another dim may be 0)
+            sizes = tuple(shape[d] // -math.prod(sizes) if n == -1 else n for n in sizes)
     except ShapeError:
         raise ShapeError(
             f"unflatten: sizes {sizes} do not split dim {dim} of size {shape[d]} (tensor of shape {tuple(shape)})"
