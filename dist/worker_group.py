@@ -49,22 +49,30 @@ class WorkerGroup:
             reports them as still running.
         coordinator: an existing coordinator handle to reuse (reset here, not killed on shutdown);
             default: start one and own it.
+        placement_group: an existing placement group to start the actors in, rank bundles
+            ``bundle_offset .. bundle_offset + num_workers - 1`` (e.g. a Ray Tune trial's, whose bundle 0
+            holds the trial itself): the workers then use resources already reserved for them instead of
+            waiting for a group of their own. It is borrowed: shutdown leaves it in place. Default: create one.
+        bundle_offset: the first bundle of ``placement_group`` to use.
     """
 
     def __init__(self, num_workers: int, use_gpu: bool = False, cpus_per_worker: float = 1,
                  gpus_per_worker: float = 1, placement_strategy: str = "PACK", placement_timeout_s: float = 60.0,
                  env: Mapping[str, str] | None = None, name: str | None = None,
                  resources_per_worker: Mapping[str, float] | None = None, heartbeat_timeout_s: float = 30.0,
-                 heartbeat_interval_s: float = 1.0, abort_grace_s: float = 10.0, coordinator=None):
+                 heartbeat_interval_s: float = 1.0, abort_grace_s: float = 10.0, coordinator=None,
+                 placement_group=None, bundle_offset: int = 0):
         _check_args(num_workers, cpus_per_worker, gpus_per_worker, placement_strategy, placement_timeout_s,
-                    env, name, resources_per_worker, heartbeat_timeout_s, heartbeat_interval_s)
+                    env, name, resources_per_worker, heartbeat_timeout_s, heartbeat_interval_s, bundle_offset)
         if not ray.is_initialized():
             raise RuntimeError("WorkerGroup needs Ray: call ray.init() first (ray.init(address='auto') joins "
                                "a running cluster)")
         self.name = name or f"job-{uuid.uuid4().hex[:8]}"
         self.num_workers, self.use_gpu = int(num_workers), bool(use_gpu)
         self._abort_grace_s = float(abort_grace_s)
-        self._pg = None
+        self._pg = placement_group
+        self._owns_pg = placement_group is None
+        self._bundle_offset = int(bundle_offset)
         self._workers: list = []
         self._closed, self._failed = False, False
         self._owns_coordinator = coordinator is None
@@ -86,7 +94,10 @@ class WorkerGroup:
         else:
             ray.get(self._coordinator.reset.remote(self.num_workers), timeout=60)
         bundle = {"CPU": float(cpus), **({"GPU": float(gpus)} if self.use_gpu else {}), **resources}
-        self._pg = _place([bundle] * self.num_workers, strategy, placement_timeout_s)
+        if self._owns_pg:
+            self._pg = _place([bundle] * self.num_workers, strategy, placement_timeout_s)
+        else:
+            _check_borrowed(self._pg, self._bundle_offset, self.num_workers, bundle, placement_timeout_s)
         threads = max(1, int(cpus))
         actors = [self._create_actor(i, cpus, gpus, resources, env_vars, threads) for i in range(self.num_workers)]
         self._workers = actors  # bundle order until ranks are known, so shutdown can kill them on failure
@@ -98,8 +109,8 @@ class WorkerGroup:
             False, _ACTOR_START_TIMEOUT_S)
 
     def _create_actor(self, bundle_index, cpus, gpus, resources, env_vars, threads):
-        options = dict(num_cpus=cpus, num_gpus=gpus if self.use_gpu else 0, max_restarts=0,
-                       scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, bundle_index))
+        strategy = PlacementGroupSchedulingStrategy(self._pg, self._bundle_offset + bundle_index)
+        options = dict(num_cpus=cpus, num_gpus=gpus if self.use_gpu else 0, max_restarts=0, scheduling_strategy=strategy)
         if resources:
             options["resources"] = resources
         if env_vars:  # only then: a runtime_env costs a second interpreter start per actor (setup_worker.py)
@@ -238,7 +249,7 @@ class WorkerGroup:
             ray.wait(closing, num_returns=len(closing), timeout=graceful_timeout_s)
         for actor in self._workers:
             _kill(actor)
-        if self._pg is not None:
+        if self._pg is not None and self._owns_pg:
             remove_placement_group(self._pg)
         if self._owns_coordinator and self._coordinator is not None:
             _kill(self._coordinator)
@@ -264,6 +275,23 @@ def _place(bundles: list[dict], strategy: str, timeout_s: float):
     raise PlacementTimeout(bundles, strategy, timeout_s, ray.cluster_resources(), ray.available_resources())
 
 
+def _check_borrowed(pg, offset: int, num_workers: int, bundle: dict, timeout_s: float) -> None:
+    """A borrowed placement group must be ready and hold, from ``offset`` on, a bundle per worker that
+    covers what a worker asks for; otherwise the actors would wait for resources that never come."""
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        raise PlacementTimeout([bundle] * num_workers, "borrowed", timeout_s,
+                               ray.cluster_resources(), ray.available_resources())
+    specs = pg.bundle_specs
+    if len(specs) < offset + num_workers:
+        raise ValueError(f"WorkerGroup: the placement group has {len(specs)} bundle(s), but {num_workers} worker(s) "
+                         f"from bundle_offset={offset} need bundles {offset}..{offset + num_workers - 1}")
+    for index in range(offset, offset + num_workers):
+        if any(specs[index].get(key, 0) < value for key, value in bundle.items()):
+            raise ValueError(f"WorkerGroup: bundle {index} of the placement group holds {specs[index]}, but a worker "
+                             f"asks for {bundle}; reserve bundles of at least that size for the workers")
+
+
 def _assign_ranks(described: list[dict]) -> tuple[list[int], list[RankInfo]]:
     """Order actors so that ranks on one node are contiguous, nodes in order of their first bundle.
 
@@ -285,9 +313,11 @@ def _assign_ranks(described: list[dict]) -> tuple[list[int], list[RankInfo]]:
 
 
 def _check_args(num_workers, cpus, gpus, strategy, placement_timeout_s, env_vars, name, resources,
-                heartbeat_timeout_s, heartbeat_interval_s) -> None:
+                heartbeat_timeout_s, heartbeat_interval_s, bundle_offset=0) -> None:
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
         raise ValueError(f"WorkerGroup: num_workers must be an int >= 1, got {num_workers!r}")
+    if not isinstance(bundle_offset, int) or isinstance(bundle_offset, bool) or bundle_offset < 0:
+        raise ValueError(f"WorkerGroup: bundle_offset must be an int >= 0, got {bundle_offset!r}")
     for label, value in (("cpus_per_worker", cpus), ("gpus_per_worker", gpus),
                          ("placement_timeout_s", placement_timeout_s), ("heartbeat_timeout_s", heartbeat_timeout_s),
                          ("heartbeat_interval_s", heartbeat_interval_s)):

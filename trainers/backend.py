@@ -2,7 +2,9 @@
 
 Both backends run one *attempt*: set up the data progress from the checkpoint, start the rank(s)
 with a session, run `fn(config)` to the end, and raise if a rank fails. The restart policy lives in
-trainers.runner; a backend never retries.
+trainers.runner; a backend never retries. `request_stop` ends an attempt early on the driver's
+request (a sweep's scheduler stopping a trial): the attempt then raises, and the runner, which
+asked, treats that as a stop rather than a failure.
 """
 from __future__ import annotations
 
@@ -34,6 +36,11 @@ def call_training_function(fn, config):
     return fn(config) if takes_config else fn()
 
 
+class StopRequested(Exception):
+    """Raised through an in-process training function when the driver asks the run to stop; it never
+    leaves train_loop (the runner, which asked, ends the run without counting a failure)."""
+
+
 # ----------------------------------------------------------------------------------- in-process
 class InProcessBackend:
     """Runs the function in this process and thread, so debuggers, breakpoints and profilers work."""
@@ -54,6 +61,10 @@ class InProcessBackend:
         with activate(session):
             call_training_function(fn, config)
 
+    def request_stop(self, reason: str) -> None:
+        """Called on the training thread itself (from within report): unwind the training function."""
+        raise StopRequested(reason)
+
     def close(self) -> None:
         pass
 
@@ -68,10 +79,14 @@ def local_device() -> str:
 # ------------------------------------------------------------------------------------------ Ray
 class RayBackend:
     """One coordinator for the whole run (its data progress outlives restarts) and a new WorkerGroup
-    per attempt. Starts Ray locally if it is not running, or joins `address`."""
+    per attempt. Starts Ray locally if it is not running, or joins `address`.
 
-    def __init__(self, scaling: ScalingConfig, name: str, address: str | None = None):
-        self.scaling, self.address = scaling, address
+    placement_group: place the workers in the last num_workers bundles of this existing placement group
+    (a Ray Tune trial's: bundle 0 holds the trial's driver) instead of reserving a group of their own.
+    """
+
+    def __init__(self, scaling: ScalingConfig, name: str, address: str | None = None, placement_group=None):
+        self.scaling, self.address, self.placement_group = scaling, address, placement_group
         # Names of Ray actors must be unique among running jobs: a suffix keeps two runs of one name apart.
         self.job = f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)[:60]}-{uuid.uuid4().hex[:6]}"
         self.coordinator = None
@@ -96,7 +111,8 @@ class RayBackend:
                                 cpus_per_worker=self.scaling.cpus_per_worker,
                                 gpus_per_worker=self.scaling.gpus_per_worker,
                                 placement_strategy=self.scaling.placement_strategy,
-                                name=f"{self.job}-{spec.attempt}", coordinator=self.coordinator)
+                                name=f"{self.job}-{spec.attempt}", coordinator=self.coordinator,
+                                **self._placement())
             pump.start()
             refs = group.execute_async(rank_main, fn, config, spec)
             try:
@@ -110,6 +126,18 @@ class RayBackend:
             pump.stop()
             if group is not None:
                 group.shutdown()
+
+    def _placement(self) -> dict:
+        if self.placement_group is None:
+            return {}
+        offset = max(0, self.placement_group.bundle_count - self.scaling.num_workers)
+        return {"placement_group": self.placement_group, "bundle_offset": offset}
+
+    def request_stop(self, reason: str) -> None:
+        """Called from the driver's report thread: the ranks stop at their next step or collective, and
+        the attempt's group.get raises; the runner ends the run there."""
+        if self.coordinator is not None:
+            self.coordinator.abort.remote(reason)
 
     def _stop_ranks(self, group, refs) -> None:
         """Ask every rank to stop (they notice at their next step or collective), wait a little, move on."""
@@ -171,9 +199,9 @@ def rank_main(fn, config, spec: SessionSpec):
         call_training_function(fn, config)
 
 
-def make_backend(scaling: ScalingConfig, name: str, address: str | None):
+def make_backend(scaling: ScalingConfig, name: str, address: str | None, placement_group=None):
     if scaling.num_workers == 0:
         if address:
             log.warning("address=%s is ignored: num_workers=0 trains in this process without Ray", address)
         return InProcessBackend()
-    return RayBackend(scaling, name, address)
+    return RayBackend(scaling, name, address, placement_group)

@@ -49,7 +49,8 @@ class Result:
 
 
 def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: RunConfig | None = None,
-               datasets: dict | None = None, resume: bool = True, address: str | None = None) -> Result:
+               datasets: dict | None = None, resume: bool = True, address: str | None = None,
+               on_report=None, placement_group=None) -> Result:
     """Run `fn(config)` (or `fn()`) on every rank and return the run's Result.
 
     scaling: num_workers=0 runs fn in this process without Ray; >= 1 on that many Ray workers (Ray is
@@ -59,6 +60,13 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
     datasets: name -> dist.data.Dataset; ranks read their shard with session.get_dataset_shard(name).
     resume: continue from the run folder's latest valid checkpoint; False starts over (the earlier
         checkpoints and metrics files move to a sibling folder named with a timestamp, never deleted).
+    on_report: callable(row, checkpoint) called on the driver after each report is recorded, with rank
+        0's metrics row (as written to metrics.jsonl) and the Checkpoint written with it (or None);
+        returning True stops the run there: the ranks stop, nothing is retried, and train_loop returns
+        (a sweep's scheduler stopping a trial). It runs on the training thread in-process and on the
+        report thread under Ray; reports that arrive after a stop are recorded but not passed on.
+    placement_group: start the Ray workers in the last num_workers bundles of this existing placement
+        group (a Ray Tune trial's) instead of reserving one of their own.
 
     Raises TrainingFailedError (with every failed rank's error) after more than max_failures failed
     attempts, TrainingInterrupted on Ctrl-C (every rank stopped, checkpoints kept).
@@ -67,18 +75,19 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
     datasets = _check_inputs(fn, datasets, resume)
     run_path = os.path.abspath(run.run_path)
     moved_to = _prepare_folder(run_path, resume)
-    monitor = RunMonitor(run, run_path, scaling.num_workers)
+    monitor = _HookedMonitor(run, run_path, scaling.num_workers, on_report=on_report)
     if moved_to:
         monitor.note(f"resume=False: the earlier run's checkpoints and metrics were moved to {moved_to}")
     spec = SessionSpec(name=run.name or os.path.basename(run_path), run_path=run_path,
                        checkpoint_folder=os.path.join(run_path, CHECKPOINTS), checkpoint_config=run.checkpoint_config,
                        datasets=datasets, seed=run.seed, log_every=run.log_every)
-    backend = make_backend(scaling, spec.name, address)
+    backend = make_backend(scaling, spec.name, address, placement_group)
+    monitor.backend = backend
     status = "failed"
     try:
         backend.start()
         _run_attempts(fn, config, spec, backend, monitor, run)
-        status = "finished"
+        status = "stopped" if monitor.stop_requested else "finished"
     except TrainingInterrupted:
         status = "interrupted"
         raise
@@ -88,7 +97,26 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
     return _result(spec, monitor)
 
 
-def _run_attempts(fn, config, spec: SessionSpec, backend, monitor: RunMonitor, run: RunConfig) -> None:
+class _HookedMonitor(RunMonitor):
+    """The run's monitor, which also hands each recorded report to train_loop's on_report callback and
+    asks the backend to stop when the callback returns True."""
+
+    def __init__(self, *args, on_report=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hook, self.backend, self.stop_requested = on_report, None, False
+
+    def on_report(self, record: dict) -> None:
+        super().on_report(record)
+        if self.hook is None or self.stop_requested:
+            return  # after a stop, the reports still in flight are kept in the files but not passed on
+        entry = record.get("checkpoint")
+        if self.hook(self.log.rows[-1], None if entry is None else Checkpoint(**entry)):
+            self.stop_requested = True
+            self.note("stopping: on_report asked the run to stop")
+            self.backend.request_stop("stopped by the driver (on_report)")
+
+
+def _run_attempts(fn, config, spec: SessionSpec, backend, monitor: _HookedMonitor, run: RunConfig) -> None:
     max_failures = run.failure_config.max_failures
     failures = 0
     while True:
@@ -103,6 +131,8 @@ def _run_attempts(fn, config, spec: SessionSpec, backend, monitor: RunMonitor, r
             raise TrainingInterrupted(f"training stopped by Ctrl-C; last checkpoint: {kept}. Run again with the "
                                       f"same name and storage_path to resume") from None
         except Exception as exc:  # noqa: BLE001 - any failure of an attempt is subject to the restart policy
+            if monitor.stop_requested:
+                return  # the ranks were told to stop, and did: not a failure
             if _is_unrecoverable(exc):
                 raise
             failures += 1

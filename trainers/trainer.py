@@ -79,10 +79,15 @@ class Trainer:
             max_epochs=self.run.max_epochs, max_steps=self.run.max_steps, every_n_epochs=checkpoints.every_n_epochs,
             every_n_steps=checkpoints.every_n_steps, score_metric=checkpoints.score_metric)
 
-    def fit(self) -> Result:
-        """Train to RunConfig.max_epochs / max_steps (resuming the run's latest checkpoint if any)."""
+    def fit(self, on_report=None, placement_group=None) -> Result:
+        """Train to RunConfig.max_epochs / max_steps (resuming the run's latest checkpoint if any).
+
+        on_report, placement_group: as for train_loop (a sweep's trial sees every epoch's metrics and
+        may stop the run; its workers go into the trial's placement group).
+        """
         return train_loop(fit_loop, self.spec, scaling=self.scaling, run=self.run, datasets=self.datasets,
-                          resume=self.resume, address=self.address)
+                          resume=self.resume, address=self.address, on_report=on_report,
+                          placement_group=placement_group)
 
 
 def _names(metrics) -> list[str]:
