@@ -110,7 +110,8 @@ class WorkerGroup:
 
     def _create_actor(self, bundle_index, cpus, gpus, resources, env_vars, threads):
         strategy = PlacementGroupSchedulingStrategy(self._pg, self._bundle_offset + bundle_index)
-        options = dict(num_cpus=cpus, num_gpus=gpus if self.use_gpu else 0, max_restarts=0, scheduling_strategy=strategy)
+        options = dict(num_cpus=cpus, num_gpus=gpus if self.use_gpu else 0, max_restarts=0,
+                       scheduling_strategy=strategy)
         if resources:
             options["resources"] = resources
         if env_vars:  # only then: a runtime_env costs a second interpreter start per actor (setup_worker.py)

@@ -255,3 +255,9 @@ def submit(config, job_file, train_args):
     command = " ".join(["cd", REMOTE_DIR, "&&", "raygrad", "train", shlex.quote(job_file), "--address", "auto",
                         *map(shlex.quote, train_args)])
     sys.exit(_ray("exec", config, command))
+
+
+# -------------------------------------------------------------------------------------------- sweep
+from .sweep_cli import sweep  # noqa: E402 - registered last: it imports this module's helpers
+
+main.add_command(sweep)
