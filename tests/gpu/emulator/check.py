@@ -1,0 +1,218 @@
+"""Check tensor/kernels' row kernels without a GPU: compile them with NVRTC, run them emulated.
+
+    python tests/gpu/emulator/check.py [--quick] [--nvrtc PATH/libnvrtc.so.13]
+
+1. NVRTC (when a libnvrtc is found: --nvrtc, $RAYGRAD_NVRTC, or a pip nvidia-cuda-nvrtc package):
+   every kernel family for float16/32/64 compiled for sm_90 as CuPy compiles it (-ftz=true), with
+   ptxas' register and spill report. Catches what only the CUDA compiler sees.
+2. Emulation (emulate.py): F.softmax, F.log_softmax, F.cross_entropy and F.layer_norm through the
+   fused Functions, kernels run on CPU threads, against the NumPy path in float64: outputs and
+   gradients on many shapes and options, special values, and finite-difference gradients.
+
+Neither replaces tests/gpu/test_kernels.py on a GPU; they catch most mistakes before one is lent.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import glob
+import os
+import re
+import site
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emulate import emulated
+
+import tensor
+import tensor.nn.functional as F
+from tensor import kernels
+from tensor.autograd import gradcheck
+from tensor.kernels import _rows, cross_entropy, layer_norm, softmax
+
+FAMILIES = (softmax, cross_entropy, layer_norm)
+TOLERANCE = {np.float16: 4e-3, np.float32: 2e-5, np.float64: 1e-11}
+
+
+# ---------------------------------------------------------------------------------------- NVRTC
+
+
+def find_nvrtc(explicit):
+    candidates = [explicit, os.environ.get("RAYGRAD_NVRTC")]
+    for base in site.getsitepackages():
+        candidates += sorted(glob.glob(f"{base}/nvidia/**/libnvrtc.so*", recursive=True))
+    return next((c for c in candidates if c and os.path.exists(c) and "builtins" not in c), None)
+
+
+def nvrtc_compile(lib, source, options):
+    program = ctypes.c_void_p()
+    lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"kernels.cu", 0, None, None)
+    encoded = [o.encode() for o in options]
+    status = lib.nvrtcCompileProgram(program, len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(program, log)
+    lib.nvrtcDestroyProgram(ctypes.byref(program))
+    return status, log.value.decode()
+
+
+def check_nvrtc(path) -> bool:
+    # libnvrtc loads libnvrtc-builtins from its own folder only through the loader's search path
+    os.environ["LD_LIBRARY_PATH"] = os.path.dirname(path) + ":" + os.environ.get("LD_LIBRARY_PATH", "")
+    ctypes.CDLL(glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*"))[0], mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    ok = True
+    for family in FAMILIES:
+        for char in "efd":
+            status, log = nvrtc_compile(lib, _rows.render(family._SOURCE, char),
+                                        ["--std=c++14", "-arch=sm_90", "-ftz=true", "--ptxas-options=-v"])
+            report = list(zip(re.findall(r"entry function '(\w+)'", log), re.findall(r"Used (\d+) registers", log),
+                              re.findall(r"(\d+) bytes spill stores", log)))
+            spills = any(int(s) for _, _, s in report)
+            ok &= status == 0 and not spills
+            name = family.__name__.rsplit(".", 1)[1]
+            print(f"  nvrtc {name:<14} {np.dtype(char).name:<8} {'ok' if status == 0 else 'FAILED'}  "
+                  + ", ".join(f"{k}: {r} registers, {s} B spilled" for k, r, s in report))
+            if status:
+                print(log)
+    return ok
+
+
+# ---------------------------------------------------------------------------------------- emulation
+
+
+@contextlib.contextmanager
+def fused_on_cpu():
+    """CPU tensors take the fused Functions (the predicates say yes), their kernels emulated."""
+    saved = kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits
+    kernels.fits_rows = lambda xp, x, dim: x.dtype.char in "efd" and x.ndim >= 1 and dim == x.ndim - 1 and x.size > 0
+    kernels.cross_entropy_fits = lambda x, t: x.dtype.char in "efd" and x.ndim in (1, 2) and x.size > 0
+    kernels.layer_norm_fits = lambda x, w, b: x.size > 0 and all(p is None or p.dtype == x.dtype for p in (w, b))
+    try:
+        with emulated(*FAMILIES):
+            yield
+    finally:
+        kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits = saved
+
+
+def run(fn, arrays, dtype):
+    inputs = [tensor.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    out = fn(*inputs)
+    weight = np.random.default_rng(1).standard_normal(tuple(out.shape)).astype(dtype).astype(out.dtype)
+    (out * tensor.tensor(weight)).sum().backward()
+    return [out.detach().numpy()] + [t.grad.numpy() if t.grad is not None else None for t in inputs]
+
+
+def compare(label, fn, arrays, dtype):
+    """Fused (emulated) in `dtype` against the NumPy path in float64; returns the relative error."""
+    arrays = [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
+    want = run(fn, [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays], dtype)
+    with fused_on_cpu():
+        got = run(fn, arrays, dtype)
+    worst = 0.0
+    for index, (g, w) in enumerate(zip(got, want)):
+        if w is None:
+            continue
+        if g.dtype != dtype or not np.array_equal(np.isnan(g), np.isnan(w)):
+            raise AssertionError(f"{label}: result {index} has dtype {g.dtype} or a different NaN pattern")
+        g, w = g[~np.isnan(g)].astype(np.float64), w[~np.isnan(w)]
+        error = np.max(np.abs(g - w), initial=0.0) / max(np.max(np.abs(w), initial=0.0), 1e-3)
+        if error >= TOLERANCE[dtype]:
+            raise AssertionError(f"{label}: result {index} off by {error:.2e} (tolerance {TOLERANCE[dtype]:.0e})")
+        worst = max(worst, error)
+    return worst
+
+
+def check_emulated(quick: bool) -> None:
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1), (7, 10), (33, 100), (2, 1500)] if quick else [
+        (1, 1), (6, 10), (33, 31), (4, 100), (3, 1024), (2, 1025), (2, 3000), (1, 40000)]
+    ce_options = [{}, {"reduction": "sum"}, {"reduction": "none"}, {"label_smoothing": 0.1}, {"weight": True},
+                  {"weight": True, "label_smoothing": 0.2, "reduction": "none"}, {"ignore": True}]
+    for dtype in (np.float64, np.float32, np.float16):
+        worst = 0.0
+        for n, c in shapes:
+            x = rng.standard_normal((n, c)) * 3
+            worst = max(worst, compare(f"softmax {n}x{c}", lambda a: F.softmax(a, dim=-1), [x], dtype))
+            worst = max(worst, compare(f"log_softmax {n}x{c}", lambda a: F.log_softmax(a, dim=-1), [x], dtype))
+            for options in ce_options:
+                worst = max(worst, compare(f"cross_entropy {n}x{c} {options}", *_ce_case(rng, x, options), dtype))
+            params = [rng.random(c) + 0.5, rng.standard_normal(c)]
+            worst = max(worst, compare(f"layer_norm {n}x{c}", lambda a, w, b, c=c: F.layer_norm(a, (c,), w, b),
+                                       [x + 3, *params], dtype))
+            worst = max(worst, compare(f"layer_norm plain {n}x{c}", lambda a, c=c: F.layer_norm(a, (c,)), [x], dtype))
+        many = rng.standard_normal((3000, 6))
+        worst = max(worst, compare("layer_norm 3000 rows", lambda a, w, b: F.layer_norm(a, (6,), w, b),
+                                   [many, rng.random(6), rng.random(6)], dtype))
+        print(f"  emulated vs NumPy, {np.dtype(dtype).name:<8} largest relative error {worst:.1e}")
+    check_special_values()
+    check_gradients(rng)
+
+
+def _ce_case(rng, x, options):
+    options = dict(options)
+    n, c = x.shape
+    target = rng.integers(0, c, n)
+    if options.pop("ignore", False):
+        target[1::2] = -100
+    if options.pop("weight", False):
+        return (lambda a, t, w: F.cross_entropy(a, t, weight=w, **options)), [x, target, rng.random(c) + 0.5]
+    return (lambda a, t: F.cross_entropy(a, t, **options)), [x, target]
+
+
+def check_special_values():
+    inf, nan = np.inf, np.nan
+    x = np.array([[0, -inf, 1], [-inf, -inf, -inf], [inf, 0, 1], [nan, 0, 1], [-inf, 2, -inf], [1e4, 1e4 - 1, -1e4]],
+                 np.float32)
+    for op in (F.softmax, F.log_softmax):
+        with np.errstate(all="ignore"):
+            want = op(tensor.tensor(x), dim=-1).numpy()
+            with fused_on_cpu():
+                got = op(tensor.tensor(x), dim=-1).numpy()
+        assert np.array_equal(np.isnan(got), np.isnan(want)), (op.__name__, got, want)
+        np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=1e-6, atol=1e-6)
+    print("  special values (-inf, +inf, NaN, all -inf, large logits) as in the NumPy path")
+
+
+def check_gradients(rng):
+    with fused_on_cpu():
+        for shape in [(3, 5), (2, 40)]:
+            x = tensor.tensor(rng.standard_normal(shape) * 3, requires_grad=True)
+            target = tensor.tensor(np.array([1, -100, 0][: shape[0]]))
+            weight = tensor.tensor(rng.random(shape[1]) + 0.5)
+            w = tensor.tensor(rng.random(shape[1]) + 0.5, requires_grad=True)
+            b = tensor.tensor(rng.standard_normal(shape[1]), requires_grad=True)
+            assert gradcheck(lambda a: F.softmax(a, dim=-1), [x])
+            assert gradcheck(lambda a: F.log_softmax(a, dim=-1), [x])
+            assert gradcheck(lambda a, t=target, k=weight: F.cross_entropy(a, t, weight=k, label_smoothing=0.1), [x])
+            assert gradcheck(lambda a, w, b, n=shape[1]: F.layer_norm(a, (n,), w, b), [x, w, b])
+    print("  finite-difference gradients in float64 (softmax, log_softmax, cross_entropy, layer_norm)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer shapes (several minutes: every CUDA thread is an OS thread)")
+    parser.add_argument("--nvrtc", help="path of libnvrtc.so (default: $RAYGRAD_NVRTC or a pip nvidia package)")
+    args = parser.parse_args(argv)
+    ok = True
+    path = find_nvrtc(args.nvrtc)
+    if path:
+        print(f"NVRTC ({path}):")
+        ok = check_nvrtc(path)
+    else:
+        print("NVRTC: no libnvrtc found (pip download nvidia-cuda-nvrtc, unzip, pass --nvrtc): compile check skipped")
+    print("emulation:")
+    check_emulated(args.quick)
+    print("all checks passed" if ok else "NVRTC reported errors or spills")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
