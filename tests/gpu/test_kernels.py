@@ -220,10 +220,12 @@ def test_fused_gradients_by_finite_differences(shape, device, rng):
 def test_dropout_matches_the_unfused_mask_bit_for_bit(dtype, device, rng):
     x_host = rng.standard_normal((37, 129)).astype(dtype)
     x = tensor.tensor(x_host, device=device, requires_grad=True)
-    out = F.dropout(x, p=0.3, generator=tensor.Generator(device).manual_seed(7))
+    p = 0.3
+    out = F.dropout(x, p=p, generator=tensor.Generator(device).manual_seed(7))
     assert type(out.grad_fn).__name__ == "FusedDropout"
-    mask = bernoulli_mask(x_host.shape, 0.7, x_host.dtype, device, tensor.Generator(device).manual_seed(7))
-    mask *= 1.0 / 0.7
+    # the unfused path's mask, from a generator in the same state (the same doubles as dropout() forms)
+    mask = bernoulli_mask(x_host.shape, 1.0 - p, x_host.dtype, device, tensor.Generator(device).manual_seed(7))
+    mask *= 1.0 / (1.0 - p)
     np.testing.assert_array_equal(out.detach().cpu().numpy(), (x.data * mask).get())
     g = rng.standard_normal(x_host.shape).astype(dtype)
     out.backward(tensor.tensor(g, device=device))
