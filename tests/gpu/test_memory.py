@@ -2,11 +2,20 @@
 
 Skipped without CuPy and a GPU (see conftest.py).
 """
+import gc
+
 import numpy as np
+import pytest
 
 import tensor
 
 MIB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def no_stray_frees():
+    """Collect earlier tests' garbage first, so no array is freed while a test counts bytes."""
+    gc.collect()
 
 
 def test_allocated_and_reserved_follow_live_arrays(device):
