@@ -32,6 +32,10 @@ environment; OpenBLAS reads them when NumPy loads, and with a current NumPy they
 kernel. Unset both for the benchmark command alone (the `env -u` above); the header prints the
 BLAS kernel threadpoolctl reports and warns when either variable is set.
 
+Page faults: the last column is each framework's minor page faults per step (median). Many of them
+mean the C allocator returned freed memory to the OS at the end of a step (glibc trims the top of
+its heap) and each step pays again for fresh zeroed pages: time that counts in both clocks.
+
 Sanity: both frameworks take the same steps from the same weights, so their losses should
 agree closely (float32 rounding apart) and decrease; one line per workload says so.
 """
@@ -40,9 +44,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -61,6 +67,11 @@ try:
     import torch.nn.functional as tF
 except ImportError:  # pragma: no cover - the comparison needs torch
     torch = None
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -177,12 +188,19 @@ class Runner:
         self.losses.append(loss.item())
 
     def block(self, steps):
-        """Run `steps` steps; -> (wall seconds per step, CPU seconds per step)."""
+        """Run `steps` steps; -> (wall seconds, CPU seconds, minor page faults), each per step."""
         gc.collect()  # collect the previous block's garbage outside the timed region, for both alike
-        wall, cpu = time.perf_counter(), time.process_time()
+        faults, wall, cpu = _minor_faults(), time.perf_counter(), time.process_time()
         for _ in range(steps):
             self.step()
-        return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return wall / steps, cpu / steps, (_minor_faults() - faults) / steps
+
+
+def _minor_faults():
+    """This process's minor page faults so far: each is a fresh page the kernel zero-fills, the cost of
+    memory that the allocator handed back to the OS and takes again (0 where resource is unavailable)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
 
 
 def make_runners(name, seed):
@@ -209,8 +227,9 @@ def measure(name, warmup, rounds, block, seed):
             times[key].append(runner.block(block))
     result = {}
     for key in ("rg", "pt"):
-        walls, cpus = zip(*times[key])
+        walls, cpus, faults = zip(*times[key])
         result[f"{key}_wall"], result[f"{key}_cpu"] = statistics.median(walls), statistics.median(cpus)
+        result[f"{key}_faults"] = statistics.median(faults)
     return result, rg, pt
 
 
@@ -265,6 +284,45 @@ def fmt_ms(seconds):
     return f"{seconds * 1e3:.2f}"
 
 
+def run_workload(name, args):
+    """Measure one workload in this process; -> a JSON-able dict (medians, block size, sanity line)."""
+    rounds = args.rounds or (3 if args.quick else 9)
+    block_seconds = args.block_seconds or (0.1 if args.quick else 0.5)
+    warmup = 2 if args.quick else 5
+    # Size the blocks from one timed step of each, so a block lasts about block_seconds.
+    rg, pt = make_runners(name, args.seed)
+    rg.step(), pt.step()
+    probe = max(rg.block(1)[1], pt.block(1)[1])  # CPU time: under load wall time would shrink the blocks
+    steps = max(1, int(block_seconds / max(probe, 1e-6)))
+    del rg, pt
+    result, rg, pt = measure(name, warmup, rounds, steps, args.seed)
+    return {"steps": steps, "rounds": rounds, "block_seconds": block_seconds, "sanity": sanity(name, rg, pt),
+            **result}
+
+
+def run_in_subprocess(name, args):
+    """run_workload in a fresh interpreter: the C allocator's state (how much freed memory it keeps,
+    which grows with the largest block it has seen) then depends on this workload alone, as in a
+    process that trains only this model, and not on the workloads measured before it."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--threads", str(args.threads),
+               "--seed", str(args.seed)]
+    for flag, value in (("--rounds", args.rounds), ("--block-seconds", args.block_seconds)):
+        if value is not None:
+            command += [flag, str(value)]
+    if args.quick:
+        command.append("--quick")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"compare_torch.py: workload {name} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def limit_threads(threads):
+    torch.set_num_threads(threads)
+    if threadpool_limits is not None:
+        threadpool_limits(limits=threads, user_api="blas")  # process-wide; the returned handle is not needed
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,17 +336,16 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=list(BUILDERS), default=list(BUILDERS),
                         help="workloads to run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=list(BUILDERS), help=argparse.SUPPRESS)  # one workload, JSON out
     args = parser.parse_args(argv)
     if torch is None:
         sys.exit("compare_torch.py needs PyTorch installed (pip install torch)")
+    limit_threads(args.threads)
+    if args.worker:
+        print(json.dumps(run_workload(args.worker, args)))
+        return
 
-    rounds = args.rounds or (3 if args.quick else 9)
-    block_seconds = args.block_seconds or (0.1 if args.quick else 0.5)
-    warmup = 2 if args.quick else 5
-    torch.set_num_threads(args.threads)
-    limits = threadpool_limits(limits=args.threads, user_api="blas") if threadpool_limits else None  # noqa: F841
     clock, why = choose_clock(args.clock)
-
     print(f"# raygrad vs PyTorch, one training step ({datetime.datetime.now().isoformat(timespec='seconds')})")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy "
           f"{np.__version__}, torch {torch.__version__}; threads {args.threads} (torch.set_num_threads, "
@@ -298,37 +355,26 @@ def main(argv=None):
         if var in os.environ:
             print(f"WARNING: {var}={os.environ[var]} is set; it can select a slower OpenBLAS kernel: rerun with "
                   f"`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`")
+    results = {name: run_in_subprocess(name, args) for name in args.only}
+    first = next(iter(results.values()))
     print(f"ratio = raygrad / torch on {'CPU time (time.process_time)' if clock == 'cpu' else 'wall time'}"
-          f"{' (' + why + ')' if why else ''}; medians of {rounds} alternating blocks of ~{block_seconds:g} s each")
+          f"{' (' + why + ')' if why else ''}; medians of {first['rounds']} alternating blocks of "
+          f"~{first['block_seconds']:g} s each, every workload in a fresh process")
     print()
-
-    rows, checks = [], []
-    for name in args.only:
-        # Size the blocks from one timed step of each, so a block lasts about block_seconds.
-        rg, pt = make_runners(name, args.seed)
-        rg.step(), pt.step()
-        probe = max(rg.block(1)[1], pt.block(1)[1])  # CPU time: under load wall time would shrink the blocks
-        steps = max(1, int(block_seconds / max(probe, 1e-6)))
-        result, rg, pt = measure(name, warmup, rounds, steps, args.seed)
-        checks.append(sanity(name, rg, pt))
-        ratio = result[f"rg_{clock}"] / result[f"pt_{clock}"]
-        other = "wall" if clock == "cpu" else "cpu"
-        other_ratio = result[f"rg_{other}"] / result[f"pt_{other}"]
-        target = TARGETS[name]
-        rows.append((name, steps, result, ratio, other_ratio, target))
-
     other = "wall" if clock == "cpu" else "cpu"
     print(f"| workload | steps/block | raygrad ms ({clock}) | torch ms ({clock}) | ratio ({clock}) | target | met | "
-          f"raygrad ms ({other}) | torch ms ({other}) | ratio ({other}) |")
-    print("|---|---:|---:|---:|---:|---:|:---:|---:|---:|---:|")
-    for name, steps, r, ratio, other_ratio, target in rows:
-        print(f"| {name} | {steps} | {fmt_ms(r[f'rg_{clock}'])} | {fmt_ms(r[f'pt_{clock}'])} | {ratio:.2f} | "
+          f"raygrad ms ({other}) | torch ms ({other}) | ratio ({other}) | page faults/step raygrad / torch |")
+    print("|---|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        ratio, other_ratio = r[f"rg_{clock}"] / r[f"pt_{clock}"], r[f"rg_{other}"] / r[f"pt_{other}"]
+        target = TARGETS[name]
+        print(f"| {name} | {r['steps']} | {fmt_ms(r[f'rg_{clock}'])} | {fmt_ms(r[f'pt_{clock}'])} | {ratio:.2f} | "
               f"<= {target} | {'yes' if ratio <= target else 'NO'} | {fmt_ms(r[f'rg_{other}'])} | "
-              f"{fmt_ms(r[f'pt_{other}'])} | {other_ratio:.2f} |")
+              f"{fmt_ms(r[f'pt_{other}'])} | {other_ratio:.2f} | {r['rg_faults']:.0f} / {r['pt_faults']:.0f} |")
     print()
     print("sanity (same weights, same batch, same steps):")
-    for line in checks:
-        print("  " + line)
+    for r in results.values():
+        print("  " + r["sanity"])
 
 
 if __name__ == "__main__":
