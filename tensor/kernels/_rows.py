@@ -51,8 +51,8 @@ def fits_rows(xp, x, dim) -> bool:
 
 # ------------------------------------------------------------------------------------ CUDA preamble
 
-# Device-specific: element types and conversions. The CPU emulator used to check the kernels without
-# a GPU swaps this part for a C++ twin, which is why it is kept apart from the portable part below.
+# Device-specific: element types and conversions. The CPU emulator that checks the kernels without a
+# GPU (tests/gpu/emulator) swaps this part for a C++ twin, which is why it stays apart from the rest.
 DEVICE_PREAMBLE = r"""
 typedef {storage} T;   // the tensor's elements (float16 as its raw bits)
 typedef {acc} A;       // the arithmetic: float for float16/float32, double for float64
@@ -246,6 +246,7 @@ def module(body: str, dtype_char: str):
 
 
 def function(body: str, name: str, dtype):
+    """Kernel `name` of the family `body`, compiled for elements of `dtype`."""
     return module(body, np.dtype(dtype).char).get_function(name)
 
 
