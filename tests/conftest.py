@@ -39,7 +39,9 @@ def ray_cluster():
         saved = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + ([saved] if saved else [])))
         try:
-            ray.init(num_cpus=4, include_dashboard=False, namespace="raygrad-tests", log_to_driver=True)
+            # address="local": always a fresh cluster of our own, even where `ray start` left one running
+            ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="raygrad-tests",
+                     log_to_driver=True)
         finally:
             if saved is None:
                 del os.environ["PYTHONPATH"]
