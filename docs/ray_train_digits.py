@@ -1,10 +1,11 @@
 """The digits job written with PyTorch + Ray Train, for the README's side-by-side (line count).
 
-    pip install torch "ray[train]" pyarrow && python docs/ray_train_digits.py
+    pip install torch "ray[train]" pyarrow && python docs/ray_train_digits.py [EPOCHS]
 
 Same model, data, optimizer, schedule and 2 CPU workers as examples/vision/digits.yaml.
 """
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -76,7 +77,7 @@ def train_loop(config):
 
 if __name__ == "__main__":
     trainer = TorchTrainer(
-        train_loop, train_loop_config={"epochs": 15},
+        train_loop, train_loop_config={"epochs": int(sys.argv[1]) if len(sys.argv) > 1 else 15},
         scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
         run_config=RunConfig(name="digits_ray_train", storage_path=os.path.abspath("runs"),
                              checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="accuracy"),
