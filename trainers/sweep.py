@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass
 
 from .errors import ConfigError, TrainingFailedError
@@ -106,12 +107,13 @@ def sweep(job, space: dict, metric: str, mode: str = "max", num_samples: int = 1
                                     trial_resources(job, workers))
     settings = {"job": job, "space": space, "metric": metric, "mode": mode, "num_samples": num_samples,
                 "scheduler": scheduler, "search": search, "workers_per_trial": workers}
-    guard, table = _guards(job, metric, mode, list(param_space), verbose)
+    guard, table, statuses = _watchers(job, metric, mode, list(param_space), verbose)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=0, stop=guard, callbacks=[table, *_loggers(), *callbacks],
+        name=name, storage_path=storage, verbose=0, stop=guard,
+        callbacks=[table, statuses, *_loggers(), *callbacks],
         failure_config=tune.FailureConfig(max_failures=0),  # each raygrad run has its own restart policy
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
-                                                checkpoint_score_order=mode))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_to_keep(tune_scheduler),
+                                                checkpoint_score_attribute=metric, checkpoint_score_order=mode))
     tune_config = tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=tune_scheduler,
                                   search_alg=searcher, reuse_actors=False,
                                   max_concurrent_trials=max_concurrent if search == "optuna" else None,
@@ -121,7 +123,8 @@ def sweep(job, space: dict, metric: str, mode: str = "max", num_samples: int = 1
         ensure_ray(address)
         tuner = _tuner(trainable, folder, resume, settings, param_space, tune_config, run_config)
         grid = tuner.fit()
-    return _finish(grid, job, workers, folder, name, metric, mode, guard, verbose, time.monotonic() - started)
+    return _finish(grid, job, workers, folder, name, metric, mode, guard, statuses.statuses, verbose,
+                   time.monotonic() - started)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -179,16 +182,26 @@ def trial_resources(job: dict, workers: int):
     return tune.PlacementGroupFactory([{"CPU": 1}] + [worker] * workers, strategy=scaling["placement_strategy"])
 
 
+def _checkpoints_to_keep(scheduler) -> int:
+    """Per trial, Tune keeps its best checkpoints by the metric and always its latest; PBT clones the
+    latest of other trials too, which must not be deleted before it is copied."""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    return 5 if isinstance(scheduler, PopulationBasedTraining) else 2
+
+
 def _trial_dirname(trial) -> str:
     from .sweep_trial import trial_dirname
 
     return trial_dirname(trial.trial_id)
 
 
-def _guards(job: dict, metric: str, mode: str, keys: list, verbose: int):
-    from .sweep_output import MetricGuard, SweepTable
+def _watchers(job: dict, metric: str, mode: str, keys: list, verbose: int):
+    """The metric guard (a Tune stopper), the live table and the trials' statuses (Tune callbacks)."""
+    from .sweep_output import MetricGuard, SweepTable, TrialStatuses
 
-    return MetricGuard(metric, job["checkpoint"]["every_n_steps"] is not None), SweepTable(metric, mode, keys, verbose)
+    guard = MetricGuard(metric, job["checkpoint"]["every_n_steps"] is not None)
+    return guard, SweepTable(metric, mode, keys, verbose), TrialStatuses()
 
 
 def _loggers() -> list:
@@ -213,7 +226,10 @@ def _quiet_tune(verbose: int):
     for lg in loggers:
         lg.setLevel(logging.WARNING if verbose >= 2 else logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Actor reuse needs Trainable.reset_config; a raygrad trial is a fresh run in a fresh process.
+            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
+            yield
     finally:
         for key, value in saved.items():
             if value is None:
@@ -273,7 +289,7 @@ def _aside(folder: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ output
-def _finish(grid, job, workers, folder, name, metric, mode, guard, verbose, elapsed_s) -> SweepResult:
+def _finish(grid, job, workers, folder, name, metric, mode, guard, statuses, verbose, elapsed_s) -> SweepResult:
     """Check that the metric was reported, write the results, the best job and the curves, print a summary."""
     from . import sweep_output as out
     from .sweep_trial import trial_job
@@ -281,7 +297,7 @@ def _finish(grid, job, workers, folder, name, metric, mode, guard, verbose, elap
     def planned(config):
         return config.get("epochs", job["epochs"]), config.get("max_steps", job["max_steps"])
 
-    rows = out.trial_rows(grid, metric, mode, planned)
+    rows = out.trial_rows(grid, metric, mode, planned, statuses)
     _check_metric(grid, rows, metric, guard, folder)
     out.write_results(folder, rows, metric)
     best = out.pick_best(rows, mode)

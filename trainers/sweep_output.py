@@ -102,6 +102,24 @@ def _better(a, b, mode: str) -> bool:
     return a > b if mode == "max" else a < b
 
 
+class TrialStatuses(tune.Callback):
+    """Each trial's Tune status as the sweep's loop last saw it. Tune marks the trials still running
+    TERMINATED when an interrupted sweep cleans up, and a restored trial's last result may lack its
+    "done": this snapshot, taken every step before that, tells finished trials from unfinished ones."""
+
+    def __init__(self):
+        self.statuses: dict[str, str] = {}
+
+    def on_step_end(self, iteration, trials, **info):
+        self.statuses = {trial.trial_id: trial.status for trial in trials}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.statuses[trial.trial_id] = "TERMINATED"
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.statuses[trial.trial_id] = "ERROR"
+
+
 # ---------------------------------------------------------------------------------- metric guard
 class MetricGuard(tune.Stopper):
     """Ends the whole sweep once a trial has clearly reported without the sweep's metric: its first
@@ -149,16 +167,17 @@ class TrialRow:
                 "error": self.error}
 
 
-def trial_rows(grid, metric: str, mode: str, planned) -> list[TrialRow]:
-    """A row per trial of a Tune ResultGrid. planned(config) -> (epochs, max_steps) the trial trains for."""
+def trial_rows(grid, metric: str, mode: str, planned, statuses: dict) -> list[TrialRow]:
+    """A row per trial of a Tune ResultGrid. planned(config) -> (epochs, max_steps) the trial trains for;
+    statuses: trial id -> Tune status (TrialStatuses)."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
         history = _history(result, metric)
         best = (max if mode == "max" else min)(history) if history else None
+        trial = metrics.get("trial_id") or os.path.basename(result.path).removeprefix("trial_")
         rows.append(TrialRow(
-            trial=metrics.get("trial_id") or os.path.basename(result.path).removeprefix("trial_"),
-            status=_status(result, planned(result.config or {})),
+            trial=trial, status=_status(result, planned(result.config or {}), statuses.get(trial)),
             iterations=int(metrics.get("training_iteration", 0)), config=dict(result.config or {}),
             last=metrics.get(metric) if is_finite_number(metrics.get(metric)) else None,
             best=best, checkpoint=best_checkpoint_file(result, metric, mode) or "",
@@ -173,11 +192,12 @@ def _history(result, metric: str) -> list[float]:
     return [float(v) for v in frame[metric].tolist() if is_finite_number(v)]
 
 
-def _status(result, planned: tuple) -> str:
+def _status(result, planned: tuple, status: str | None) -> str:
     metrics = result.metrics or {}
-    if result.error is not None:
+    if result.error is not None or status == "ERROR":
         return ERROR
-    if not metrics.get("done"):
+    ended = status == "TERMINATED" if status is not None else bool(metrics.get("done"))
+    if not ended:
         return UNFINISHED
     epochs, max_steps = planned
     trained_out = ((epochs is not None and isinstance(metrics.get("epoch"), int) and metrics["epoch"] + 1 >= epochs)
