@@ -27,11 +27,15 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, TrainingFailedError
 from .job import load_job, parse_job
 
-SEARCH_SETTINGS = "sweep_settings.json"  # what the sweep was started with; a resumed sweep must match it
+if TYPE_CHECKING:  # sweep_output imports Ray Tune: only when a sweep runs
+    from .sweep_output import TrialRow
+
+SETTINGS_FILE = "sweep_settings.json"  # what the sweep was started with; a resumed sweep must match it
 
 
 @dataclass
@@ -42,8 +46,8 @@ class SweepResult:
     path: str
     metric: str
     mode: str
-    trials: list
-    best: object | None  # the best trial's row (trainers.sweep_output.TrialRow), by its best value
+    trials: list[TrialRow]
+    best: TrialRow | None  # the best trial's row, by its best value
     best_job: str | None
     complete: bool
 
@@ -87,11 +91,9 @@ def sweep(job, space: dict, metric: str, mode: str = "max", num_samples: int = 1
     Raises ConfigError before any trial starts for a bad space, scheduler or job, and after the first
     results when the trials do not report `metric`; TrainingFailedError when every trial failed.
     """
-    from ray import tune
-
     from .backend import ensure_ray
-    from .sweep_space import make_scheduler, make_searcher, parse_space
-    from .sweep_trial import TrialSpec, raygrad_trial
+    from .sweep_output import MetricGuard, SweepTable, TrialStatuses
+    from .sweep_space import make_scheduler, parse_space
 
     job = _load_job(job, overrides)
     _check_args(metric, mode, num_samples, max_concurrent, workers_per_trial, resume, verbose)
@@ -99,29 +101,20 @@ def sweep(job, space: dict, metric: str, mode: str = "max", num_samples: int = 1
     _check_trial_job(job, workers)
     param_space = parse_space(space, job, search)
     tune_scheduler = make_scheduler(scheduler, job, param_space)
-    searcher = make_searcher(search, metric, mode, job["run"]["seed"], max_concurrent)
     name = _check_name(name or f"{job['name'] or 'run'}-sweep")
     storage = os.path.abspath(storage_path or job["run"]["storage_path"])
     folder = os.path.join(storage, name)
-    trainable = tune.with_resources(tune.with_parameters(raygrad_trial, spec=TrialSpec(job, workers, folder)),
-                                    trial_resources(job, workers))
     settings = {"job": job, "space": space, "metric": metric, "mode": mode, "num_samples": num_samples,
                 "scheduler": scheduler, "search": search, "workers_per_trial": workers}
-    guard, table, statuses = _watchers(job, metric, mode, list(param_space), verbose)
-    run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=0, stop=guard,
-        callbacks=[table, statuses, *_loggers(), *callbacks],
-        failure_config=tune.FailureConfig(max_failures=0),  # each raygrad run has its own restart policy
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_to_keep(tune_scheduler),
-                                                checkpoint_score_attribute=metric, checkpoint_score_order=mode))
-    tune_config = tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=tune_scheduler,
-                                  search_alg=searcher, reuse_actors=False,
-                                  max_concurrent_trials=max_concurrent if search == "optuna" else None,
-                                  trial_dirname_creator=_trial_dirname)
+    guard, statuses = MetricGuard(metric, job["checkpoint"]["every_n_steps"] is not None), TrialStatuses()
+    table = SweepTable(metric, mode, list(param_space), verbose)
+    run_config = _run_config(name, storage, metric, mode, tune_scheduler, guard, [table, statuses, *callbacks])
+    tune_config = _tune_config(metric, mode, num_samples, tune_scheduler, search, max_concurrent, job["run"]["seed"])
     started = time.monotonic()
     with _quiet_tune(verbose):
         ensure_ray(address)
-        tuner = _tuner(trainable, folder, resume, settings, param_space, tune_config, run_config)
+        tuner = _tuner(_trainable(job, workers, folder), folder, resume, settings, param_space, tune_config,
+                       run_config)
         grid = tuner.fit()
     return _finish(grid, job, workers, folder, name, metric, mode, guard, statuses.statuses, verbose,
                    time.monotonic() - started)
@@ -182,6 +175,27 @@ def trial_resources(job: dict, workers: int):
     return tune.PlacementGroupFactory([{"CPU": 1}] + [worker] * workers, strategy=scaling["placement_strategy"])
 
 
+def _trainable(job: dict, workers: int, folder: str):
+    """raygrad_trial with the job (shipped once through Ray's object store) and the trial's resources."""
+    from ray import tune
+
+    from .sweep_trial import TrialSpec, raygrad_trial
+
+    return tune.with_resources(tune.with_parameters(raygrad_trial, spec=TrialSpec(job, workers, folder)),
+                               trial_resources(job, workers))
+
+
+def _tune_config(metric, mode, num_samples, scheduler, search, max_concurrent, seed):
+    from ray import tune
+
+    from .sweep_space import make_searcher
+
+    return tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=scheduler,
+                           search_alg=make_searcher(search, metric, mode, seed, max_concurrent), reuse_actors=False,
+                           max_concurrent_trials=max_concurrent if search == "optuna" else None,
+                           trial_dirname_creator=_trial_dirname)
+
+
 def _checkpoints_to_keep(scheduler) -> int:
     """Per trial, Tune keeps its best checkpoints by the metric and always its latest; PBT clones the
     latest of other trials too, which must not be deleted before it is copied."""
@@ -196,20 +210,19 @@ def _trial_dirname(trial) -> str:
     return trial_dirname(trial.trial_id)
 
 
-def _watchers(job: dict, metric: str, mode: str, keys: list, verbose: int):
-    """The metric guard (a Tune stopper), the live table and the trials' statuses (Tune callbacks)."""
-    from .sweep_output import MetricGuard, SweepTable, TrialStatuses
-
-    guard = MetricGuard(metric, job["checkpoint"]["every_n_steps"] is not None)
-    return guard, SweepTable(metric, mode, keys, verbose), TrialStatuses()
-
-
-def _loggers() -> list:
-    """Tune's result.json and progress.csv per trial, which results.csv is read from; not its TensorBoard
-    logger (tensorboardX may import PyTorch; each raygrad run writes its own)."""
+def _run_config(name, storage, metric, mode, scheduler, guard, callbacks):
+    """Tune's RunConfig: our folder, no Tune console output, the metric guard as its stopper, and
+    Tune's result.json/progress.csv per trial (results.csv is read from them). Not Tune's TensorBoard
+    logger: tensorboardX may import PyTorch, and each raygrad run writes its own."""
+    from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    return [JsonLoggerCallback(), CSVLoggerCallback()]
+    return tune.RunConfig(
+        name=name, storage_path=storage, verbose=0, stop=guard,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+        failure_config=tune.FailureConfig(max_failures=0),  # each raygrad run has its own restart policy
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_to_keep(scheduler),
+                                                checkpoint_score_attribute=metric, checkpoint_score_order=mode))
 
 
 @contextlib.contextmanager
@@ -256,7 +269,7 @@ def _tuner(trainable, folder, resume, settings, param_space, tune_config, run_co
         restored.callbacks, restored.stop = run_config.callbacks, run_config.stop
         return tuner
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, SEARCH_SETTINGS), "w") as f:
+    with open(os.path.join(folder, SETTINGS_FILE), "w") as f:
         f.write(_settings_text(settings))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
@@ -266,7 +279,7 @@ def _settings_text(settings: dict) -> str:
 
 
 def _check_same_settings(folder: str, settings: dict) -> None:
-    path = os.path.join(folder, SEARCH_SETTINGS)
+    path = os.path.join(folder, SETTINGS_FILE)
     if not os.path.exists(path):
         return
     with open(path) as f:
@@ -298,8 +311,8 @@ def _finish(grid, job, workers, folder, name, metric, mode, guard, statuses, ver
         return config.get("epochs", job["epochs"]), config.get("max_steps", job["max_steps"])
 
     rows = out.trial_rows(grid, metric, mode, planned, statuses)
-    _check_metric(grid, rows, metric, guard, folder)
     out.write_results(folder, rows, metric)
+    _check_metric(grid, rows, metric, guard, folder)
     best = out.pick_best(rows, mode)
     best_job = None
     if best is not None:
@@ -335,6 +348,6 @@ def _missing_metric(metric: str, reported: list) -> str:
     import difflib
 
     close = difflib.get_close_matches(metric, reported, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return (f"the trials never report metric '{metric}'{hint} They report: {', '.join(reported) or 'nothing'}. "
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (f"the trials never report metric '{metric}'{hint}. They report: {', '.join(reported) or 'nothing'}. "
             "Set the sweep's metric to one of them (evaluation metrics need the job's data.eval and metrics)")

@@ -42,10 +42,10 @@ class SweepTable(tune.Callback):
         self._last_drawn, self._lines_drawn = 0.0, 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric)
-        if is_finite_number(value) and (trial.trial_id not in self.best or _better(value, self.best[trial.trial_id],
-                                                                                       self.mode)):
+        value, best = result.get(self.metric), self.best.get(trial.trial_id)
+        if is_finite_number(value) and (best is None or _better(value, best, self.mode)):
             self.best[trial.trial_id] = value
+        # A log file gets a table now and then; a terminal's is redrawn in place, so more often.
         if time.monotonic() - self._last_drawn >= (self.interval_s if _is_tty() else 6 * self.interval_s):
             self.draw(trials)
 
@@ -58,8 +58,8 @@ class SweepTable(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.draw(trials)
 
-    def on_experiment_end(self, trials, **info):
-        self.draw(trials)
+    # No table at the experiment's end: Tune has marked interrupted trials TERMINATED by then; the
+    # sweep's summary follows instead.
 
     def draw(self, trials) -> None:
         if self.verbose < 1:

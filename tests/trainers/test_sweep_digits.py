@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from ray import tune
 
 from trainers import cli
-from trainers.errors import ConfigError
+from trainers.errors import ConfigError, TrainingFailedError
 from trainers.sweep import sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -232,11 +232,22 @@ def test_a_metric_the_trials_never_report_fails_the_sweep_early(ray_cluster, tmp
         sweep(job, {"optimizer.lr": {"grid": [0.02, 0.01, 0.005, 0.003]}}, "acc", "max", max_concurrent=1,
               workers_per_trial=0, name="nometric", storage_path=str(tmp_path / "sweeps"), overrides=["epochs=2"])
     message = str(caught.value)
-    assert "never report metric 'acc'; did you mean 'accuracy'?" in message
+    assert "never report metric 'acc' (did you mean 'accuracy'?)" in message
     assert "They report: accuracy, epoch, epoch_time_s, eval_loss" in message
     trials = [name for name in os.listdir(tmp_path / "sweeps" / "nometric") if name.startswith("trial_")]
     assert len(trials) == 1  # the sweep stopped at the first result, before the other trials were made
     assert time.monotonic() - started < 300
+
+
+def test_a_sweep_whose_trials_all_fail_says_why(ray_cluster, tmp_path):
+    (tmp_path / "broken.py").write_text("class Broken:\n    def __init__(self, **kwargs):\n"
+                                        "        raise RuntimeError('broken on purpose')\n")
+    job = write_job(tmp_path, model="broken.py:Broken")
+    with pytest.raises(TrainingFailedError, match="every trial of the sweep failed; trial .*broken on purpose"):
+        sweep(job, {"optimizer.lr": {"grid": [0.02, 0.01]}}, "accuracy", max_concurrent=2, workers_per_trial=0,
+              name="broken", storage_path=str(tmp_path / "sweeps"))
+    rows = read_csv(tmp_path / "sweeps" / "broken" / "results.csv")
+    assert [row["status"] for row in rows] == ["error", "error"] and "broken on purpose" in rows[0]["error"]
 
 
 # ------------------------------------------------------------------------------------------ Optuna
