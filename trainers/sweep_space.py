@@ -53,15 +53,19 @@ def parse_space(space: dict, job: dict, search: str = "random") -> dict:
 
 
 def mutations(spec: dict | None, job: dict, param_space: dict) -> dict:
-    """PBT's hyperparam_mutations: from their own spec (like a space), or else every sampled space key.
-    A grid becomes the list PBT picks new values from."""
+    """PBT's hyperparam_mutations: from their own spec (like a space; a grid becomes the list PBT picks
+    from), or else the space's sampled keys. Not its grids by default: a grid usually compares
+    architectures (widths), whose weights another trial's checkpoint could not load."""
     from ray.tune.search.sample import Domain
 
-    parsed = param_space if spec is None else parse_space(spec, job)
-    found = {key: value["grid_search"] if _is_tune_grid(value) else value for key, value in parsed.items()
-             if isinstance(value, Domain) or _is_tune_grid(value)}
+    if spec is None:
+        found = {key: value for key, value in param_space.items() if isinstance(value, Domain)}
+    else:
+        found = {key: value["grid_search"] if _is_tune_grid(value) else value
+                 for key, value in parse_space(spec, job).items() if isinstance(value, Domain) or _is_tune_grid(value)}
     if not found:
-        raise ConfigError("scheduler pbt: nothing to mutate; give hyperparam_mutations or a space with distributions")
+        raise ConfigError("scheduler pbt: nothing to mutate; give hyperparam_mutations or a space with sampled "
+                          "keys (choice, uniform, loguniform, randint)")
     return found
 
 

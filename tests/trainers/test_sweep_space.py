@@ -39,7 +39,8 @@ def test_a_good_space_becomes_tune_domains_and_fixed_values(job):
     ({"optimizer.lr": {"uniform": [0.3, 0.1]}}, "uniform low=0.3 is greater than high=0.1; write [0.1, 0.3]"),
     ({"optimizer.lr": {"choice": []}}, "choice needs a non-empty list of values, got []"),
     ({"model.kwargs.channels": {"grid": []}}, "grid needs a non-empty list"),
-    ({"optimizer.lrr": {"choice": [0.1]}}, "space key 'optimizer.lrr': unknown key 'lrr' in 'optimizer'; did you mean 'lr'?"),
+    ({"optimizer.lrr": {"choice": [0.1]}},
+     "space key 'optimizer.lrr': unknown key 'lrr' in 'optimizer'; did you mean 'lr'?"),
     ({"optimiser.lr": 0.1}, "unknown key 'optimiser'; did you mean 'optimizer'?"),
     ({"model.kwargs.chanels": {"grid": [8]}}, "DigitsCNN has no argument 'chanels'; did you mean 'channels'?"),
     ({"optimizer.kwargs.weight_decy": {"choice": [0.0]}}, "AdamW has no argument 'weight_decy'; did you mean "),
@@ -69,7 +70,7 @@ def test_a_job_without_a_scheduler_refuses_its_options(job):
 def test_grid_search_needs_values_and_optuna_takes_no_grid(job):
     grid = parse_space({"data.batch_size": {"choice": [16, 32]}}, job, search="grid")
     assert grid["data.batch_size"] == {"grid_search": [16, 32]}  # a choice is tried exhaustively
-    with pytest.raises(ConfigError, match="search='grid' tries every value, but space key 'optimizer.lr' is a continuous"):
+    with pytest.raises(ConfigError, match="search='grid' tries every value, but space key 'optimizer.lr' is a"):
         parse_space({"optimizer.lr": {"loguniform": [1e-4, 1e-2]}}, job, search="grid")
     with pytest.raises(ConfigError, match=r"search='optuna' .* write \{choice: \[8, 16\]\} instead"):
         parse_space({"model.kwargs.channels": {"grid": [8, 16]}}, job, search="optuna")
@@ -86,11 +87,13 @@ def test_optuna_search_without_optuna_names_the_install(monkeypatch):
 def test_schedulers_from_names_and_options(job):
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, PopulationBasedTraining
 
-    space = parse_space({"optimizer.lr": {"loguniform": [1e-4, 1e-2]}}, job)
+    space = parse_space({"optimizer.lr": {"loguniform": [1e-4, 1e-2]}, "model.kwargs.channels": {"grid": [8, 16]}},
+                        job)
     asha = make_scheduler({"type": "asha", "grace_period": 1}, job, space)
     assert isinstance(asha, ASHAScheduler) and asha._max_t == job["epochs"]  # max_t defaults to the job's epochs
     assert isinstance(make_scheduler("median", job, space), MedianStoppingRule)
     pbt = make_scheduler({"type": "pbt", "perturbation_interval": 2}, job, space)
+    # PBT mutates the sampled keys, not the grid of widths (another trial's weights would not fit)
     assert isinstance(pbt, PopulationBasedTraining) and set(pbt._hyperparam_mutations) == {"optimizer.lr"}
     assert make_scheduler(None, job, space) is None and make_scheduler("fifo", job, space) is None
 
@@ -151,7 +154,8 @@ def test_a_sweep_file_gives_sweep_arguments(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("job: j.yaml\nmetric: a\nspace: {epochs: 1}\nnum_sample: 3\n", "unknown key 'num_sample'; did you mean 'num_samples'?"),
+    ("job: j.yaml\nmetric: a\nspace: {epochs: 1}\nnum_sample: 3\n",
+     "unknown key 'num_sample'; did you mean 'num_samples'?"),
     ("job: j.yaml\nspace: {epochs: 1}\n", "is missing metric"),
     ("[1, 2]\n", "must hold a mapping"),
     ("job: j.yaml\nmetric: a\nspace: {epochs: 1}\nset: [epochs=1]\n", "set must map job keys to values"),
