@@ -193,10 +193,21 @@ class Function:
             if dtype.kind == "f" and (ctx._non_diff is None or id(raw) not in ctx._non_diff):
                 out._requires_grad = True
                 out.grad_fn = ctx
-            if ctx._saved:
-                _record_versions(ctx, args, (out,))
-        if ctx.view_of is not None:  # a view shares its base's versions even when nothing is recorded
-            _mark_view(args[ctx.view_of], out)
+            saved = ctx._saved
+            if saved:
+                if len(saved) == 1 and saved[0] is raw:  # exp, tanh, relu...: only the fresh output
+                    box = out._version_box = [0]
+                    ctx._saved_versions = {0: (box, 0)}
+                else:
+                    _record_versions(ctx, args, (out,))
+        view_of = ctx.view_of
+        if view_of is not None:  # a view shares its base's versions even when nothing is recorded
+            base = args[view_of]  # _mark_view, inlined
+            counter = base._version_box
+            if counter is None:
+                counter = base._version_box = [0]
+            out._version_box = counter
+            out._base = base if base._base is None else base._base
         return out
 
 
