@@ -12,6 +12,8 @@ import functools
 import math
 import string
 
+import numpy as np
+
 from .. import dtypes
 from ..amp import autocast_inputs
 from ..autograd import Function
@@ -27,7 +29,9 @@ class Matmul(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         try:
-            return _rows_at_matrix(a, b) if b.ndim == 2 and a.ndim > 2 else a @ b
+            if a.ndim == 2 and b.ndim == 2 and ctx.xp is np:
+                return np.dot(a, b)  # see _NUMPY_DOT
+            return _rows_at_matrix(a, b) if b.ndim == 2 else a @ b
         except ValueError:
             raise _matmul_error("matmul", a.shape, b.shape) from None
 
@@ -35,6 +39,8 @@ class Matmul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
+        if a.ndim == 2 and b.ndim == 2 and ctx.xp is np:  # see _NUMPY_DOT
+            return (np.dot(grad, b.T) if need_a else None), (np.dot(a.T, grad) if need_b else None)
         if a.ndim == 1 and b.ndim == 1:  # a dot product: grad is 0-d
             return (grad * b if need_a else None), (grad * a if need_b else None)
         # Give 1-D operands (and grad) back the dim matmul added, so the 2-D rules below apply.
@@ -48,6 +54,11 @@ class Matmul(Function):
         ga = _fold(_grad_left(g, b2), a2.shape, a.shape) if need_a else None
         gb = _fold(_grad_right(a2, g, b2), b2.shape, b.shape) if need_b else None
         return ga, gb
+
+
+# _NUMPY_DOT: for two 2-D NumPy operands np.dot is the same product as `@`, bit for bit (both call
+# BLAS gemm), but np.matmul spends about 1.5 us more getting there: most of the op's time on small
+# matrices. CuPy keeps `@`.
 
 
 def _rows_at_matrix(x, w):
