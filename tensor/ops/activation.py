@@ -33,8 +33,23 @@ class Sigmoid(_FromOutput):
     vjp = staticmethod(lambda xp, y, g: g * (y * (1 - y)))
 
 
+_ZEROS = {}  # dtype -> a 0-d NumPy zero of that dtype
+
+
+def _relu(xp, x):
+    if xp is np and x.dtype.kind == "f":
+        # Against a 0-d zero of x's own dtype: NumPy resolves a Python 0 anew on every call, which
+        # costs about as much as the whole maximum on a small tensor. (Bools keep the Python 0,
+        # which makes them integers.)
+        zero = _ZEROS.get(x.dtype)
+        if zero is None:
+            zero = _ZEROS[x.dtype] = np.zeros((), x.dtype)
+        return np.maximum(x, zero)
+    return xp.maximum(x, 0)
+
+
 class Relu(_FromOutput):
-    f = staticmethod(lambda xp, x: xp.maximum(x, 0))
+    f = staticmethod(_relu)
     vjp = staticmethod(lambda xp, y, g: g * (y > 0))
 
 
