@@ -130,7 +130,10 @@ def _checked_list(tensors, op):
 def _promoted(tensors):
     """The tensors cast to their common dtype (torch.cat's promotion)."""
     dtype = tensors[0].data.dtype
-    if all(t.data.dtype == dtype for t in tensors):
+    for t in tensors:  # a plain loop: all() over a generator costs more for the usual few tensors
+        if t.data.dtype != dtype:
+            break
+    else:
         return tensors
     for t in tensors[1:]:
         dtype = dtypes.promote_types(dtype, t.data.dtype)

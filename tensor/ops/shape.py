@@ -94,7 +94,7 @@ def _target_shape(shape, in_shape, op):
         return shape  # the common case: nothing to infer
     if product < 0 and min(shape) == -1 and shape.count(-1) == 1 and count % -product == 0:
         return shape  # one -1, and the other sizes divide the element count
-    if min(shape) < -1 or shape.count(-1) > 1:
+    if min(shape, default=0) < -1 or shape.count(-1) > 1:
         raise ShapeError(f"{op}: invalid shape {shape}: sizes must be >= 0, with at most one -1 to infer")
     if -1 not in shape:
         raise ShapeError(
