@@ -1,64 +1,43 @@
 """Collectives among the ranks of one node, through shared memory.
 
-Each rank owns one shared file with two *banks* (alternated step by step); all ranks of the node map
-every rank's file. A collective is cut into steps of at most one bank; each step is: write into my own
-bank -> barrier -> read the others' banks (and, for reductions, reduce my slice and barrier again).
-Because consecutive steps use different banks, a step's writes can never overwrite what a slower rank
-is still reading from the previous step: that rank must pass the next step's barrier first.
+Each rank owns one shared file of BANKS equal *banks*; all ranks of the node map every rank's file.
+A collective is cut into steps of at most one bank, step k using bank k % BANKS of every rank.
 
-All-reduce of n elements over N ranks, per step (rank r owns slice p_r, about n/N elements):
-  1. copy every slice p_k (k != r) of my array into my bank;
-  2. barrier;
-  3. reduce slice p_r in place inside rank r+1's bank: acc = bank[r+1][p_r] op x[p_r] op bank[j][p_r]...;
-  4. barrier;
-  5. copy every reduced slice p_k from bank[k+1] into my array.
-Per rank that moves (N-1)/N*n + n elements and reduces n/N of them: a reduce-scatter then an all-gather.
-Each slice is reduced once, by one rank, so every rank ends with bit-identical results.
+All-reduce of n elements over N ranks is a pipeline (rank r owns slice p_r of each step, about 1/N):
+  scatter k: copy every slice p_j (j != r) of my step k into my bank; publish "scattered k";
+  reduce k:  once all scattered k, reduce slice p_r in place inside rank r+1's bank:
+             acc = bank[r+1][p_r] op x[p_r] op bank[j][p_r]...; publish "reduced k";
+  gather k:  once all reduced k, copy every reduced slice p_j from bank[j+1] into my array;
+             publish "gathered k".
+A rank scatters up to BANKS steps ahead, as long as every rank has gathered the step that used that
+bank before, so a rank that was descheduled for a moment finds its peers' data ready instead of
+holding them all at a barrier. Per rank that moves (N-1)/N*n + n elements and reduces n/N of them:
+a reduce-scatter then an all-gather. Each slice is reduced once, by one rank, so every rank ends with
+bit-identical results.
 
-Synchronisation is a per-rank epoch counter in a shared control block: a barrier stores my next epoch,
-rings the node's doorbell, and waits until every rank's epoch reached it: a short spin (peers usually
-arrive within microseconds), then sleeps on the doorbell (a futex: no CPU burnt, woken at once by the
-next arrival). Every wait checks its deadline and the abort flags (this process's AbortSignal and the
-node's shared abort word) at least every few milliseconds, so nothing hangs.
+The other collectives take one barrier per step: write my bank -> barrier -> read the others'. Since
+consecutive steps use different banks, a step's writes never overwrite what a slower rank is still
+reading: that rank must pass the next barrier first. Every collective starts with a header barrier
+that checks all ranks called the same thing (and grows the banks when needed).
 """
 
 from __future__ import annotations
 
 import mmap
-import platform
-import threading
 
 import numpy as np
 
 from dist.comm.base import Deadline
-from dist.comm.doorbell import Doorbell
 from dist.comm.shm import ControlBlock, SharedFile
-from dist.errors import CollectiveAborted, CollectiveError, CollectiveTimeout
+from dist.comm.sync import GATHERED, REDUCED, SCATTERED, NodeSync
+from dist.errors import CollectiveError
 
 UFUNCS = {"sum": np.add, "max": np.maximum, "min": np.minimum}
 _OP_CODES = {"allreduce": 1, "reduce": 2, "broadcast": 3, "allgather": 4, "reduce_scatter": 5, "barrier": 6}
 _REDUCE_CODES = {"sum": 1, "max": 2, "min": 3}
 _NO_DATA = np.empty(0, dtype=np.uint8)
 MIN_BANK_BYTES = 64 * 1024
-_SPIN_CHECKS = 64  # tight polls (about 1 us each) before sleeping on the doorbell
-_SLEEP_SLICE_S = 5e-3  # the longest doorbell sleep between abort and deadline checks
-
-
-def _make_fence():
-    """A full memory barrier around the epoch store/load. x86-64 keeps stores in order and loads in order
-    (TSO), which is all the data-then-epoch handoff needs, so there it is free; elsewhere a lock round
-    trip, whose atomic instructions order memory on every platform CPython supports."""
-    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
-        return lambda: None
-    lock = threading.Lock()
-
-    def fence() -> None:
-        with lock:
-            pass
-    return fence
-
-
-_fence = _make_fence()
+BANKS = 4  # banks per rank: how many steps of an all-reduce a rank may run ahead of the slowest
 
 
 class NodeGroup:
@@ -71,13 +50,13 @@ class NodeGroup:
     def __init__(self, ctrl: ControlBlock | None, local_rank: int, ranks: list[int], path_prefix: str,
                  abort=None, max_bank_bytes: int = 4 << 20):
         self.size, self.local_rank, self.ranks = len(ranks), local_rank, list(ranks)
-        self._ctrl, self._prefix, self._abort = ctrl, path_prefix, abort
-        self._doorbell = Doorbell(ctrl.doorbell_word) if ctrl is not None else None
+        self._ctrl, self._prefix = ctrl, path_prefix
+        self._sync = NodeSync(ctrl, local_rank, ranks, abort) if ctrl is not None else None
         self._max_bank_bytes = max_bank_bytes
-        self._epoch = self._step = self._op_index = self._generation = 0
+        self._step = self._op_index = self._generation = 0
         self._bank_bytes = 0
         self._files: list[SharedFile] = []
-        self._banks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._banks: list[list[np.ndarray]] = []  # [rank][bank]
 
     # -- collectives -----------------------------------------------------------------------------
 
@@ -89,30 +68,54 @@ class NodeGroup:
             return
         self._begin("reduce" if root_only else "allreduce", flat, _REDUCE_CODES[op], flat.nbytes, deadline, label)
         step = max(1, self._bank_bytes // flat.itemsize)  # 1 when empty: no steps run, no banks needed
-        for start in range(0, flat.size, step):
-            self._allreduce_step(flat[start:start + step], UFUNCS[op], deadline, divide_by, root_only, label)
+        chunks = [flat[start:start + step] for start in range(0, flat.size, step)]
+        first = self._take_steps(len(chunks))
+        parts = [_split(chunk.size, self.size) for chunk in chunks]
+        scattered = 0
+        for i, chunk in enumerate(chunks):
+            scattered = self._scatter_ahead(chunks, parts, first, i, scattered, deadline, label)
+            self._sync.wait(SCATTERED, first + i, deadline, label)
+            banks = self._bank_views(first + i, chunk.dtype, chunk.size)
+            self._reduce_my_part(chunk, banks, parts[i], UFUNCS[op], divide_by)
+            self._sync.publish(REDUCED, first + i)
+            if not root_only or self.local_rank == 0:
+                self._sync.wait(REDUCED, first + i, deadline, label)
+                for k, (a, b) in enumerate(parts[i]):
+                    if b > a:
+                        np.copyto(chunk[a:b], banks[(k + 1) % self.size][a:b])
+            self._sync.publish(GATHERED, first + i)
 
-    def _allreduce_step(self, chunk, ufunc, deadline, divide_by, root_only, label) -> None:
+    def _scatter_ahead(self, chunks, parts, first: int, current: int, scattered: int, deadline: Deadline,
+                       label: str) -> int:
+        """Copy the others' slices of the next chunks into my banks: chunk ``current`` now (waiting for its
+        bank if need be), later ones only while their banks are already free. Returns how many are done."""
+        me = self.local_rank
+        while scattered < min(len(chunks), current + BANKS):
+            previous = first + scattered - BANKS  # the step of this op that used the bank before
+            if previous >= first:  # (earlier ops finished before this op's header barrier)
+                if scattered > current and not self._sync.reached(GATHERED, previous):
+                    break
+                self._sync.wait(GATHERED, previous, deadline, label)
+            chunk = chunks[scattered]
+            mine = self._bank_views(first + scattered, chunk.dtype, chunk.size)[me]
+            for k, (a, b) in enumerate(parts[scattered]):
+                if k != me and b > a:
+                    np.copyto(mine[a:b], chunk[a:b])
+            self._sync.publish(SCATTERED, first + scattered)
+            scattered += 1
+        return scattered
+
+    def _reduce_my_part(self, chunk, banks, parts, ufunc, divide_by) -> None:
         n, me = self.size, self.local_rank
-        banks = self._views(chunk.dtype, chunk.size)
-        parts = _split(chunk.size, n)
-        for k, (a, b) in enumerate(parts):
-            if k != me and b > a:
-                np.copyto(banks[me][a:b], chunk[a:b])
-        self._barrier(deadline, label)
         a, b = parts[me]
-        if b > a:
-            acc = banks[(me + 1) % n][a:b]  # rank me+1's copy of my slice: nobody else touches it now
-            ufunc(acc, chunk[a:b], out=acc)
-            for j in range(n):
-                if j not in (me, (me + 1) % n):
-                    ufunc(acc, banks[j][a:b], out=acc)
-            _divide(acc, divide_by)
-        self._barrier(deadline, label)
-        if not root_only or me == 0:
-            for k, (a, b) in enumerate(parts):
-                if b > a:
-                    np.copyto(chunk[a:b], banks[(k + 1) % n][a:b])
+        if b == a:
+            return
+        acc = banks[(me + 1) % n][a:b]  # rank me+1's copy of my slice: nobody else touches it now
+        ufunc(acc, chunk[a:b], out=acc)
+        for j in range(n):
+            if j not in (me, (me + 1) % n):
+                ufunc(acc, banks[j][a:b], out=acc)
+        _divide(acc, divide_by)
 
     def broadcast(self, flat: np.ndarray, root: int, deadline: Deadline, label: str = "broadcast") -> None:
         """Copy local rank ``root``'s ``flat`` into every rank's ``flat``."""
@@ -122,10 +125,10 @@ class NodeGroup:
         step = max(1, self._bank_bytes // flat.itemsize)  # 1 when empty: no steps run, no banks needed
         for start in range(0, flat.size, step):
             chunk = flat[start:start + step]
-            bank = self._views(flat.dtype, chunk.size)[root]
+            bank = self._bank_views(self._take_steps(1), flat.dtype, chunk.size)[root]
             if self.local_rank == root:
                 np.copyto(bank, chunk)
-            self._barrier(deadline, label)
+            self._sync.barrier(deadline, label)
             if self.local_rank != root:
                 np.copyto(chunk, bank)
 
@@ -138,9 +141,9 @@ class NodeGroup:
         step = max(1, self._bank_bytes // flat.itemsize)  # 1 when empty: no steps run, no banks needed
         for start in range(0, flat.size, step):
             chunk = flat[start:start + step]
-            banks = self._views(flat.dtype, chunk.size)
+            banks = self._bank_views(self._take_steps(1), flat.dtype, chunk.size)
             np.copyto(banks[self.local_rank], chunk)
-            self._barrier(deadline, label)
+            self._sync.barrier(deadline, label)
             for j, bank in enumerate(banks):
                 np.copyto(out[j, start:start + chunk.size], bank)
 
@@ -158,11 +161,11 @@ class NodeGroup:
         ufunc = UFUNCS[op]
         for s in range(0, parts.shape[1], step):
             e = min(parts.shape[1], s + step)
-            banks = [v.reshape(n, e - s) for v in self._views(flat.dtype, n * (e - s))]
+            banks = [v.reshape(n, e - s) for v in self._bank_views(self._take_steps(1), flat.dtype, n * (e - s))]
             for j in range(n):
                 if j != me:
                     np.copyto(banks[me][j], parts[j, s:e])
-            self._barrier(deadline, label)
+            self._sync.barrier(deadline, label)
             others = [banks[j][me] for j in range(n) if j != me]
             ufunc(parts[me, s:e], others[0], out=out[s:e])
             for other in others[1:]:
@@ -181,7 +184,7 @@ class NodeGroup:
         self._op_index += 1
         descriptor = (_OP_CODES[name], flat.dtype.num, flat.size, arg)
         self._ctrl.descriptors[self.local_rank, slot:slot + 4] = descriptor
-        self._barrier(deadline, label)
+        self._sync.barrier(deadline, label)
         seen = self._ctrl.descriptors[:, slot:slot + 4]
         if not (seen == descriptor).all():
             self.signal_abort()
@@ -198,72 +201,36 @@ class NodeGroup:
         bank = max(MIN_BANK_BYTES, 1 << (needed - 1).bit_length())
         bank = min(_round_up(bank, mmap.PAGESIZE), _round_up(self._max_bank_bytes, mmap.PAGESIZE))
         self._generation += 1
-        own = SharedFile(self._path(self.ranks[self.local_rank]), 2 * bank)
+        own = SharedFile(self._path(self.ranks[self.local_rank]), BANKS * bank)
         try:
-            self._barrier(deadline, label)  # every rank created its file
+            self._sync.barrier(deadline, label)  # every rank created its file
             files = [own if j == self.local_rank else SharedFile(self._path(r)) for j, r in enumerate(self.ranks)]
-            self._barrier(deadline, label)  # every rank mapped every file: the names can go
+            self._sync.barrier(deadline, label)  # every rank mapped every file: the names can go
         finally:
             own.unlink()
         old, self._files, self._bank_bytes = self._files, files, bank
-        self._banks = [(f.array[:bank], f.array[bank:2 * bank]) for f in files]
+        self._banks = [[f.array[k * bank:(k + 1) * bank] for k in range(BANKS)] for f in files]
         for f in old:
             f.close()
 
     def _path(self, rank: int) -> str:
         return f"{self._prefix}-r{rank}-g{self._generation}"
 
-    def _views(self, dtype, count: int) -> list[np.ndarray]:
-        """Every rank's bank for the next step, as ``count`` elements of ``dtype``."""
-        parity = self._step % 2
-        self._step += 1
+    def _take_steps(self, count: int) -> int:
+        """Number the next ``count`` steps (from 1, the same on every rank); returns the first."""
+        first = self._step + 1
+        self._step += count
+        return first
+
+    def _bank_views(self, step: int, dtype, count: int) -> list[np.ndarray]:
+        """Every rank's bank for ``step``, as ``count`` elements of ``dtype``."""
         nbytes = count * np.dtype(dtype).itemsize
-        return [banks[parity][:nbytes].view(dtype) for banks in self._banks]
-
-    # -- synchronisation -------------------------------------------------------------------------
-
-    def _barrier(self, deadline: Deadline, label: str) -> None:
-        self._epoch += 1
-        _fence()  # my data writes become visible before my epoch does
-        self._ctrl.epochs[self.local_rank] = self._epoch
-        self._doorbell.ring()
-        self._wait_for(self._epoch, deadline, label)
-        _fence()  # and the others' data before I read it
-
-    def _wait_for(self, epoch: int, deadline: Deadline, label: str) -> None:
-        epochs = self._ctrl.epochs
-        for _ in range(_SPIN_CHECKS):
-            if epochs.min() >= epoch:
-                return
-        while True:
-            seen = self._doorbell.value()  # read before the check: a ring after it ends the sleep
-            if epochs.min() >= epoch:
-                return
-            self._check_abort(label)
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                self._time_out(epoch, label, deadline.timeout_s)
-            self._doorbell.sleep(seen, min(remaining, _SLEEP_SLICE_S))
-
-    def _check_abort(self, label: str) -> None:
-        me = self.ranks[self.local_rank]
-        if self._abort is not None and self._abort.is_set():
-            raise CollectiveAborted(label, self._abort.reason or "aborted", me)
-        if self._ctrl.abort[0]:
-            who = int(self._ctrl.abort[1]) - 1
-            raise CollectiveAborted(label, f"rank {who} on this node gave up on a collective (see its error)", me)
-
-    def _time_out(self, epoch: int, label: str, timeout_s: float) -> None:
-        missing = [r for j, r in enumerate(self.ranks) if self._ctrl.epochs[j] < epoch]
-        self.signal_abort()
-        raise CollectiveTimeout(label, timeout_s, missing, self.ranks[self.local_rank])
+        return [banks[step % BANKS][:nbytes].view(dtype) for banks in self._banks]
 
     def signal_abort(self) -> None:
         """Make every rank of this node give up its current and future collectives at once."""
-        if self._ctrl is not None:
-            self._ctrl.abort[1] = self.ranks[self.local_rank] + 1
-            self._ctrl.abort[0] = 1
-            self._doorbell.ring()  # wake the sleepers now rather than at their next slice
+        if self._sync is not None:
+            self._sync.signal_abort()
 
     def close(self) -> None:
         self._banks = []

@@ -82,8 +82,8 @@ class ControlBlock:
     """The words the ranks of one node synchronise on, one cache line per writer so they never share one.
 
     Layout (int64 lines): line 0: [abort flag, rank that aborted + 1]; line 1: the doorbell (its first
-    32 bits, see dist.comm.doorbell); then per local rank two lines: A: [barrier epoch], B: two operation
-    descriptors (op, dtype, count, arg) used alternately.
+    32 bits, see dist.comm.doorbell); then per local rank two lines: A: its progress counters (see
+    dist.comm.sync), B: two operation descriptors (op, dtype, count, arg) used alternately.
     """
 
     def __init__(self, file: SharedFile, size: int):
@@ -92,7 +92,7 @@ class ControlBlock:
         self.abort = words[0]
         self.doorbell_word = words[1].view(np.int32)[:1]
         per_rank = words[2:2 + 2 * size].reshape(size, 2, LINE_WORDS)
-        self.epochs = per_rank[:, 0, 0]  # strided view: epochs.min() checks every rank at once
+        self.progress = per_rank[:, 0, :4]  # (size, 4): progress[:, c].min() checks every rank at once
         self.descriptors = per_rank[:, 1, :]  # (size, 8): two descriptors of 4 words each
 
     @staticmethod
