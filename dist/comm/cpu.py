@@ -21,7 +21,7 @@ import numpy as np
 
 from dist.comm.base import DEFAULT_TIMEOUT_S, Communicator, CompletedWork, Deadline, Work
 from dist.comm.crossnode import LeaderExchange
-from dist.comm.node import MIN_BANK_BYTES, NodeGroup
+from dist.comm.node import BANKS, MIN_BANK_BYTES, NodeGroup
 from dist.comm.shm import ControlBlock, SharedFile, shm_dir
 from dist.errors import CollectiveAborted, CollectiveError, CollectiveTimeout
 
@@ -81,7 +81,7 @@ class CpuCommunicator(Communicator):
         key: unique per communicator in the job and the same on every rank (names its kv entries
             and shared files); init_communicator picks one.
         timeout_s: default timeout of each collective, and of the setup here.
-        max_buffer_bytes: size of each shared-memory bank (two per rank, allocated on first use, grown
+        max_buffer_bytes: size of each shared-memory bank (four per rank, allocated on first use, grown
             up to this); bigger arrays move in steps of this size.
         node_ids: each rank's node id; default: from the coordinator's rendezvous.
     """
@@ -135,7 +135,8 @@ class CpuCommunicator(Communicator):
         """The node's leader creates the control block; all map it; then its name is removed."""
         node = self.topology.node_of[self.rank]
         members = list(self.topology.members[node])
-        local_rank, prefix = members.index(self.rank), os.path.join(shm_dir(), f"raygrad-{uid}-n{node}")
+        planned = len(members) * BANKS * max_buffer_bytes
+        local_rank, prefix = members.index(self.rank), os.path.join(shm_dir(planned), f"raygrad-{uid}-n{node}")
         shared = len(members) > 1
         everyone = range(self.world_size)
         ctrl_file = SharedFile(prefix + "-ctrl", ControlBlock.nbytes(len(members))) if shared and local_rank == 0 else None

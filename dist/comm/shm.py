@@ -20,10 +20,15 @@ import numpy as np
 LINE_WORDS = 8  # int64 words per 64-byte cache line
 
 
-def shm_dir() -> str:
-    """Where shared-memory files live: /dev/shm (RAM) where it exists, else the temp directory."""
+def shm_dir(planned_bytes: int = 0) -> str:
+    """Where shared-memory files live: /dev/shm (RAM), unless it is missing or too small to hold
+    ``planned_bytes`` four times over (Docker gives containers 64 MB by default), then the temp directory
+    (a file in the page cache: slower, but it works). Every rank of a node decides alike: the answer
+    depends on the size of /dev/shm, not on what is free at the moment."""
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        return "/dev/shm"
+        stats = os.statvfs("/dev/shm")
+        if stats.f_blocks * stats.f_frsize >= 4 * planned_bytes:
+            return "/dev/shm"
     return tempfile.gettempdir()
 
 

@@ -174,3 +174,11 @@ def test_missing_rank_times_out_naming_it_and_aborts_the_others():
     timeouts = [e for e in results[:2] if isinstance(e, CollectiveTimeout)]
     assert timeouts and all(e.missing_ranks == [2] for e in timeouts)
     assert all(isinstance(e, (CollectiveTimeout, CollectiveAborted)) for e in results[:2])
+
+
+def test_shared_files_fall_back_to_the_temp_dir_when_dev_shm_is_too_small():
+    import tempfile
+
+    assert shm_dir(1 << 60) == tempfile.gettempdir()
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        assert shm_dir(0) == "/dev/shm"
