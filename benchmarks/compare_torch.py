@@ -12,7 +12,8 @@ forward, loss, backward, optimizer step and loss.item()), with the ratio each mu
                cross-entropy over every token                                      ratio <= 1.3
 - tiny_mlp:    64-128-10 with ReLU, batch 64, cross-entropy (Python overhead)    ratio <= 2.0
 
-Method: each workload is built in raygrad, and torch loads raygrad's state dict, so both start
+Method: each workload runs in a fresh process (so what one workload left in the C allocator does
+not change the next). It is built in raygrad, and torch loads raygrad's state dict, so both start
 from the same weights and see the same batch. After warm-up steps the two are measured in
 alternating blocks of steps (the order flips each round), so a burst of load from other
 processes hits both alike. Each block gives one per-step time on two clocks: wall time
@@ -35,6 +36,8 @@ BLAS kernel threadpoolctl reports and warns when either variable is set.
 Page faults: the last column is each framework's minor page faults per step (median). Many of them
 mean the C allocator returned freed memory to the OS at the end of a step (glibc trims the top of
 its heap) and each step pays again for fresh zeroed pages: time that counts in both clocks.
+To see a run without that cost, keep glibc's freed memory mapped for the benchmark command:
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 (both: either alone makes it worse).
 
 Sanity: both frameworks take the same steps from the same weights, so their losses should
 agree closely (float32 rounding apart) and decrease; one line per workload says so.
