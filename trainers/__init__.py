@@ -2,6 +2,7 @@
 
     from trainers import Trainer, train_loop, ScalingConfig, RunConfig, CheckpointConfig, FailureConfig
     from trainers import session       # report, get_context, get_dataset_shard, prepare_model, ...
+    from trainers import sweep         # hyperparameter sweeps on Ray Tune
 
 Names are loaded on first use, so `import trainers.config` (the CLI's --help) stays light.
 """
@@ -13,6 +14,8 @@ _EXPORTS = {
     "Trainer": "trainers.trainer",
     "train_loop": "trainers.runner",
     "Result": "trainers.runner",
+    "sweep": "trainers.sweep_run",
+    "SweepResult": "trainers.sweep_run",
     "ScalingConfig": "trainers.config",
     "RunConfig": "trainers.config",
     "CheckpointConfig": "trainers.config",

@@ -34,7 +34,7 @@ def sweep(sweep_file, overrides, resume, num_samples, max_concurrent, workers_pe
       raygrad sweep examples/sweeps/sweep.yaml --set epochs=3 --num-samples 1 --max-concurrent 2
       raygrad sweep examples/sweeps/sweep.yaml --no-resume          # start over
     """
-    from .sweep import sweep as run_sweep
+    from .sweep_run import sweep as run_sweep
     from .sweep_config import load_sweep
 
     options = {"num_samples": num_samples, "max_concurrent": max_concurrent, "workers_per_trial": workers_per_trial,

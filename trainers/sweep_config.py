@@ -16,7 +16,7 @@
       model.kwargs.channels: {grid: [16, 32]}
 
 Unknown keys are errors that suggest the nearest valid key. `load_sweep` returns the keyword
-arguments of trainers.sweep.sweep.
+arguments of trainers.sweep().
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from ray import tune
 
 from trainers import cli
 from trainers.errors import ConfigError, TrainingFailedError
-from trainers.sweep import sweep
+from trainers import sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

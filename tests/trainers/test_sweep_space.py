@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from trainers import cli
 from trainers.errors import ConfigError
 from trainers.job import load_job
-from trainers.sweep import sweep
+from trainers import sweep
 from trainers.sweep_config import load_sweep
 from trainers.sweep_space import make_scheduler, make_searcher, parse_space
 

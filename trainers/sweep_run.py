@@ -1,6 +1,6 @@
 """Hyperparameter sweeps on Ray Tune: many raygrad training runs of one job, each with its own values.
 
-    from trainers.sweep import sweep
+    from trainers import sweep
 
     result = sweep("examples/vision/digits.yaml",
                    space={"optimizer.lr": {"loguniform": [1e-4, 1e-2]}, "model.kwargs.channels": {"grid": [16, 32]}},
