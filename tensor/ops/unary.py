@@ -110,9 +110,18 @@ def _erf(xp, x):
     return _erf_cody(x) if x.dtype == np.float64 else _erf_single(x)
 
 
+# The same numbers as 0-d float64 arrays, and maximum/minimum instead of np.clip: NumPy resolves
+# each Python float operand on every call and np.clip adds a Python wrapper, together about half of
+# erf's time on a small tensor. The results are bit for bit the same.
+_ERF_SINGLE_ARRAYS = tuple(tuple(np.full((), c) for c in coeffs) for coeffs in _ERF_SINGLE)
+_ERF_SINGLE_BOUNDS = np.full((), -4.0), np.full((), 4.0)
+
+
 def _erf_single(x):
-    clipped = np.clip(x, -4.0, 4.0, dtype=np.float64)
-    out = _rational(clipped * clipped, _ERF_SINGLE)
+    low, high = _ERF_SINGLE_BOUNDS
+    clipped = np.maximum(x, low, dtype=np.float64)
+    np.minimum(clipped, high, out=clipped)
+    out = _rational(clipped * clipped, _ERF_SINGLE_ARRAYS)
     out *= clipped
     return out.astype(x.dtype)
 
