@@ -99,8 +99,10 @@ def _matmul_error(op, sa, sb):
 
 def matmul(a, b):
     """torch.matmul: dot, matrix-vector, matrix-matrix or broadcast batched product."""
-    _check_tensors("matmul", a, b)
-    a, b = autocast_inputs(a, b)  # float16 on CUDA inside tensor.amp.autocast; a no-op otherwise
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        _check_tensors("matmul", a, b)  # raises
+    if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:  # autocast only casts CUDA tensors
+        a, b = autocast_inputs(a, b)  # float16 on CUDA inside tensor.amp.autocast; a no-op otherwise
     if a.data.dtype is not b.data.dtype:  # both are Tensors here: skip the call in the common case
         a, b = promote(a, b)
     return Matmul.apply(a, b)
