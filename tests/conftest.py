@@ -50,3 +50,17 @@ def ray_cluster():
     yield ray.get_runtime_context()
     if started_here:
         ray.shutdown()
+
+
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C tests send SIGINT to this process: make sure it raises KeyboardInterrupt here.
+
+    A command started in the background by a non-interactive shell (`pytest &`) inherits SIGINT as
+    ignored, and Python then never installs its handler; restore the default for the test's duration.
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

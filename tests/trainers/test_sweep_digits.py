@@ -132,7 +132,7 @@ class InterruptAfter(tune.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_an_interrupted_sweep_continues_where_it_stopped(ray_cluster, tmp_path):
+def test_an_interrupted_sweep_continues_where_it_stopped(ray_cluster, tmp_path, sigint_raises):
     job = write_job(tmp_path)
     arguments = dict(job=job, space={"optimizer.lr": {"grid": [0.02, 0.01, 0.005, 0.003]}}, metric="accuracy",
                      max_concurrent=2, workers_per_trial=0, name="resume", storage_path=str(tmp_path / "sweeps"),

@@ -65,7 +65,7 @@ def wait_for_ctrl_c(config):
     raise AssertionError("never stopped")
 
 
-def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(ray_cluster, tmp_path):
+def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(ray_cluster, tmp_path, sigint_raises):
     marker = tmp_path / "checkpointed"
 
     def press_ctrl_c():
