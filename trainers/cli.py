@@ -1,4 +1,4 @@
-"""The `raygrad` command line (click): train, eval, info, cluster (and sweep, from trainers.sweep).
+"""The `raygrad` command line (click): train, eval, generate, info, cluster (and sweep, from trainers.sweep).
 
 Exit codes: 0 success; 1 a training run that failed (with the rank's error); 2 a bad argument,
 config or file (one clear line, no traceback); 130 interrupted with Ctrl-C (last checkpoint kept).
@@ -125,6 +125,34 @@ def evaluate(checkpoint, data_path, job_file, batch_size):
         fail(str(exc))
     for key, value in metrics.items():
         click.echo(f"{key:>16s}  {value:.6g}" if isinstance(value, float) else f"{key:>16s}  {value}")
+
+
+# ----------------------------------------------------------------------------------------- generate
+@main.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--prompt", default="", show_default=True, help="Text the sample starts with.")
+@click.option("--length", type=click.IntRange(min=1), default=200, show_default=True, help="Characters to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Below 1: likelier, safer text; 0: always the most likely (greedy).")
+@click.option("--seed", type=int, help="Seed the sampling for a repeatable result.")
+@click.option("--job", "job_file", type=click.Path(dir_okay=False),
+              help="Job YAML that defines the model (default: job.yaml of the checkpoint's run).")
+def generate(checkpoint, prompt, length, temperature, seed, job_file):
+    """Print text sampled from CHECKPOINT's model (a checkpoint file or a run folder).
+
+    The model class must define generate(prompt, length, temperature) -> str.
+
+    \b
+    Example:
+      raygrad generate runs/charlm --prompt "def " --length 200 --temperature 0.8
+    """
+    try:
+        from .generate import generate_text
+
+        text = generate_text(checkpoint, prompt, length, temperature, job_file=job_file, seed=seed)
+    except _user_errors() as exc:
+        fail(str(exc))
+    click.echo(text)
 
 
 # --------------------------------------------------------------------------------------------- info
