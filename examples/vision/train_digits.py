@@ -1,6 +1,6 @@
 """Train the digits CNN in one process on the shipped UCI 8x8 digits (no Ray needed).
 
-    python examples/vision/train_digits.py [--epochs 15] [--batch-size 64]
+    python examples/vision/train_digits.py [--epochs 8] [--batch-size 64]
 
 The distributed version of the same job is `raygrad train examples/vision/digits.yaml`.
 """
@@ -40,12 +40,14 @@ def evaluate(model, images, labels, batch_size=512):
     return correct / len(labels)
 
 
-def train(epochs=15, batch_size=64, lr=2e-3, seed=0, log=print):
+def train(epochs=8, batch_size=64, lr=2e-3, seed=0, log=print):
     tensor.manual_seed(seed)
     x_train, y_train = load("train")
     x_test, y_test = load("test")
     model = DigitsCNN()
     optimizer = tensor.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    # Decaying the learning rate to 0 over the run settles the last epochs (no late accuracy dips).
+    scheduler = tensor.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
         start, total = time.perf_counter(), 0.0
@@ -57,6 +59,7 @@ def train(epochs=15, batch_size=64, lr=2e-3, seed=0, log=print):
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+        scheduler.step()
         accuracy = evaluate(model, x_test, y_test)
         log(f"epoch {epoch + 1:2d}  loss {total / len(order):.4f}  test accuracy {accuracy:.4f}  "
             f"({time.perf_counter() - start:.1f}s)")
@@ -65,7 +68,7 @@ def train(epochs=15, batch_size=64, lr=2e-3, seed=0, log=print):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
