@@ -83,18 +83,25 @@ SCHEMA = {
 REQUIRED = ("model.class", "data.train", "data.features")
 
 
-def load_job(path, overrides=()) -> dict:
-    """Read a job YAML, apply `key=value` overrides, fill defaults, and validate everything."""
+def read_yaml_mapping(path, kind: str, keys: str) -> dict:
+    """The mapping in a YAML file, or a ConfigError naming the file: missing, not YAML, not a mapping."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ConfigError(f"job file {path} does not exist")
+        raise ConfigError(f"{kind} file {path} does not exist")
     with open(path) as f:
         try:
             raw = yaml.safe_load(f)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of job keys (name, model, data, ...), got {type(raw).__name__}")
+        raise ConfigError(f"{path} must hold a mapping of {keys}, got {type(raw).__name__}")
+    return raw
+
+
+def load_job(path, overrides=()) -> dict:
+    """Read a job YAML, apply `key=value` overrides, fill defaults, and validate everything."""
+    path = os.fspath(path)
+    raw = read_yaml_mapping(path, "job", "job keys (name, model, data, ...)")
     job = parse_job(raw, overrides)
     job["base_dir"] = job["base_dir"] or os.path.dirname(os.path.abspath(path))
     return job

@@ -26,6 +26,7 @@ import os
 import yaml
 
 from .errors import ConfigError
+from .job import read_yaml_mapping
 
 REQUIRED = ("job", "space", "metric")
 OPTIONAL = ("mode", "num_samples", "search", "scheduler", "max_concurrent", "workers_per_trial", "name",
@@ -35,15 +36,7 @@ OPTIONAL = ("mode", "num_samples", "search", "scheduler", "max_concurrent", "wor
 def load_sweep(path, overrides=()) -> dict:
     """sweep() keyword arguments from a SWEEP.yaml; `overrides` (key=value job overrides) come after its `set`."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ConfigError(f"sweep file {path} does not exist")
-    with open(path) as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping with keys {', '.join(REQUIRED)}, ...; got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "sweep", f"sweep keys ({', '.join(REQUIRED)}, ...)")
     for key in raw:
         if key not in REQUIRED + OPTIONAL:
             close = difflib.get_close_matches(str(key), REQUIRED + OPTIONAL, n=1, cutoff=0.5)
