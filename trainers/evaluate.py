@@ -31,15 +31,8 @@ def evaluate_checkpoint(checkpoint, data_path, *, job_file=None, batch_size: int
     from .build import Ref, loss_from
     from .loop import split_batch
 
-    found = _checkpoint(checkpoint)
-    job, base_dir = _job(job_file or _job_beside(found.path))
     device = device or local_device()
-    state = found.load(map_location=device)
-    if "model" not in state:
-        raise ConfigError(f"{found.path} holds no 'model' state (keys: {sorted(state)}); was it written by Trainer?")
-    model = Ref(job["model"]["class"], base_dir, job["model"]["kwargs"])()
-    model.load_state_dict(state["model"])
-    model.to(device)
+    model, job, base_dir = load_model_and_job(checkpoint, job_file=job_file, device=device)
     data = job["data"]
     transform = Ref(data["transform"], base_dir) if data["transform"] else None
     dataset = Dataset(data_path, columns=data["columns"] or None, transform=transform, name="eval")
@@ -49,6 +42,26 @@ def evaluate_checkpoint(checkpoint, data_path, *, job_file=None, batch_size: int
                        loss_fn=loss_from(job["loss"], base_dir),
                        metrics=resolve_metrics(job["metrics"]), all_gather=lambda value: [value], prefix="")
     return {"samples": dataset.num_rows, **results}
+
+
+def load_model_and_job(checkpoint, *, job_file=None, device=None):
+    """(model on `device` with the checkpoint's weights, its job, the job's base_dir).
+
+    checkpoint: a checkpoint file, or a run folder (its latest valid checkpoint); the job is the run's
+    job.yaml unless job_file is given. Used by `raygrad eval` and `raygrad generate`.
+    """
+    from .backend import local_device
+    from .build import Ref
+
+    found = _checkpoint(checkpoint)
+    job, base_dir = _job(job_file or _job_beside(found.path))
+    device = device or local_device()
+    state = found.load(map_location=device)
+    if "model" not in state:
+        raise ConfigError(f"{found.path} holds no 'model' state (keys: {sorted(state)}); was it written by Trainer?")
+    model = Ref(job["model"]["class"], base_dir, job["model"]["kwargs"])()
+    model.load_state_dict(state["model"])
+    return model.to(device), job, base_dir
 
 
 def _checkpoint(path) -> Checkpoint:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError
-from .evaluate import _checkpoint, _job, _job_beside
+from .evaluate import load_model_and_job
 
 
 def load_model(checkpoint, *, job_file=None, device=None):
@@ -24,18 +24,8 @@ def load_model(checkpoint, *, job_file=None, device=None):
 
     checkpoint: a checkpoint file, or a run folder (its latest valid checkpoint).
     """
-    from .backend import local_device
-    from .build import Ref
-
-    found = _checkpoint(checkpoint)
-    job, base_dir = _job(job_file or _job_beside(found.path))
-    device = device or local_device()
-    state = found.load(map_location=device)
-    if "model" not in state:
-        raise ConfigError(f"{found.path} holds no 'model' state (keys: {sorted(state)}); was it written by Trainer?")
-    model = Ref(job["model"]["class"], base_dir, job["model"]["kwargs"])()
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    model, _, _ = load_model_and_job(checkpoint, job_file=job_file, device=device)
+    return model.eval()
 
 
 def generate_text(checkpoint, prompt: str = "", length: int = 200, temperature: float = 1.0, *, job_file=None,
