@@ -3,7 +3,7 @@
 Ordering: each op records an event on the caller's current (compute) stream and makes our stream wait
 for it, so the collective sees every kernel queued before it; ``Work.wait()`` makes the compute stream
 wait for the op's completion event, so kernels queued after it see the result. The host only blocks
-in ``wait()``, where it polls the completion event with ``query()`` so that it can honour the op's
+in ``wait()``, where it polls the completion event's ``done`` flag (cudaEventQuery) so that it can honour the op's
 timeout and the job's abort flag; on either it calls ``NcclCommunicator.abort()`` (ncclCommAbort),
 which makes the stuck kernels exit, and the communicator is unusable afterwards.
 
@@ -57,7 +57,7 @@ class NcclWork(Work):
         return self._result
 
     def is_completed(self) -> bool:
-        return self._finished or self._done.query()
+        return self._finished or self._done.done
 
 
 class NcclCommunicator(Communicator):
@@ -211,7 +211,7 @@ class NcclCommunicator(Communicator):
         """Poll ``event`` until done; abort the communicator on the op's timeout or the job's abort."""
         wait_until = deadline.at if timeout is None else min(deadline.at, time.monotonic() + timeout)
         checks = 0
-        while not event.query():
+        while not event.done:  # cupy.cuda.Event.done is cudaEventQuery
             checks += 1
             if checks < _SPIN_CHECKS:
                 continue

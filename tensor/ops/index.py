@@ -132,7 +132,7 @@ def _check_bounds_on_device(x, index):
             check_range("index", item, dim, x.shape[dim], allow_negative=True)
 
 
-def _explain(op, x, index, exc):
+def explain_index_error(op, x, index, exc):
     """A clearer IndexError than NumPy's, naming the bad index value, the dim and its size."""
     for item, dim in _indexed_dims(index, x.ndim):
         if dim >= x.ndim:
@@ -199,7 +199,7 @@ def getitem(x, index):
             return BasicIndex.apply(x, index)
         return AdvancedIndex.apply(x, index, kind == 2)
     except IndexError as exc:
-        raise _explain("getitem", x, index, exc) from None
+        raise explain_index_error("getitem", x, index, exc) from None
 
 
 class IndexPut(Function):
@@ -237,7 +237,7 @@ def index_put(x, index, value):
     try:
         return IndexPut.apply(x, index, value)
     except IndexError as exc:
-        raise _explain("index_put", x, index, exc) from None
+        raise explain_index_error("index_put", x, index, exc) from None
     except ValueError as exc:
         raise ShapeError(
             f"index_put: a value of shape {tuple(getattr(value, 'shape', ()))} does not broadcast to the "

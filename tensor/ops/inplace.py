@@ -159,7 +159,7 @@ def clamp_(self, min=None, max=None):  # noqa: A002 - torch's argument names
 
 def setitem(self, index, value):
     """self[index] = value."""
-    from .index import index_put, normalize_index
+    from .index import explain_index_error, index_put, normalize_index
 
     index = normalize_index(index, self)  # index arrays must be on self's device
     if needs_graph(self, value):
@@ -168,6 +168,8 @@ def setitem(self, index, value):
         raise DeviceError(f"__setitem__: tensor on {self.device}, value on {value.device}; move one with .to()")
     try:
         self.data[index] = _raw(value)
+    except IndexError as exc:  # NumPy and CuPy word it differently: name the value, the dim and its size
+        raise explain_index_error("__setitem__", self, index, exc) from None
     except ValueError as exc:
         raise ShapeError(f"__setitem__: value of shape {tuple(getattr(value, 'shape', ()))} does not fit the indexed "
                          f"region of a tensor of shape {tuple(self.shape)}: {exc}") from exc

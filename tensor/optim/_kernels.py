@@ -117,8 +117,8 @@ def _unscale_kernel(scalar: str, c: str):
     # The gradient's type is spelled out (float32 or float64: GradScaler refuses float16 gradients), as
     # no input array could stand for a type placeholder.
     return cp.ElementwiseKernel(
-        f"{scalar} inv_scale, raw int32 found_inf",
-        f"{scalar} grad",
+        f"{scalar} inv_scale",
+        f"{scalar} grad, raw int32 found_inf",  # an output: CuPy makes raw inputs const
         "if (!isfinite(grad)) found_inf[0] = 1;  // every writer stores 1: the race is harmless\n"
         "grad = grad * inv_scale;",
         f"raygrad_unscale_{c}",
@@ -127,4 +127,4 @@ def _unscale_kernel(scalar: str, c: str):
 
 def unscale_(grad, inv_scale, found_inf):
     """grad *= inv_scale in place on a float32/float64 CuPy array; sets found_inf[0] = 1 on any inf or NaN."""
-    _unscale_kernel(*_compute_type(grad.dtype))(inv_scale, found_inf, grad)
+    _unscale_kernel(*_compute_type(grad.dtype))(inv_scale, grad, found_inf)

@@ -141,12 +141,15 @@ def test_index_put_forward(device):
     np.testing.assert_array_equal(to_numpy(index_put(x, make(X[..., 0] > 0, device), make(value, device))), expected)
 
 
-def test_index_put_last_write_wins(device):
+def test_index_put_with_repeats_keeps_one_write(device):
     from tensor.ops.index import index_put
 
     x = make(np.zeros(3), device)
-    out = index_put(x, [0, 0], make(np.array([1.0, 2.0]), device))
-    np.testing.assert_array_equal(to_numpy(out), [2.0, 0, 0])
+    out = to_numpy(index_put(x, [0, 0], make(np.array([1.0, 2.0]), device)))
+    if device == "cpu":
+        np.testing.assert_array_equal(out, [2.0, 0, 0])
+    else:  # on cuda, as in PyTorch, which of the repeated writes wins is unspecified: one of them does
+        assert out[0] in (1.0, 2.0) and out[1:].tolist() == [0, 0]
 
 
 @pytest.mark.parametrize(
