@@ -7,6 +7,7 @@ order (a convolution's output is channels-outermost), so the copy reads contiguo
 """
 from __future__ import annotations
 
+from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...tensor import Tensor
@@ -117,6 +118,15 @@ def _batched(x):
     return x if x.ndim == 4 else x[None]
 
 
+def _batched_shape(shape):
+    return tuple(shape) if len(shape) == 4 else (1, *shape)
+
+
+def _geometry(rows, cols):
+    """(kernel, stride, padding, dilation) as (h, w) pairs, for the fused kernels."""
+    return (rows.k, cols.k), (rows.s, cols.s), (rows.p, cols.p), (rows.d, cols.d)
+
+
 def _unbatched_like(y, x):
     return y if x.ndim == 4 else y[0]
 
@@ -132,7 +142,13 @@ class MaxPool2d(Function):
         xp = ctx.xp
         x4 = _batched(x)
         need_grad = any(ctx.needs_input_grad)
-        ctx.rows, ctx.cols, ctx.in_shape, ctx.tiled = rows, cols, x.shape, False
+        ctx.rows, ctx.cols, ctx.in_shape, ctx.tiled, ctx.fused = rows, cols, x.shape, False, False
+        if not return_indices and kernels.max_pool_fits(x4):  # CUDA: one launch, no host round trip
+            ctx.fused, ctx.swapped = True, _channels_outermost(x4)
+            out, taps = kernels.max_pool_forward(x4, *_geometry(rows, cols), (rows.out, cols.out), ctx.swapped)
+            if need_grad:
+                ctx.save_for_backward(taps)
+            return _unbatched_like(out, x)
         if rows.tiles and cols.tiles and not return_indices:
             out, args, ctx.swapped = _tiled_max(x4, rows, cols, xp, need_grad)
             # A NaN maximum must route its gradient to the NaN, which only the tap path tracks.
@@ -159,7 +175,11 @@ class MaxPool2d(Function):
     def backward(ctx, grad, *_):
         rows, cols, xp = ctx.rows, ctx.cols, ctx.xp
         g = _batched(grad)
-        if ctx.tiled:
+        if ctx.fused:
+            overlapping = not (rows.disjoint and cols.disjoint)
+            grad_x = kernels.max_pool_backward(g, ctx.saved_tensors[0], _batched_shape(ctx.in_shape),
+                                               *_geometry(rows, cols), ctx.swapped, overlapping)
+        elif ctx.tiled:
             grad_x = _tiled_max_backward(g, ctx.saved_tensors, rows, cols, ctx.in_shape, ctx.swapped, xp)
         else:
             (arg,) = ctx.saved_tensors

@@ -1,12 +1,12 @@
-"""Check tensor/kernels' row kernels without a GPU: compile them with NVRTC, run them emulated.
+"""Check tensor/kernels' raw kernels without a GPU: compile them with NVRTC, run them emulated.
 
     python tests/gpu/emulator/check.py [--quick] [--nvrtc PATH/libnvrtc.so.13]
 
 1. NVRTC (when a libnvrtc is found: --nvrtc, $RAYGRAD_NVRTC, or a pip nvidia-cuda-nvrtc package):
    every kernel family for float16/32/64 compiled for sm_90 with CuPy's options, with
    ptxas' register and spill report. Catches what only the CUDA compiler sees.
-2. Emulation (emulate.py): F.softmax, F.log_softmax, F.cross_entropy and F.layer_norm through the
-   fused Functions, kernels run on CPU threads, against the NumPy path in float64: outputs and
+2. Emulation (emulate.py): F.softmax, F.log_softmax, F.cross_entropy, F.layer_norm and F.max_pool2d
+   through the fused Functions, kernels run on CPU threads, against the NumPy path in float64: outputs and
    gradients on many shapes and options, special values, and finite-difference gradients.
 
 Neither replaces tests/gpu/test_kernels.py on a GPU; they catch most mistakes before one is lent.
@@ -34,9 +34,9 @@ import tensor
 import tensor.nn.functional as F
 from tensor import kernels
 from tensor.autograd import gradcheck
-from tensor.kernels import _rows, cross_entropy, layer_norm, softmax
+from tensor.kernels import _rows, cross_entropy, layer_norm, max_pool, softmax
 
-FAMILIES = (softmax, cross_entropy, layer_norm)
+FAMILIES = (softmax, cross_entropy, layer_norm, max_pool)
 # What CuPy 14 passes NVRTC for a RawModule without options on an H100 (cupy/cuda/compiler.py)
 CUPY_OPTIONS = ["-std=c++11", "-arch=sm_90", "-ftz=true", "--device-as-default-execution-space"]
 TOLERANCE = {np.float16: 4e-3, np.float32: 2e-5, np.float64: 1e-11}
@@ -93,15 +93,16 @@ def check_nvrtc(path) -> bool:
 @contextlib.contextmanager
 def fused_on_cpu():
     """CPU tensors take the fused Functions (the predicates say yes), their kernels emulated."""
-    saved = kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits
+    saved = kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits, kernels.max_pool_fits
     kernels.fits_rows = lambda xp, x, dim: x.dtype.char in "efd" and x.ndim >= 1 and dim == x.ndim - 1 and x.size > 0
     kernels.cross_entropy_fits = lambda x, t: x.dtype.char in "efd" and x.ndim in (1, 2) and x.size > 0
     kernels.layer_norm_fits = lambda x, w, b: x.size > 0 and all(p is None or p.dtype == x.dtype for p in (w, b))
+    kernels.max_pool_fits = lambda x: x.dtype.char in "efd" and x.ndim == 4 and x.size > 0
     try:
         with emulated(*FAMILIES):
             yield
     finally:
-        kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits = saved
+        kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits, kernels.max_pool_fits = saved
 
 
 def run(fn, arrays, dtype):
@@ -154,8 +155,44 @@ def check_emulated(quick: bool) -> None:
         worst = max(worst, compare("layer_norm 3000 rows", lambda a, w, b: F.layer_norm(a, (6,), w, b),
                                    [many, rng.random(6), rng.random(6)], dtype))
         print(f"  emulated vs NumPy, {np.dtype(dtype).name:<8} largest relative error {worst:.1e}")
+    check_max_pool(rng)
+    check_attention(rng)
     check_special_values()
     check_gradients(rng)
+
+
+def check_attention(rng):
+    """scaled_dot_product_attention takes the fused softmax without a user mask (causal or not)."""
+    q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
+    for dtype in (np.float64, np.float32):
+        for causal in (False, True):
+            sdpa = lambda a, b, c, m=causal: F.scaled_dot_product_attention(a, b, c, is_causal=m)  # noqa: E731
+            compare(f"sdpa causal={causal}", sdpa, [q, k, v], dtype)
+    print("  scaled_dot_product_attention (fused softmax, causal and not) as the NumPy path")
+
+
+# max_pool2d options: tiled, overlapping (atomics), padded, dilated, ceil_mode, 1x1
+POOLS = [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1}, {"kernel_size": 3, "stride": 2, "padding": 1},
+         {"kernel_size": 2, "dilation": 2}, {"kernel_size": 3, "stride": 2, "ceil_mode": True}, {"kernel_size": 1}]
+
+
+def check_max_pool(rng):
+    """The fused max pool against the NumPy path: options, both memory orders, unbatched, NaN."""
+    for dtype in (np.float64, np.float32, np.float16):
+        worst = 0.0
+        for options in POOLS:
+            x = rng.standard_normal((2, 3, 7, 6))
+            worst = max(worst, compare(f"max_pool2d {options}", lambda a, o=options: F.max_pool2d(a, **o), [x], dtype))
+            # a convolution's output is channels-outermost: the kernel reads it through its strides
+            cnhw = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+            worst = max(worst, compare(f"max_pool2d (C, N) order {options}",
+                                       lambda a, o=options: F.max_pool2d(a.permute(1, 0, 2, 3), **o), [cnhw], dtype))
+        unbatched = rng.standard_normal((2, 5, 5))
+        worst = max(worst, compare("max_pool2d 3-d", lambda a: F.max_pool2d(a, 3, 1, 1), [unbatched], dtype))
+        x = rng.standard_normal((1, 2, 4, 4))
+        x[0, 0, 1, 1] = x[0, 1, 2, 3] = np.nan
+        worst = max(worst, compare("max_pool2d NaN", lambda a: F.max_pool2d(a, 3, 1), [x], dtype))
+        print(f"  max_pool2d emulated vs NumPy, {np.dtype(dtype).name:<8} largest relative error {worst:.1e}")
 
 
 def _ce_case(rng, x, options):

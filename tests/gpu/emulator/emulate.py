@@ -99,9 +99,9 @@ class _Kernel:
             elif isinstance(value, np.uint64) and value == 0:
                 values.append(None)  # _rows.NULL
             else:
+                # The address of the first element, as CuPy passes it: a kernel that takes a strided
+                # array also takes its strides (the row kernels' wrappers make theirs contiguous).
                 array = np.asarray(value)  # CuPy's 0-d results are NumPy scalars under emulation
-                if not array.flags.c_contiguous:
-                    raise ValueError(f"{name}: the kernels take C-contiguous arrays")
                 keep.append(array)
                 values.append(array.ctypes.data)
         grid, block = tuple(grid) + (1,) * (2 - len(grid)), tuple(block) + (1,) * (2 - len(block))

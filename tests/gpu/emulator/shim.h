@@ -6,6 +6,7 @@
 // behave as on the GPU, races and missing barriers included, only far slower. The second half is
 // the C++ twin of _rows.py's DEVICE_PREAMBLE: float16 as raw bits converted through _Float16.
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -43,6 +44,14 @@ template <class V> V emu_exchange(V v, int source_lane) {
 template <class V> V __shfl_xor_sync(unsigned, V v, int offset) { return emu_exchange(v, (emu_thread() % 32) ^ offset); }
 template <class V> V __shfl_sync(unsigned, V v, int source, int width) {
     return emu_exchange(v, (emu_thread() % 32) / width * width + source);
+}
+
+// Atomics through std::atomic_ref: the threads of a launch really do race.
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+inline double atomicAdd(double* p, double v) { return std::atomic_ref<double>(*p).fetch_add(v); }
+inline unsigned atomicCAS(unsigned* p, unsigned expected, unsigned desired) {
+    std::atomic_ref<unsigned>(*p).compare_exchange_strong(expected, desired);
+    return expected;  // the old value, as CUDA's atomicCAS returns it
 }
 
 template <class F> void emu_launch(Dim3 grid, Dim3 block, F body) {
