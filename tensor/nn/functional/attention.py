@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...random import bernoulli_mask
@@ -53,10 +54,15 @@ class ScaledDotProductAttention(Function):
                 xp.copyto(scores, -xp.inf, where=~mask)
             else:
                 scores += mask
-        probs = _softmax_in_place(scores, xp, masked=causal or mask is not None)
+        # The fused row kernel (CUDA) gives 0 to a -inf score but NaN to a row of them: it takes
+        # the causal mask, which always leaves the diagonal, and no user mask, which might not.
+        fused = mask is None and kernels.fits_rows(xp, scores, scores.ndim - 1)
+        probs = kernels.softmax_forward(scores) if fused else _softmax_in_place(scores, xp, masked=causal or
+                                                                                mask is not None)
         dropped = probs * keep if keep is not None else probs
         out = dropped @ v
-        ctx.scale, ctx.float_mask_shape = scale, (mask.shape if mask is not None and mask.dtype != bool else None)
+        ctx.scale, ctx.fused = scale, fused
+        ctx.float_mask_shape = mask.shape if mask is not None and mask.dtype != bool else None
         ctx.save_for_backward(q, k, v, probs, keep)
         if return_weights:
             return out, dropped
@@ -75,28 +81,35 @@ class ScaledDotProductAttention(Function):
             grad_dropped += grad_weights
         if keep is not None:
             grad_dropped *= keep
-        # softmax backward: dS = P * (dP - sum(dP * P, -1))
-        row = (grad_dropped * probs).sum(axis=-1, keepdims=True)
-        grad_dropped -= row
-        grad_dropped *= probs
-        grad_scores = grad_dropped
+        grad_scores = kernels.softmax_backward(probs, grad_dropped) if ctx.fused else _softmax_backward(probs,
+                                                                                                       grad_dropped)
         grad_q = sum_to((grad_scores @ k) * scale, q.shape) if need_q else None
         grad_k = sum_to((grad_scores.swapaxes(-1, -2) @ q) * scale, k.shape) if need_k else None
         grad_mask = sum_to(grad_scores, ctx.float_mask_shape) if need_mask and ctx.float_mask_shape else None
         return grad_q, grad_k, grad_v, grad_mask, None, None, None, None
 
 
+def _softmax_backward(probs, grad):
+    """dS = P * (dP - sum(dP * P, -1)), overwriting `grad` (dP)."""
+    row = (grad * probs).sum(axis=-1, keepdims=True)
+    grad -= row
+    grad *= probs
+    return grad
+
+
 def _softmax_in_place(scores, xp, masked):
     """Softmax over the last dim, overwriting `scores`. Rows with every score masked give zeros
     (PyTorch's SDPA does the same) instead of 0/0."""
+    # copyto(where=...) rather than boolean-index assignment: CuPy's `a[mask] = v` counts the mask
+    # on the host first, a device synchronisation per call.
     top = scores.max(axis=-1, keepdims=True)
     if masked:
-        top[top == -xp.inf] = 0
+        xp.copyto(top, 0, where=top == -xp.inf)
     scores -= top
     xp.exp(scores, out=scores)
     total = scores.sum(axis=-1, keepdims=True)
     if masked:
-        total[total == 0] = 1
+        xp.copyto(total, 1, where=total == 0)
     scores /= total
     return scores
 
