@@ -1,8 +1,36 @@
 """Helpers shared by the op families."""
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from .. import dtypes
 from ..tensor import Tensor
+
+
+def sum_rows(mat):
+    """mat.sum(axis=0) of a 2-D array (a bias gradient, the batch summed away).
+
+    On CUDA, for float32/float64, as ones @ mat: one cuBLAS matrix-vector product reads mat once,
+    coalesced, where CuPy's reduction across rows strides through it (the profile in
+    benchmarks/README.md shows these sums among a transformer step's costliest kernels). NumPy's
+    own axis-0 sum is already a vectorised pass.
+    """
+    if isinstance(mat, np.ndarray) or mat.dtype.char not in "fd" or mat.shape[0] < 2:
+        return mat.sum(axis=0)
+    return _ones(mat.shape[0], mat.dtype.char, mat.device.id) @ mat
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(n, dtype_char, device_id):
+    from ..backend import cupy_module
+
+    cp = cupy_module()
+    with cp.cuda.Device(device_id):
+        ones = cp.ones(n, dtype=dtype_char)
+        cp.cuda.get_current_stream().synchronize()  # filled before any stream may read it
+    return ones
 
 
 def sum_to(grad, shape):
@@ -11,6 +39,9 @@ def sum_to(grad, shape):
         return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
+    if lead and axes == tuple(range(lead)) and not isinstance(grad, np.ndarray) and grad.flags.c_contiguous:
+        # on CUDA, a broadcast bias's gradient (only leading dims summed away) is a matrix-vector product
+        return sum_rows(grad.reshape(-1, int(np.prod(shape, dtype=np.int64)))).reshape(shape)
     out = grad.sum(axis=axes, keepdims=True) if axes else grad
     if lead:
         out = out.reshape(shape)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...amp import autocast_inputs
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
+from ...ops._util import sum_rows
 
 
 class Linear(Function):
@@ -34,7 +35,7 @@ class Linear(Function):
         if need_w:
             grad_w = grad2d.T @ flat
         if need_b:
-            grad_b = grad2d.sum(axis=0)
+            grad_b = sum_rows(grad2d)
         return grad_x, grad_w, grad_b
 
 
