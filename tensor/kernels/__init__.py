@@ -5,7 +5,7 @@ layout fits), and CuPy is imported inside the cached builders, so importing this
 NumPy path never touch it. Every kernel here is memory-bound: composed from CuPy ufuncs and
 reductions, the ops below read and write their tensors several times each way; fused, about once.
 
-    pointwise       gelu, silu (ElementwiseKernel), erf
+    pointwise       gelu, silu (ElementwiseKernel), erf, relu backward
     softmax         softmax / log_softmax along the last dim (row kernels)
     cross_entropy   cross-entropy of (N, C) logits at class indices, forward and backward (row kernels)
     layer_norm      layer norm over the trailing dims, with the weight/bias gradients (row + column kernels)
@@ -23,14 +23,14 @@ from .cross_entropy import RowLoss, cross_entropy_backward, cross_entropy_forwar
 from .dropout import dropout_backward, dropout_forward
 from .layer_norm import layer_norm_backward, layer_norm_forward
 from .max_pool import max_pool_backward, max_pool_fits, max_pool_forward
-from .pointwise import erf, gelu_backward, gelu_forward, silu_backward, silu_forward
+from .pointwise import erf, gelu_backward, gelu_forward, relu_backward, silu_backward, silu_forward
 from .softmax import softmax_backward, softmax_forward
 
 __all__ = [
     "RowLoss", "cross_entropy_backward", "cross_entropy_fits", "cross_entropy_forward", "dropout_backward",
     "dropout_fits", "dropout_forward", "erf", "fits_rows", "gelu_backward", "gelu_forward", "layer_norm_backward",
     "layer_norm_fits", "layer_norm_forward", "max_pool_backward", "max_pool_fits", "max_pool_forward",
-    "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
+    "relu_backward", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
 ]
 
 

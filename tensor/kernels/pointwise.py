@@ -1,4 +1,5 @@
-"""Pointwise fused CuPy kernels: gelu and silu forward and backward, each built once on first use.
+"""Pointwise fused CuPy kernels: gelu and silu forward and backward, relu backward, each built once on
+first use.
 
 An op calls these only when its `ctx.xp` is cupy, and CuPy is imported inside the cached getters,
 so the NumPy path never touches it. gelu and silu are memory-bound: composed from CuPy ufuncs
@@ -84,3 +85,12 @@ def erf():
     import cupyx.scipy.special
 
     return cupyx.scipy.special.erf
+
+
+@functools.cache
+def relu_backward():
+    """dx = g where y > 0, else g * 0 (NaN for a NaN or infinite g, as the composed g * (y > 0)): one
+    launch instead of a comparison and a product. Any float dtype, float16 included."""
+    import cupy
+
+    return cupy.ElementwiseKernel("T y, T g", "T dx", "dx = y > T(0) ? g : g * T(0);", "raygrad_relu_backward")

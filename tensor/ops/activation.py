@@ -1,8 +1,8 @@
 """Activations: relu, leaky_relu, elu, softplus, sigmoid, silu, gelu (exact and tanh).
 
 Integer inputs become the default float dtype, except relu, which keeps integers like PyTorch.
-On CuPy, gelu and silu (forward and backward) run as one fused kernel each from tensor/kernels.py
-for float32/float64; float16 and NumPy take the composed path. On NumPy, selections use
+On CuPy, gelu and silu (forward and backward) run as one fused kernel each from tensor/kernels
+for float32/float64 (float16 and NumPy take the composed path), and relu's backward as one kernel. On NumPy, selections use
 arithmetic blends (`max(x, 0) + slope * min(x, 0)`, `grad * mask`): `np.where` over a mask that
 changes element by element is several times slower.
 """
@@ -48,9 +48,15 @@ def _relu(xp, x):
     return xp.maximum(x, 0)
 
 
+def _relu_vjp(xp, y, g):
+    if xp is not np and y.dtype.kind == "f" and g.dtype == y.dtype:
+        return kernels.relu_backward()(y, g)
+    return g * (y > 0)
+
+
 class Relu(_FromOutput):
     f = staticmethod(_relu)
-    vjp = staticmethod(lambda xp, y, g: g * (y > 0))
+    vjp = staticmethod(_relu_vjp)
 
 
 class LeakyRelu(Function):
