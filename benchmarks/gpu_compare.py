@@ -26,7 +26,8 @@ Memory: after timing, one more step of each framework with its peak counter rese
 exact peak of CuPy's pool (tensor.cuda.track_peak_memory) and torch.cuda.max_memory_allocated,
 both counting everything live (weights, optimizer state, batch, activations).
 
-Sanity: both take the same steps from the same weights, so their losses should agree closely and
+Sanity: both take the same steps from the same weights, so their losses should agree closely over
+the first 20 steps (later, float32 rounding differences grown by training make them drift) and
 fall; one line per workload says so. Prints ONE table (Markdown), and with --out writes it to that
 file and the numbers as JSON beside it (same name, .json).
 """
@@ -272,14 +273,18 @@ def measure_workload(name, sizes, device, args):
     return row, line
 
 
+SANITY_STEPS = 20  # float32 rounding differences grow as two runs train on: agreement is checked this far
+
+
 def sanity(name, rg, pt):
-    """One line: do the two loss curves agree and fall?"""
+    """One line: do the two loss curves agree over the first steps, and fall?"""
     a, b = np.array(rg.losses), np.array(pt.losses)
     n = min(len(a), len(b))
-    gap = float(np.max(np.abs(a[:n] - b[:n])) / abs(b[0]))  # relative to the first loss
+    head = min(n, SANITY_STEPS)
+    gap = float(np.max(np.abs(a[:head] - b[:head])) / abs(b[0]))  # relative to the first loss
     ok = a[-1] < a[0] and b[-1] < b[0] and gap < 2e-2
     return (f"{name:<12} loss raygrad {a[0]:.4f} -> {a[-1]:.4f}, torch {b[0]:.4f} -> {b[-1]:.4f} over {n} steps; "
-            f"largest gap {gap:.1e} of the first loss: {'ok' if ok else 'CHECK'}")
+            f"largest gap over the first {head} steps {gap:.1e} of the first loss: {'ok' if ok else 'CHECK'}")
 
 
 # ------------------------------------------------------------------------------------ matmul

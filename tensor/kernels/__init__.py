@@ -10,6 +10,7 @@ reductions, the ops below read and write their tensors several times each way; f
     cross_entropy   cross-entropy of (N, C) logits at class indices, forward and backward (row kernels)
     layer_norm      layer norm over the trailing dims, with the weight/bias gradients (row + column kernels)
     dropout         mask and scale in one pass, backward from the 1-byte mask (ElementwiseKernel)
+    columns         im2col and col2im, the convolutions' column matrix and its adjoint, a thread per element
     max_pool        max_pool2d: a thread per output walks its window; backward scatters to the taps
 
 _rows.py holds what the row kernels share: the CUDA preamble, the reductions, launch geometry.
@@ -21,16 +22,17 @@ import numpy as np
 from ._rows import C_TYPES, fits_rows
 from .cross_entropy import RowLoss, cross_entropy_backward, cross_entropy_forward
 from .dropout import dropout_backward, dropout_forward
+from .columns import col2im, columns_fit, im2col
 from .layer_norm import layer_norm_backward, layer_norm_forward
 from .max_pool import max_pool_backward, max_pool_fits, max_pool_forward
 from .pointwise import erf, gelu_backward, gelu_forward, relu_backward, silu_backward, silu_forward
 from .softmax import softmax_backward, softmax_forward
 
 __all__ = [
-    "RowLoss", "cross_entropy_backward", "cross_entropy_fits", "cross_entropy_forward", "dropout_backward",
-    "dropout_fits", "dropout_forward", "erf", "fits_rows", "gelu_backward", "gelu_forward", "layer_norm_backward",
-    "layer_norm_fits", "layer_norm_forward", "max_pool_backward", "max_pool_fits", "max_pool_forward",
-    "relu_backward", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
+    "RowLoss", "col2im", "columns_fit", "cross_entropy_backward", "cross_entropy_fits", "cross_entropy_forward",
+    "dropout_backward", "dropout_fits", "dropout_forward", "erf", "fits_rows", "gelu_backward", "gelu_forward",
+    "im2col", "layer_norm_backward", "layer_norm_fits", "layer_norm_forward", "max_pool_backward", "max_pool_fits",
+    "max_pool_forward", "relu_backward", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
 ]
 
 

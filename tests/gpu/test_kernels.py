@@ -275,3 +275,30 @@ def test_max_pool_with_indices_takes_the_numpy_path_and_agrees(device, rng):
     out, indices = F.max_pool2d(x, 2, return_indices=True)
     np.testing.assert_array_equal(out.cpu().numpy(), F.max_pool2d(x, 2).cpu().numpy())
     assert indices.dtype == tensor.int64
+
+
+# ------------------------------------------------------------------------------------ convolutions
+
+CONVS = [({"padding": 1}, 3), ({"stride": 2, "padding": 1}, 3), ({"dilation": 2, "padding": 2}, 3),
+         ({"groups": 2, "padding": 1}, 3), ({"padding": "same"}, 2), ({}, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c[0].items()) + f",k{c[1]}")
+def test_conv2d_columns_match_numpy(case, dtype, device, rng):
+    options, k = case
+    x, b = rng.standard_normal((3, 4, 9, 8)), rng.standard_normal(6)
+    w = rng.standard_normal((6, 4 // options.get("groups", 1), k, k))
+    compare(lambda a, w, b: F.conv2d(a, w, b, **options), [x, w, b], dtype, device)
+    # a convolution's output is laid out channels-outermost: im2col reads it through its strides
+    cnhw = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+    compare(lambda a, w, b: F.conv2d(a.permute(1, 0, 2, 3), w, b, **options), [cnhw, w, b], dtype, device)
+
+
+def test_conv_transpose_and_conv1d_columns_match_numpy(device, rng):
+    x, w = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((4, 3, 3, 3))
+    compare(lambda a, w: F.conv_transpose2d(a, w, stride=2, padding=1, output_padding=1), [x, w], np.float32, device)
+    compare(lambda a, w: F.conv1d(a, w, padding=2, dilation=2),
+            [rng.standard_normal((3, 2, 9)), rng.standard_normal((5, 2, 3))], np.float32, device)
+    big = [rng.standard_normal((64, 16, 28, 28)), rng.standard_normal((32, 16, 3, 3)), rng.standard_normal(32)]
+    compare(lambda a, w, b: F.conv2d(a, w, b, padding=1), big, np.float32, device)

@@ -5,7 +5,8 @@ out (C, N, Hp, Wr). A strided view of it, (C, kh, kw, N, Ho, Wq), holds every ke
 output position; one copy makes that the column matrix (C*kh*kw, N*Ho*Wq), and the convolution is
 weight (O, C*kh*kw) @ columns: one BLAS (cuBLAS) product, batched over groups. The gradients are
 two more products and col2im, which adds the column gradient back into the buffer with one strided
-add per kernel tap (kh*kw adds, never a loop over pixels).
+add per kernel tap (kh*kw adds, never a loop over pixels). On CUDA, im2col and col2im are one
+kernel launch each (tensor/kernels/columns.py).
 
 "Wide" rows: with stride 1 we let every output row run over the whole padded width (Wq = Wr
 instead of Wo). A tap's view is then one contiguous run of Ho*Wr elements per image instead of Ho
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import kernels
 from ...amp import autocast_inputs
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
@@ -81,6 +83,8 @@ def _tap_view(buf, geo, C, N, xp, offset=0):
 
 def _im2col(x, geo, xp):
     """x (N, C, H, W) -> columns (C*kh*kw, N*Ho*Wq), one contiguous copy of a strided view."""
+    if kernels.columns_fit(x):  # CUDA: one launch instead of a fill and two copies
+        return kernels.im2col(x, geo)
     N, C = x.shape[:2]
     buf = _pad_into_buffer(x, geo, xp)
     item = buf.itemsize
@@ -93,6 +97,8 @@ def _im2col(x, geo, xp):
 
 def _col2im(cols, geo, C, N, xp):
     """Columns (C*kh*kw, N*Ho*Wq) -> (N, C, H, W): add each tap's slice back where it was read."""
+    if kernels.columns_fit(cols):  # CUDA: one gather launch instead of a fill and kh*kw adds
+        return kernels.col2im(cols, geo, C, N)
     buf = xp.zeros(C * N * geo.image + geo.slack, dtype=cols.dtype)
     taps = cols.reshape(C, geo.kh, geo.kw, N, geo.Ho, geo.Wq)
     for i in range(geo.kh):

@@ -34,9 +34,9 @@ import tensor
 import tensor.nn.functional as F
 from tensor import kernels
 from tensor.autograd import gradcheck
-from tensor.kernels import _rows, cross_entropy, layer_norm, max_pool, softmax
+from tensor.kernels import _rows, columns, cross_entropy, layer_norm, max_pool, softmax
 
-FAMILIES = (softmax, cross_entropy, layer_norm, max_pool)
+FAMILIES = (softmax, cross_entropy, layer_norm, max_pool, columns)
 # What CuPy 14 passes NVRTC for a RawModule without options on an H100 (cupy/cuda/compiler.py)
 CUPY_OPTIONS = ["-std=c++11", "-arch=sm_90", "-ftz=true", "--device-as-default-execution-space"]
 TOLERANCE = {np.float16: 4e-3, np.float32: 2e-5, np.float64: 1e-11}
@@ -93,16 +93,19 @@ def check_nvrtc(path) -> bool:
 @contextlib.contextmanager
 def fused_on_cpu():
     """CPU tensors take the fused Functions (the predicates say yes), their kernels emulated."""
-    saved = kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits, kernels.max_pool_fits
+    saved = (kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits, kernels.max_pool_fits,
+             kernels.columns_fit)
     kernels.fits_rows = lambda xp, x, dim: x.dtype.char in "efd" and x.ndim >= 1 and dim == x.ndim - 1 and x.size > 0
     kernels.cross_entropy_fits = lambda x, t: x.dtype.char in "efd" and x.ndim in (1, 2) and x.size > 0
     kernels.layer_norm_fits = lambda x, w, b: x.size > 0 and all(p is None or p.dtype == x.dtype for p in (w, b))
     kernels.max_pool_fits = lambda x: x.dtype.char in "efd" and x.ndim == 4 and x.size > 0
+    kernels.columns_fit = lambda x: x.dtype.char in "efd" and x.size > 0
     try:
         with emulated(*FAMILIES):
             yield
     finally:
-        kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits, kernels.max_pool_fits = saved
+        (kernels.fits_rows, kernels.cross_entropy_fits, kernels.layer_norm_fits, kernels.max_pool_fits,
+         kernels.columns_fit) = saved
 
 
 def run(fn, arrays, dtype):
@@ -156,9 +159,37 @@ def check_emulated(quick: bool) -> None:
                                    [many, rng.random(6), rng.random(6)], dtype))
         print(f"  emulated vs NumPy, {np.dtype(dtype).name:<8} largest relative error {worst:.1e}")
     check_max_pool(rng)
+    check_convolutions(rng)
     check_attention(rng)
     check_special_values()
     check_gradients(rng)
+
+
+# conv2d options: wide rows (stride 1), strided, dilated, grouped, asymmetric 'same' padding (even kernel)
+CONVS = [({"padding": 1}, 3), ({"stride": 2, "padding": 1}, 3), ({"dilation": 2, "padding": 2}, 3),
+         ({"groups": 2, "padding": 1}, 3), ({"padding": "same"}, 2), ({}, 1)]
+
+
+def check_convolutions(rng):
+    """im2col and col2im through conv2d, conv_transpose2d and conv1d, against the NumPy path."""
+    for dtype in (np.float64, np.float32, np.float16):
+        worst = 0.0
+        for options, k in CONVS:
+            x, b = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal(6)
+            w = rng.standard_normal((6, 4 // options.get("groups", 1), k, k))
+            conv = lambda a, w, b, o=options: F.conv2d(a, w, b, **o)  # noqa: E731
+            worst = max(worst, compare(f"conv2d {options} k{k}", conv, [x, w, b], dtype))
+            # a convolution's output is channels-outermost: im2col reads it through its strides
+            cnhw = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+            conv_t = lambda a, w, b, o=options: F.conv2d(a.permute(1, 0, 2, 3), w, b, **o)  # noqa: E731
+            worst = max(worst, compare(f"conv2d (C, N) order {options} k{k}", conv_t, [cnhw, w, b], dtype))
+        x, w = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((4, 3, 3, 3))
+        up = lambda a, w: F.conv_transpose2d(a, w, stride=2, padding=1, output_padding=1)  # noqa: E731
+        worst = max(worst, compare("conv_transpose2d stride 2", up, [x, w], dtype))
+        line = lambda a, w: F.conv1d(a, w, padding=2, dilation=2)  # noqa: E731
+        worst = max(worst, compare("conv1d", line, [rng.standard_normal((3, 2, 9)), rng.standard_normal((5, 2, 3))],
+                                   dtype))
+        print(f"  convolutions emulated vs NumPy, {np.dtype(dtype).name:<8} largest relative error {worst:.1e}")
 
 
 def check_attention(rng):
