@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 9 in ONE device call (see benchmarks/GPU.md for the call itself):
 #
-#   bash benchmarks/gpu_check.sh [kernels] [train] [bench] [engine]     (default: all four, this order)
+#   bash benchmarks/gpu_check.sh [kernels] [train] [bench] [engine] [profile]   (default: all, this order)
 #
 #   setup    always: install the carried wheels (.whl/, Ray), print the card and the versions
 #   kernels  pytest tests/gpu except the engine re-run: fused kernels, memory stats, CUDA loader,
@@ -9,11 +9,12 @@
 #   train    benchmarks/gpu_train_smoke.py: the digits CNN through a real WorkerGroup on the GPU
 #   bench    benchmarks/gpu_compare.py: raygrad / PyTorch eager step times, matmul TFLOP/s, memory
 #   engine   pytest tests/gpu/test_engine_on_cuda.py: every engine test that takes `device`, on cuda
+#   profile  benchmarks/gpu_profile.py: kernels, GPU and host time per step of the CNN and transformer
 #
 # Every step has its own timeout, capped by a deadline for the whole script (GPU_CHECK_DEADLINE_S,
 # default 540 s) so that the summary and the table always print inside a 600 s device call; a
-# failing step is recorded and the next one runs. Logs go to $OUT (7 files): env.txt, pytest.log,
-# train.log, bench.log, gpu_compare.md, gpu_compare.json, summary.txt. The table prints last.
+# failing step is recorded and the next one runs. Logs go to $OUT (8 files): env.txt, pytest.log,
+# train.log, bench.log, gpu_compare.md, gpu_compare.json, profile.md, summary.txt. The table prints last.
 set -uo pipefail  # no -e: each step's status is recorded, and the later steps still run
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ mkdir -p "$OUT"
 START=$(date +%s)
 DEADLINE=${GPU_CHECK_DEADLINE_S:-540}
 STAGES=("$@")
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(kernels train bench engine)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(kernels train bench engine profile)
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 
@@ -115,8 +116,10 @@ for stage in "${STAGES[@]}"; do
       step bench 200 "$OUT/bench.log" python3 benchmarks/gpu_compare.py --out "$OUT/gpu_compare.md" ;;
     engine)  # ~1300 small tests: spread over workers (first-use kernel compiles dominate)
       step engine 300 "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu/test_engine_on_cuda.py "${XDIST[@]}" ;;
+    profile)
+      step profile 90 "$OUT/profile.md" python3 benchmarks/gpu_profile.py --only cnn transformer ;;
     *)
-      echo "unknown stage '$stage' (kernels, train, bench, engine)" | tee -a "$SUMMARY" ;;
+      echo "unknown stage '$stage' (kernels, train, bench, engine, profile)" | tee -a "$SUMMARY" ;;
   esac
 done
 
@@ -127,6 +130,7 @@ report() {
   cat "$SUMMARY"
   grep -E "^(FAILED|ERROR) |[0-9]+ (passed|failed|skipped)|no tests ran" "$OUT/pytest.log" 2>/dev/null | tail -n 40
   grep -E "^(rank |gpu_train_smoke:)" "$OUT/train.log" 2>/dev/null
+  [ -f "$OUT/profile.md" ] && sed -n '/^| workload/,$p' "$OUT/profile.md"
   if [ -f "$OUT/gpu_compare.md" ]; then
     sed -n '/^sanity:/,$p' "$OUT/gpu_compare.md"
     echo
