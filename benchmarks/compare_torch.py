@@ -33,11 +33,15 @@ environment; OpenBLAS reads them when NumPy loads, and with a current NumPy they
 kernel. Unset both for the benchmark command alone (the `env -u` above); the header prints the
 BLAS kernel threadpoolctl reports and warns when either variable is set.
 
+Allocator: --allocator training (the default) runs each workload's process under the C allocator
+policy raygrad's training processes use (tensor.host_memory.keep_freed_memory: glibc keeps freed
+memory for the next step instead of returning it to the OS); it applies to both frameworks alike,
+as they share the process. --allocator default leaves glibc's own adaptive policy.
+
 Page faults: the last column is each framework's minor page faults per step (median). Many of them
 mean the C allocator returned freed memory to the OS at the end of a step (glibc trims the top of
-its heap) and each step pays again for fresh zeroed pages: time that counts in both clocks.
-To see a run without that cost, keep glibc's freed memory mapped for the benchmark command:
-MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 (both: either alone makes it worse).
+its heap) and each step pays again for fresh zeroed pages: time that counts in both clocks. Under
+--allocator default the CNN pays this on every step (benchmarks/README.md).
 
 Sanity: both frameworks take the same steps from the same weights, so their losses should
 agree closely (float32 rounding apart) and decrease; one line per workload says so.
@@ -63,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import tensor  # noqa: E402
 import tensor.nn as rnn  # noqa: E402
 import tensor.nn.functional as rF  # noqa: E402
+from tensor.host_memory import keep_freed_memory  # noqa: E402
 
 try:
     import torch
@@ -308,7 +313,7 @@ def run_in_subprocess(name, args):
     which grows with the largest block it has seen) then depends on this workload alone, as in a
     process that trains only this model, and not on the workloads measured before it."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--threads", str(args.threads),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed), "--allocator", args.allocator]
     for flag, value in (("--rounds", args.rounds), ("--block-seconds", args.block_seconds)):
         if value is not None:
             command += [flag, str(value)]
@@ -339,12 +344,17 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=list(BUILDERS), default=list(BUILDERS),
                         help="workloads to run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allocator", choices=("training", "default"), default="training",
+                        help="C allocator policy: raygrad's for training processes (default) or glibc's own")
     parser.add_argument("--worker", choices=list(BUILDERS), help=argparse.SUPPRESS)  # one workload, JSON out
     args = parser.parse_args(argv)
     if torch is None:
         sys.exit("compare_torch.py needs PyTorch installed (pip install torch)")
     limit_threads(args.threads)
     if args.worker:
+        if args.allocator == "training" and not keep_freed_memory():
+            print("compare_torch.py: the training allocator policy is not in effect here (not glibc, or "
+                  "MALLOC_*_THRESHOLD_ / RAYGRAD_KEEP_FREED_MEMORY=0 set)", file=sys.stderr)
         print(json.dumps(run_workload(args.worker, args)))
         return
 
@@ -352,7 +362,7 @@ def main(argv=None):
     print(f"# raygrad vs PyTorch, one training step ({datetime.datetime.now().isoformat(timespec='seconds')})")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy "
           f"{np.__version__}, torch {torch.__version__}; threads {args.threads} (torch.set_num_threads, "
-          f"threadpoolctl for NumPy's BLAS)")
+          f"threadpoolctl for NumPy's BLAS); C allocator: {args.allocator}")
     print(f"NumPy BLAS: {blas_description()}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:

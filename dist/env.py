@@ -241,6 +241,9 @@ class RankActor:
 
     def __init__(self, num_threads: int):
         limit_threads(num_threads)
+        from tensor.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # a training process: freed step memory is kept for the next step
         self._rank: int | None = None
 
     def describe(self) -> dict:

@@ -46,7 +46,9 @@ class InProcessBackend:
     """Runs the function in this process and thread, so debuggers, breakpoints and profilers work."""
 
     def start(self) -> None:
-        pass
+        from tensor.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # this process trains now, as a rank's actor would (tensor/host_memory.py)
 
     def run(self, fn, config, spec: SessionSpec, monitor, data_state: dict | None) -> None:
         from dist.data import DataService
