@@ -3,9 +3,9 @@
 Ordering: each op records an event on the caller's current (compute) stream and makes our stream wait
 for it, so the collective sees every kernel queued before it; ``Work.wait()`` makes the compute stream
 wait for the op's completion event, so kernels queued after it see the result. The host only blocks
-in ``wait()``, where it polls the completion event's ``done`` flag (cudaEventQuery) so that it can honour the op's
-timeout and the job's abort flag; on either it calls ``NcclCommunicator.abort()`` (ncclCommAbort),
-which makes the stuck kernels exit, and the communicator is unusable afterwards.
+in ``wait()``, where it polls the completion event (``Event.done``, cudaEventQuery) so that it can
+honour the op's timeout and the job's abort flag; on either it calls ``NcclCommunicator.abort()``
+(ncclCommAbort), which makes the stuck kernels exit, and the communicator is unusable afterwards.
 
 ``mean`` is a sum followed by a division on our stream (as ChainerMN does), which works on every NCCL
 version. CuPy is imported lazily: this module imports without it.

@@ -275,6 +275,16 @@ def launch(kernel, rows: int, cols: int, *args) -> None:
     kernel((blocks,), (block,), (np.int64(rows), np.int64(cols), np.int32(group)) + args)
 
 
+def launch_per_element(body: str, name: str, dtype, total: int, args: tuple, block: int = 256) -> None:
+    """Run kernel `name` of `body` with a thread per element (parameters begin `long long total`)."""
+    function(body, name, dtype)((math.ceil(total / block),), (block,), (np.int64(total), *args))
+
+
+def element_strides(array) -> tuple:
+    """An array's strides in elements, as kernel arguments (long long)."""
+    return tuple(np.int64(s // array.itemsize) for s in array.strides)
+
+
 def rows_and_cols(x) -> tuple[int, int]:
     cols = x.shape[-1]
     return x.size // cols, cols

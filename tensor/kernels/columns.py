@@ -18,14 +18,10 @@ gradient is 0).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..backend import cupy_module
 from . import _rows
-
-BLOCK = 256
 
 _SOURCE = r"""
 extern "C" __global__ void im2col(
@@ -83,11 +79,6 @@ def columns_fit(array) -> bool:
     return not isinstance(array, np.ndarray) and array.dtype.char in _rows.C_TYPES and array.size > 0
 
 
-def _launch(name, dtype, total, args):
-    kernel = _rows.function(_SOURCE, name, dtype)
-    kernel((math.ceil(total / BLOCK),), (BLOCK,), (np.int64(total), *args))
-
-
 def _ints(*values):
     return tuple(np.int32(v) for v in values)
 
@@ -97,11 +88,10 @@ def im2col(x, geo):
     cp = cupy_module()
     N, C = x.shape[:2]
     cols = cp.empty((C * geo.kh * geo.kw, N * geo.Ho * geo.Wq), dtype=x.dtype)
-    strides = tuple(np.int64(s // x.itemsize) for s in x.strides)
     with _rows.device_scope(x):
-        _launch("im2col", x.dtype, cols.size,
+        _rows.launch_per_element(_SOURCE, "im2col", x.dtype, cols.size,
                 _ints(N, geo.H, geo.W, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.top, geo.left, geo.Ho,
-                      geo.Wo, geo.Wq) + (x, *strides, cols))
+                      geo.Wo, geo.Wq) + (x, *_rows.element_strides(x), cols))
     return cols
 
 
@@ -112,7 +102,7 @@ def col2im(cols, geo, C: int, N: int):
     cols = cp.ascontiguousarray(cols)
     dx = cp.empty((C, N, geo.H, geo.W), dtype=cols.dtype)
     with _rows.device_scope(cols):
-        _launch("col2im", cols.dtype, dx.size,
+        _rows.launch_per_element(_SOURCE, "col2im", cols.dtype, dx.size,
                 _ints(N, geo.H, geo.W, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.top, geo.left, geo.Ho,
                       geo.Wq, geo.Wr) + (cols, dx))
     return dx.transpose(1, 0, 2, 3)

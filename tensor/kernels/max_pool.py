@@ -13,14 +13,10 @@ the input's memory order, which keeps the threads of a warp on neighbouring addr
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..backend import cupy_module
 from . import _rows
-
-BLOCK = 256
 
 _SOURCE = r"""
 // float16 has no header-free atomicAdd: a compare-and-swap loop on the 32-bit word holding it.
@@ -108,35 +104,26 @@ def max_pool_fits(x) -> bool:
     return not isinstance(x, np.ndarray) and x.dtype.char in _rows.C_TYPES and x.ndim == 4 and x.size > 0
 
 
-def _strides(array):
-    return tuple(np.int64(s // array.itemsize) for s in array.strides)
-
-
-def _order(x, swapped):
-    """(outer, inner) sizes of the leading dims in memory order."""
-    N, C = x.shape[:2]
+def _order(shape, swapped):
+    """(outer, inner): the sizes of the leading dims N, C in memory order."""
+    N, C = shape[:2]
     return (C, N) if swapped else (N, C)
-
-
-def _launch(name, dtype, total, args):
-    kernel = _rows.function(_SOURCE, name, dtype)
-    kernel((math.ceil(total / BLOCK),), (BLOCK,), args)
 
 
 def max_pool_forward(x, kernel, stride, padding, dilation, out_hw, swapped: bool):
     """(y, taps) for a CuPy (N, C, H, W) array: y (N, C, Ho, Wo) in x's dtype and the int32 tap of each
     maximum in its window (row-major in the kernel), both laid out channels-outermost when `swapped`."""
     cp = cupy_module()
-    outer, inner = _order(x, swapped)
+    outer, inner = _order(x.shape, swapped)
     Ho, Wo = out_hw
     y = cp.empty((outer, inner, Ho, Wo), dtype=x.dtype)
     taps = cp.empty((outer, inner, Ho, Wo), dtype=np.int32)
     H, W = x.shape[2:]
     geometry = tuple(np.int32(v) for v in (H, W, *kernel, *stride, *padding, *dilation))
     with _rows.device_scope(x):
-        _launch("max_pool_forward", x.dtype, y.size,
-                (np.int64(y.size), np.int64(inner), np.int32(Ho), np.int32(Wo), np.int32(swapped),
-                 x, *_strides(x), *geometry, y, taps))
+        _rows.launch_per_element(_SOURCE, "max_pool_forward", x.dtype, y.size,
+                                 (np.int64(inner), np.int32(Ho), np.int32(Wo), np.int32(swapped),
+                                  x, *_rows.element_strides(x), *geometry, y, taps))
     return (y.transpose(1, 0, 2, 3) if swapped else y), taps
 
 
@@ -144,13 +131,14 @@ def max_pool_backward(grad, taps, in_shape, kernel, stride, padding, dilation, s
     """The (N, C, H, W) input gradient from the output gradient (any strides) and forward's taps."""
     cp = cupy_module()
     N, C, H, W = in_shape
-    outer, inner = (C, N) if swapped else (N, C)
+    outer, inner = _order(in_shape, swapped)
     dx = cp.zeros((outer, inner, H, W), dtype=grad.dtype)
     dx = dx.transpose(1, 0, 2, 3) if swapped else dx
     Ho, Wo = grad.shape[2:]
     geometry = tuple(np.int32(v) for v in (kernel[1], *stride, *padding, *dilation))
     with _rows.device_scope(grad):
-        _launch("max_pool_backward", grad.dtype, taps.size,
-                (np.int64(taps.size), np.int64(inner), np.int32(Ho), np.int32(Wo), np.int32(swapped),
-                 grad, *_strides(grad), taps, dx, *_strides(dx), *geometry, np.int32(overlapping)))
+        _rows.launch_per_element(_SOURCE, "max_pool_backward", grad.dtype, taps.size,
+                                 (np.int64(inner), np.int32(Ho), np.int32(Wo), np.int32(swapped), grad,
+                                  *_rows.element_strides(grad), taps, dx, *_rows.element_strides(dx), *geometry,
+                                  np.int32(overlapping)))
     return dx
