@@ -63,13 +63,21 @@ def cat(tensors, dim=0):
     if not first:
         raise ShapeError("cat: tensor 0 is zero-dimensional and cannot be concatenated; use stack, or unsqueeze(0)")
     d = normalize_dim(dim, len(first), "cat")
+    try:
+        return Cat.apply(d, *_promoted(tensors))
+    except ValueError:  # concatenate checks the shapes (off the hot path): name the first misfit
+        _check_cat_shapes(shapes, d, dim)
+        raise
+
+
+def _check_cat_shapes(shapes, d, dim):
+    first = shapes[0]
     for i, shape in enumerate(shapes):
         if shape != first and (len(shape) != len(first) or shape[:d] != first[:d] or shape[d + 1 :] != first[d + 1 :]):
             raise ShapeError(
                 f"cat: tensor {i} has shape {tuple(shape)} but tensor 0 has shape {tuple(first)}; sizes must match "
                 f"in every dim except the joined dim {dim}"
             )
-    return Cat.apply(d, *_promoted(tensors))
 
 
 concat = cat
