@@ -129,11 +129,24 @@ class FunctionalLoss:
         return getattr(F, self.name)(output, target, **self.kwargs)
 
 
+class Chain:
+    """Transforms applied in turn, fn(batch) -> batch; picklable when its parts are (Refs are)."""
+
+    def __init__(self, *transforms):
+        self.transforms = transforms
+
+    def __call__(self, batch):
+        for transform in self.transforms:
+            batch = transform(batch)
+        return batch
+
+
 def datasets_from(data: dict, base_dir: str):
-    """(train Dataset, eval Dataset or None) for the job's data section."""
+    """(train Dataset, eval Dataset or None) for the job's data section. `transform` runs on both;
+    `train_transform` after it, on the training batches only (an eval_fraction holdout is evaluation)."""
     from dist.data import Dataset
 
-    transform = Ref(data["transform"], base_dir) if data["transform"] else None
+    transform = _transform_ref(data["transform"], base_dir)
     columns = data["columns"] or None
     train = Dataset(_source(data["train"], base_dir), columns=columns, transform=transform, name="train")
     if data["eval"] is not None:
@@ -142,7 +155,20 @@ def datasets_from(data: dict, base_dir: str):
         train, evaluation = train.holdout(data["eval_fraction"])
     else:
         evaluation = None
+    augment = _transform_ref(data["train_transform"], base_dir)
+    if augment is not None:
+        train = train.with_transform(augment if transform is None else Chain(transform, augment))
     return train, evaluation
+
+
+def _transform_ref(target, base_dir):
+    """A Ref to a transform, resolved once here so that a wrong name fails before any training."""
+    if not target:
+        return None
+    ref = Ref(target, base_dir)
+    if not callable(ref.resolve()):
+        raise ConfigError(f"transform '{target}' is not callable: it must be fn(batch: dict) -> dict")
+    return ref
 
 
 def _source(source, base_dir):

@@ -45,6 +45,8 @@ SCHEMA = {
         "target": ((str, type(None)), None),
         "columns": (dict, {}),
         "transform": ((str, type(None)), None),
+        # Runs after `transform` on training batches only (augmentation): evaluation never sees it.
+        "train_transform": ((str, type(None)), None),
         "batch_size": (int, 32),
         "eval_batch_size": ((int, type(None)), None),
         "shuffle": (bool, True),

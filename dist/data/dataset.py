@@ -117,6 +117,14 @@ class Dataset:
         train.rows()  # validate now: raises EmptyDatasetError if a side is empty
         return train, held
 
+    def with_transform(self, transform: Callable[[Batch], Batch] | None) -> Dataset:
+        """This dataset (the same rows, split and name) with another per-batch transform."""
+        if transform is not None and not callable(transform):
+            raise ValueError(f"transform must be a callable fn(batch: dict) -> dict, got {transform!r}")
+        other = copy.copy(self)
+        other.transform = transform
+        return other
+
     # reading (on a rank)
 
     def reader(self) -> PartReader:
