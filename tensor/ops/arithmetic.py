@@ -44,14 +44,19 @@ class Sub(Function):
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # Each operand is saved only for the other's gradient (as PyTorch does): `view * 2` keeps
+        # no claim on the view, so a later in-place change to its storage does not void this node.
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(b if need_a else None, a if need_b else None)
+        ctx.shapes = _shape(a), _shape(b)
         return a * b
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        b, a = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (sum_to(grad * b, _shape(a)) if need_a else None), (sum_to(grad * a, _shape(b)) if need_b else None)
+        shape_a, shape_b = ctx.shapes
+        return (sum_to(grad * b, shape_a) if need_a else None), (sum_to(grad * a, shape_b) if need_b else None)
 
 
 class Div(Function):
