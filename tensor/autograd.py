@@ -147,6 +147,8 @@ class Function:
         track = _mode.enabled
         for arg in args:
             if isinstance(arg, Tensor):
+                if track and arg._view_src is not None and arg._view_version != arg._version_box[0]:
+                    refresh_view(arg)  # its storage changed in place since its node was made
                 data = arg.data
                 if first is None:
                     first = data
@@ -180,7 +182,7 @@ class Function:
             ctx.xp = array_module(first)
         raw = cls.forward(ctx, *arrays)
         if type(raw) is tuple:
-            return _link_outputs(ctx, args, raw, edges if any_needed else None)
+            return _link_outputs(ctx, args, raw, edges if any_needed else None, track)
         if type(raw) is not np.ndarray and isinstance(raw, np.generic):
             raw = np.asarray(raw)  # NumPy ufuncs return scalars for 0-d results
         out = _new(Tensor)  # _wrap, inlined
@@ -208,6 +210,9 @@ class Function:
                 counter = base._version_box = [0]
             out._version_box = counter
             out._base = base if base._base is None else base._base
+            if track:  # a view made under no_grad stays out of the graph for good, as in PyTorch
+                out._view_src = (cls, args, view_of, None)  # how to make it again: see refresh_view
+                out._view_version = counter[0]
         return out
 
 
@@ -215,7 +220,7 @@ _new = object.__new__
 _weakref = weakref.ref
 
 
-def _link_outputs(ctx, args, raw, edges):
+def _link_outputs(ctx, args, raw, edges, track):
     """Wrap the outputs of a multi-output node and, when `edges` (some input needs a gradient),
     record them: each points back at ctx with its output number."""
     wrapped = tuple(_wrap(r) for r in raw)
@@ -231,11 +236,60 @@ def _link_outputs(ctx, args, raw, edges):
                 t._output_nr = nr
         if ctx._saved:
             _record_versions(ctx, args, wrapped)
-    if ctx.view_of is not None:
-        base = args[ctx.view_of]
-        for t in wrapped:
+    view_of = ctx.view_of
+    if view_of is not None:
+        base = args[view_of]
+        for nr, t in enumerate(wrapped):
             _mark_view(base, t)
+            if track:
+                t._view_src = (type(ctx), args, view_of, nr)
+                t._view_version = t._version_box[0]
     return wrapped
+
+
+def refresh_view(view):
+    """Give `view` a node made from its parent's current history.
+
+    A view's node is made when the view is. An in-place change to the storage it shares with its
+    base (through the base or through any view of it, the view itself included) gives the base, or
+    the view's parent, a newer history; the view's old node would send gradients to the history from
+    before the change. Function.apply and backward() call this for a view whose version counter
+    moved since its node was made: the view op runs again on the (refreshed) parent, and the view
+    takes that node. Its data is untouched: it already shows the change.
+    """
+    cls, args, view_of, nr = view._view_src
+    parent = args[view_of]
+    if parent._view_src is not None and parent._view_version != parent._version_box[0]:
+        refresh_view(parent)
+    previous = _mode.enabled
+    _mode.enabled = True
+    try:
+        fresh = cls.apply(*args)
+    finally:
+        _mode.enabled = previous
+    if nr is not None:
+        fresh = fresh[nr]
+    view.grad_fn, view._output_nr, view._requires_grad = fresh.grad_fn, fresh._output_nr, fresh._requires_grad
+    view._view_version = view._version_box[0]
+
+
+def replay_view(view, array, xp):
+    """The view of `array` that `view` is of its root base: the chain of view ops from the root,
+    run on raw arrays. `array` must be laid out as the root's data is, so that each op is a view."""
+    chain = []
+    node = view
+    while node._view_src is not None:
+        chain.append(node._view_src)
+        _, args, view_of, _ = node._view_src
+        node = args[view_of]
+    for cls, args, view_of, nr in reversed(chain):
+        ctx = _new(cls)
+        ctx.xp = xp
+        raw = [array if i == view_of else (a.data if isinstance(a, Tensor) else a) for i, a in enumerate(args)]
+        array = cls.forward(ctx, *raw)
+        if nr is not None:
+            array = array[nr]
+    return array
 
 
 def _mark_view(base, view):

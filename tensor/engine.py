@@ -12,7 +12,7 @@ import heapq
 import itertools
 import threading
 
-from .autograd import AccumulateGrad, _accumulate
+from .autograd import AccumulateGrad, _accumulate, refresh_view
 from .errors import AutogradError, ShapeError
 from .tensor import Tensor, _wrap
 
@@ -108,6 +108,8 @@ def _roots(tensors, grad_tensors):
         raise AutogradError(f"backward: got {len(tensors)} tensors but {len(grads)} gradients")
     roots = []
     for i, (t, g) in enumerate(zip(tensors, grads)):
+        if isinstance(t, Tensor) and t._view_src is not None and t._view_version != t._version_box[0]:
+            refresh_view(t)  # a view whose storage changed in place since its node was made
         if not t.requires_grad:
             raise AutogradError(
                 f"backward: tensor {i} does not require grad and has no grad_fn; set requires_grad=True on "

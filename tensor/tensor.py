@@ -33,6 +33,8 @@ class Tensor:
     _output_nr = 0
     _version_box = None  # [int], shared between a tensor and its views
     _base = None
+    _view_src = None  # a view's (Function, args, index of its parent in args, output number)
+    _view_version = 0  # the version of the shared storage when the view's node was made
     _hooks = None
     _post_acc_hooks = None
     _acc_ref = None

@@ -6,11 +6,16 @@ runs out of place on a copy (so the arrays saved for backward stay intact), the 
 written back into the tensor's memory, and the tensor takes the new node as its grad_fn. Either
 way the version counter moves, so a node that saved this tensor refuses to backward through a
 stale value.
+
+Through a view (`x[:, 0] += 1`, `x.t().mul_(2)`), as in PyTorch: the change is recorded on the
+view's root base, as a ViewAssign node (the base's old history, with the view's region replaced
+by the op's result), and every view of that base, this one included, takes a node made from the
+new history when next used (autograd.refresh_view). A view of a leaf that requires grad is refused.
 """
 from __future__ import annotations
 
 from .. import dtypes
-from ..autograd import is_grad_enabled
+from ..autograd import Function, is_grad_enabled, refresh_view, replay_view
 from ..errors import AutogradError, DeviceError, DTypeError, ShapeError
 from ..tensor import Tensor, _wrap
 from . import arithmetic, convert
@@ -23,6 +28,8 @@ def _raw(x):
 def needs_graph(self, *others):
     if not is_grad_enabled():
         return False
+    if self._view_src is not None and self._view_version != self._version_box[0]:
+        refresh_view(self)  # its base may have gained a history since the view was made
     return self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others)
 
 
@@ -34,10 +41,16 @@ def apply_tracked(self, op, *args, name="in-place op"):
             "wrap the update in `with no_grad():` or use the out-of-place op"
         )
     if self._base is not None:
-        raise AutogradError(
-            f"{name}: in-place changes to a view (a slice, reshape or transpose of another tensor) are not "
-            "recorded by autograd; clone() the view first, or change the base tensor"
-        )
+        return _apply_tracked_to_view(self, op, args, name)
+    out = _run_on_copy(self, op, args, name)
+    self.data[...] = out.data
+    self._bump_version()
+    self.grad_fn, self._output_nr, self._requires_grad = out.grad_fn, out._output_nr, out._requires_grad
+    return self
+
+
+def _run_on_copy(self, op, args, name):
+    """op(a copy of self carrying self's node, *args), checked to fit back into self."""
     source = _wrap(self.data.copy())
     source.grad_fn, source._output_nr, source._requires_grad = self.grad_fn, self._output_nr, self._requires_grad
     out = op(source, *args)
@@ -46,10 +59,88 @@ def apply_tracked(self, op, *args, name="in-place op"):
     if out.dtype != self.dtype:
         _check_cast(out.dtype, self.dtype, name)
         out = convert.to(out, dtype=self.dtype)
-    self.data[...] = out.data
-    self._bump_version()
-    self.grad_fn, self._output_nr, self._requires_grad = out.grad_fn, out._output_nr, out._requires_grad
-    return self
+    return out
+
+
+def _apply_tracked_to_view(view, op, args, name):
+    """An in-place op through a view: the root base takes the change as a ViewAssign node."""
+    root = view._base
+    if root.grad_fn is None and root.requires_grad:
+        raise AutogradError(
+            f"{name}: a view of a leaf tensor that requires grad cannot be changed in place while recording a "
+            "graph; wrap the update in `with no_grad():`, or change a clone() of the leaf"
+        )
+    if view._view_src is None:  # made under no_grad: as in PyTorch, it stays out of the graph
+        raise AutogradError(f"{name}: this view was made under no_grad and is being changed in place with "
+                            "grad mode on; make the view with grad enabled, or clone() it first")
+    if _from_multi_view(view):  # as PyTorch: the pieces' shared node cannot be rebuilt for one piece
+        raise AutogradError(
+            f"{name}: this view comes from split/chunk/unbind, which return several views of one tensor; "
+            "such views cannot be changed in place while recording a graph; clone() the piece, or index "
+            "the base instead (x[:, :k] rather than x.chunk(...)[0])"
+        )
+    out = _run_on_copy(view, op, args, name)
+    new_root = ViewAssign.apply(root, out, _ViewPath(view))
+    view.data[...] = out.data  # through the view: the root's memory now holds the result
+    view._bump_version()  # every view of the root is now stale: each refreshes when next used
+    root.grad_fn, root._output_nr, root._requires_grad = new_root.grad_fn, new_root._output_nr, new_root._requires_grad
+    return view
+
+
+def _from_multi_view(view):
+    while view._view_src is not None:
+        _, args, view_of, nr = view._view_src
+        if nr is not None:
+            return True
+        view = args[view_of]
+    return False
+
+
+class _ViewPath:
+    """A view, carried into ViewAssign as a plain argument (not unwrapped to its array)."""
+
+    def __init__(self, view):
+        self.view = view
+
+
+class ViewAssign(Function):
+    """base with the region that `path.view` covers replaced by `value` (PyTorch's CopySlices)."""
+
+    @staticmethod
+    def forward(ctx, base, value, path):
+        xp = ctx.xp
+        new = xp.empty_like(base)  # base's memory layout, so the view ops replay as views
+        new[...] = base
+        _region(path.view, new, xp, "forward")[...] = value
+        ctx.path, ctx.layout = path, (base.shape, base.strides, base.dtype)
+        return new
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        grad_base = _empty_in_layout(*ctx.layout, xp)
+        grad_base[...] = grad
+        region = _region(ctx.path.view, grad_base, xp, "backward")
+        grad_value = region.copy()
+        region[...] = 0  # the overwritten region no longer depends on the old base
+        return grad_base, grad_value, None
+
+
+def _region(view, array, xp, where):
+    region = replay_view(view, array, xp)
+    if not xp.may_share_memory(region, array):
+        raise AutogradError(f"in-place op through a view ({where}): the view ops do not replay as a view of "
+                            "the base's memory; clone() the view and change the clone")
+    return region
+
+
+def _empty_in_layout(shape, strides, dtype, xp):
+    """An empty array of `shape` whose dims lie in memory in the order `strides` gives them."""
+    order = sorted(range(len(shape)), key=lambda d: -abs(strides[d]))
+    inverse = [0] * len(order)
+    for position, d in enumerate(order):
+        inverse[d] = position
+    return xp.empty([shape[d] for d in order], dtype).transpose(inverse)
 
 
 def _check_cast(result, target, name):
