@@ -294,14 +294,17 @@ class _UploadSlot:
 
 
 def _window_tables(dataset: Dataset, plan: RankPlan):
-    """(window index, table) of each window from skip_batches on, read from storage in plan order."""
+    """(window index, table, row order or None) of each window from skip_batches on, read from
+    storage in plan order. The order is drawn here, on the read thread (Arrow decodes on threads of
+    its own), so that the other thread spends its time on the gather."""
     window_rows = plan.config.window_rows
     first_window = plan.skip_batches * plan.config.batch_size // window_rows
     reader = dataset.reader()
     try:
         for window in range(first_window, math.ceil(plan.num_rows / window_rows)):
             rows = stream_slice(plan.starts, plan.stops, *plan.window_bounds(window))
-            yield window, dataset.read_table(reader, *rows)
+            table = dataset.read_table(reader, *rows)
+            yield window, table, plan.window_order(window)
     finally:
         reader.close()
 
@@ -314,8 +317,7 @@ def _window_batches(dataset: Dataset, plan: RankPlan, tables):
     batch_size = plan.config.batch_size
     first_row = plan.skip_batches * batch_size
     try:
-        for window, table in tables:
-            order = plan.window_order(window)
+        for window, table, order in tables:
             columns = dataset.to_numpy(table if order is None else table.take(order))
             begin = plan.window_bounds(window)[0]
             yield [dataset.apply_transform({key: value[offset : offset + batch_size] for key, value in columns.items()})
