@@ -79,6 +79,8 @@ def _apply_tracked_to_view(view, op, args, name):
             "such views cannot be changed in place while recording a graph; clone() the piece, or index "
             "the base instead (x[:, :k] rather than x.chunk(...)[0])"
         )
+    if view._view_version != view._version_box[0]:
+        refresh_view(view)  # the op must start from the view's current history
     out = _run_on_copy(view, op, args, name)
     new_root = ViewAssign.apply(root, out, _ViewPath(view))
     view.data[...] = out.data  # through the view: the root's memory now holds the result
