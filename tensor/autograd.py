@@ -269,8 +269,8 @@ def refresh_view(view):
         _mode.enabled = previous
     if nr is not None:
         fresh = fresh[nr]
-    view.grad_fn, view._output_nr, view._requires_grad = fresh.grad_fn, fresh._output_nr, fresh._requires_grad
     view._view_version = view._version_box[0]
+    view._take_new_node(fresh.grad_fn, fresh._output_nr, fresh._requires_grad)
 
 
 def replay_view(view, array, xp):

@@ -39,6 +39,7 @@ class Tensor:
     _post_acc_hooks = None
     _acc_ref = None
     _retains_grad = False
+    _retain_handle = None
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         from .creation import _to_array
@@ -231,8 +232,18 @@ class Tensor:
             if owner is not None:
                 owner._grad = _wrap(grad.data.copy()) if owner._grad is None else owner._grad + grad
 
-        self.register_hook(store)
+        self._retain_handle = self.register_hook(store)
         self._retains_grad = True
+
+    def _take_new_node(self, node, output_nr, requires_grad):
+        """Point this tensor at a new node (an in-place change recorded, or a view rebuilt). As in
+        PyTorch, retain_grad() follows the tensor (its .grad is the gradient of the latest value);
+        hooks stay with the node they were registered on."""
+        self.grad_fn, self._output_nr, self._requires_grad = node, output_nr, requires_grad
+        if self._retains_grad:
+            self._retain_handle.remove()
+            self._retains_grad = False
+            self.retain_grad()
 
     def detach(self):
         """The same data, cut from the graph (shares memory and version counter)."""

@@ -45,7 +45,7 @@ def apply_tracked(self, op, *args, name="in-place op"):
     out = _run_on_copy(self, op, args, name)
     self.data[...] = out.data
     self._bump_version()
-    self.grad_fn, self._output_nr, self._requires_grad = out.grad_fn, out._output_nr, out._requires_grad
+    self._take_new_node(out.grad_fn, out._output_nr, out._requires_grad)
     return self
 
 
@@ -85,7 +85,7 @@ def _apply_tracked_to_view(view, op, args, name):
     new_root = ViewAssign.apply(root, out, _ViewPath(view))
     view.data[...] = out.data  # through the view: the root's memory now holds the result
     view._bump_version()  # every view of the root is now stale: each refreshes when next used
-    root.grad_fn, root._output_nr, root._requires_grad = new_root.grad_fn, new_root._output_nr, new_root._requires_grad
+    root._take_new_node(new_root.grad_fn, new_root._output_nr, new_root._requires_grad)
     return view
 
 

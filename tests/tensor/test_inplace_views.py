@@ -124,3 +124,21 @@ def test_a_view_made_under_no_grad_stays_out_of_the_graph(device):
         v = w[0]
         w.mul_(2)  # an optimizer-style update: the view's storage changes
     assert not (v * 3).requires_grad
+
+
+def test_retain_grad_follows_the_tensor_through_in_place_changes(device):
+    """As in PyTorch: .grad is the gradient of the latest value (here 2 * 6), for a tensor changed in
+    place and for a view whose base was."""
+    w = make(np.ones(3), device, requires_grad=True)
+    x = w * 2
+    x.retain_grad()
+    x.mul_(3)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(to_numpy(x.grad), [12.0] * 3)
+    np.testing.assert_allclose(to_numpy(w.grad), [72.0] * 3)
+    base = make(np.ones((2, 3)), device, requires_grad=True) * 2
+    view = base[0]
+    view.retain_grad()
+    base.mul_(3)
+    (view * view).sum().backward()
+    np.testing.assert_allclose(to_numpy(view.grad), [12.0] * 3)
