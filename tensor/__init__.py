@@ -14,9 +14,22 @@ from .errors import AutogradError, DeviceError, DTypeError, SerializationError, 
 from .tensor import Size, Tensor
 from . import autograd
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+
+
+class inference_mode(set_grad_enabled):
+    """torch.inference_mode: here the same as no_grad (`with inference_mode():`, `@inference_mode()` or bare
+    `@inference_mode`); inference_mode(False) leaves grad mode on. raygrad has no separate inference tensors."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # used bare as a decorator: @inference_mode
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__(not mode)
 from .creation import (
-    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like, linspace, ones,
-    ones_like, tensor, zeros, zeros_like,
+    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like, linspace, logspace, ones,
+    ones_like, tensor, tril_indices, triu_indices, zeros, zeros_like,
 )
 from .random import (
     Generator, get_rng_state, initial_seed, manual_seed, rand, rand_like, randint, randint_like, randn,

@@ -152,6 +152,34 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     return t.requires_grad_(True) if requires_grad else t
 
 
+def logspace(start, end, steps, base=10.0, dtype=None, device=None, requires_grad=False):
+    """base ** linspace(start, end, steps): `steps` points evenly spaced on a log scale."""
+    if int(steps) < 0:
+        raise ValueError(f"logspace: steps must be >= 0, got {steps}")
+    xp, dtype, dev = _xp_and_dtype(device, dtype)
+    with _on(dev):
+        t = _wrap(xp.logspace(start, end, int(steps), base=base).astype(dtype, copy=False))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def tril_indices(row, col, offset=0, *, dtype=None, device=None):
+    """The (2, N) int64 row and column indices of the lower triangle of a row x col matrix (row-major)."""
+    return _triangle_indices("tril_indices", row, col, offset, dtype, device, lower=True)
+
+
+def triu_indices(row, col, offset=0, *, dtype=None, device=None):
+    """The (2, N) int64 row and column indices of the upper triangle of a row x col matrix (row-major)."""
+    return _triangle_indices("triu_indices", row, col, offset, dtype, device, lower=False)
+
+
+def _triangle_indices(op, row, col, offset, dtype, device, lower):
+    if row < 0 or col < 0:
+        raise ValueError(f"{op}: row ({row}) and col ({col}) must be >= 0")
+    dtype = dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)
+    rows, cols = (np.tril_indices if lower else np.triu_indices)(int(row), int(offset), int(col))
+    return _wrap(to_device_array(np.stack([rows, cols]).astype(dtype), as_device(device)))
+
+
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     xp, dtype, dev = _xp_and_dtype(device, dtype)
     with _on(dev):

@@ -13,11 +13,11 @@ METHODS = {
     "arithmetic": "add sub mul div pow neg floor_divide remainder true_divide",
     "unary": "abs sign exp log log1p expm1 log2 log10 sqrt rsqrt square reciprocal sin cos tan tanh "
     "clamp clip floor ceil round trunc erf",
-    "activation": "sigmoid relu leaky_relu gelu silu softplus elu",
+    "activation": "sigmoid relu leaky_relu gelu silu softplus elu softmax log_softmax",
     "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or "
     "bitwise_xor bitwise_not isnan isinf isfinite "
     "maximum minimum any all isclose allclose equal masked_fill",
-    "reduce": "sum mean prod max min amax amin argmax argmin cumsum",
+    "reduce": "sum mean prod max min amax amin argmax argmin cumsum cumprod",
     "statistics": "var std logsumexp norm",
     "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
     "movedim swapaxes view_as reshape_as",
@@ -26,8 +26,13 @@ METHODS = {
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
     "sort": "sort argsort topk",
-    "convert": "clone contiguous float double half long int bool",
+    "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty "
+    "new_tensor",
     "inplace": "add_ sub_ mul_ div_ pow_ neg_ zero_ fill_ copy_ clamp_",
+    "inplace_math": "masked_fill_ abs_ exp_ log_ sqrt_ relu_ sigmoid_ tanh_ uniform_ normal_",
+    "pointwise": "clamp_min clamp_max lerp addcmul addcdiv addmm nan_to_num nansum nanmean",
+    # views.where is the method form, x.where(condition, other); tensor.where stays compare's (FUNCTIONS)
+    "views": "narrow select diagonal diag trace nonzero argwhere where",
 }
 
 # operator -> (module, function, swap operands)
@@ -76,11 +81,13 @@ PROPERTIES = {"T": ("shape", "reverse_dims"), "mT": ("shape", "matrix_transpose"
 # Free functions only (tensor.cat, tensor.where, ...), beyond the methods above, which are exported too.
 FUNCTIONS = {
     "arithmetic": "rsub",
-    "compare": "where",
     "join": "cat concat stack hstack vstack",
     "index": "one_hot",
     "layout": "pad",
-    "linalg": "einsum",
+    "linalg": "einsum tensordot",
+    "compare": "where",
+    "views": "broadcast_to broadcast_tensors meshgrid numel",
+    "convert": "finfo iinfo",
 }
 
 missing: list[str] = []  # filled while binding; tests/tensor/test_methods.py asserts it is empty

@@ -178,3 +178,19 @@ def bernoulli_mask(shape, p_keep, dtype, device, generator=None):
     """A raw array of 1/0 with P(1) = p_keep: the mask dropout draws (used by nn)."""
     gen = _generator(generator, device)
     return (gen.rng.random(shape, dtype=np.float32) < p_keep).astype(dtype)
+
+
+def sample_uniform(shape, low, high, dtype, device, generator=None):
+    """A raw array of U(low, high) draws in `dtype` (drawn in float32/64, the generators' dtypes)."""
+    rng = _generator(generator, device).rng
+    sample_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
+    with _on(as_device(device)):
+        return (rng.random(tuple(shape), dtype=sample_dtype) * (high - low) + low).astype(dtype, copy=False)
+
+
+def sample_normal(shape, mean, std, dtype, device, generator=None):
+    """A raw array of N(mean, std^2) draws in `dtype`."""
+    rng = _generator(generator, device).rng
+    sample_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
+    with _on(as_device(device)):
+        return (rng.standard_normal(tuple(shape), dtype=sample_dtype) * std + mean).astype(dtype, copy=False)

@@ -2,9 +2,9 @@
 
 Integer inputs become the default float dtype, except relu, which keeps integers like PyTorch.
 On CuPy, gelu and silu (forward and backward) run as one fused kernel each from tensor/kernels
-for float32/float64 (float16 and NumPy take the composed path), and relu's backward as one kernel. On NumPy, selections use
-arithmetic blends (`max(x, 0) + slope * min(x, 0)`, `grad * mask`): `np.where` over a mask that
-changes element by element is several times slower.
+for float32/float64 (float16 and NumPy take the composed path), and relu's backward as one kernel.
+On NumPy, selections use arithmetic blends (`max(x, 0) + slope * min(x, 0)`, `grad * mask`):
+`np.where` over a mask that changes element by element is several times slower.
 """
 from __future__ import annotations
 
@@ -203,3 +203,18 @@ def sigmoid(x):
 
 def relu(x):
     return Relu.apply(x)
+
+
+# ------------------------------------------------------------ softmax, log_softmax (Tensor methods)
+def softmax(x, dim=None, dtype=None):
+    """x.softmax(dim): nn.functional's fused, stable softmax."""
+    from ..nn import functional
+
+    return functional.softmax(x, dim, dtype=dtype)
+
+
+def log_softmax(x, dim=None, dtype=None):
+    """x.log_softmax(dim): nn.functional's fused log-softmax."""
+    from ..nn import functional
+
+    return functional.log_softmax(x, dim, dtype=dtype)

@@ -297,3 +297,42 @@ def einsum(equation, *operands):
         dtype = functools.reduce(dtypes.promote_types, (t.data.dtype for t in operands))
         operands = tuple(cast(t, dtype) for t in operands)
     return Einsum.apply(spec, *operands)
+
+
+# -------------------------------------------------------------------------------------- tensordot
+def tensordot(a, b, dims=2):
+    """Contract a's dims `dims[0]` with b's dims `dims[1]` (an int n: a's last n with b's first n).
+
+    Composed of permute, reshape and one matrix product, so the gradient is matmul's.
+    """
+    _check_tensors("tensordot", a, b)
+    dims_a, dims_b = _contracted_dims(a, b, dims)
+    for da, db in zip(dims_a, dims_b):
+        if a.shape[da] != b.shape[db]:
+            raise ShapeError(f"tensordot: {tuple(a.shape)} and {tuple(b.shape)}: contracted dim {da} of a "
+                             f"(size {a.shape[da]}) and dim {db} of b (size {b.shape[db]}) differ")
+    free_a = [d for d in range(a.ndim) if d not in dims_a]
+    free_b = [d for d in range(b.ndim) if d not in dims_b]
+    k = math.prod(a.shape[d] for d in dims_a)
+    left = a.permute(*free_a, *dims_a).reshape(-1, k) if a.ndim else a.reshape(1, 1)
+    right = b.permute(*dims_b, *free_b).reshape(k, -1) if b.ndim else b.reshape(1, 1)
+    out_shape = [a.shape[d] for d in free_a] + [b.shape[d] for d in free_b]
+    return matmul(left, right).reshape(tuple(out_shape))
+
+
+def _contracted_dims(a, b, dims):
+    from ._util import normalize_dim
+
+    if isinstance(dims, int) or (isinstance(dims, Tensor) and dims.ndim == 0):
+        n = int(dims)
+        if not 0 <= n <= min(a.ndim, b.ndim):
+            raise ValueError(f"tensordot: dims={n} must be 0..{min(a.ndim, b.ndim)} for shapes {tuple(a.shape)} "
+                             f"and {tuple(b.shape)}")
+        return list(range(a.ndim - n, a.ndim)), list(range(n))
+    if len(dims) != 2:
+        raise ValueError(f"tensordot: dims must be an int or a pair of dim lists, got {dims!r}")
+    dims_a, dims_b = ([d] if isinstance(d, int) else list(d) for d in dims)
+    if len(dims_a) != len(dims_b):
+        raise ValueError(f"tensordot: dims {dims_a} of a and {dims_b} of b must be lists of the same length")
+    return ([normalize_dim(int(d), a.ndim, "tensordot") for d in dims_a],
+            [normalize_dim(int(d), b.ndim, "tensordot") for d in dims_b])

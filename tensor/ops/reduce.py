@@ -321,3 +321,44 @@ class Cumsum(Function):
 def cumsum(x, dim, *, dtype=None):
     """Running sum along `dim`; bool and integer tensors accumulate in int64, as in PyTorch."""
     return Cumsum.apply(x, normalize_dim(dim, x.ndim, "cumsum"), _integer_accumulator(x, dtype))
+
+
+# ------------------------------------------------------------------------------------------ cumprod
+class Cumprod(Function):
+    """Running product along dim. The gradient is exact with zeros in the input: each element before
+    the first zero of its slice gets reversed_cumsum(grad * out) / x; the first zero gets
+    reversed_cumsum(grad * (the running product with that zero taken as 1)); later elements get 0,
+    since every product that contains them also contains that zero."""
+
+    @staticmethod
+    def forward(ctx, x, dim, dtype):
+        out = ctx.xp.cumprod(x.reshape(1) if x.ndim == 0 else x, axis=dim, dtype=dtype).reshape(x.shape)
+        ctx.save_for_backward(x, out)
+        ctx.meta = (dim, x.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        dim, dtype = ctx.meta
+        xp = ctx.xp
+        if x.ndim == 0:
+            return grad.astype(dtype, copy=False), None, None
+
+        def reversed_cumsum(a):
+            return xp.flip(xp.cumsum(xp.flip(a, dim), axis=dim), dim)
+
+        zeros_so_far = xp.cumsum(x == 0, axis=dim)
+        before_zero = zeros_so_far == 0
+        first_zero = (zeros_so_far == 1) & (x == 0)
+        g = reversed_cumsum(grad * out) / xp.where(before_zero, x, 1)
+        g = xp.where(before_zero, g, 0)
+        if first_zero.any():  # the slow path only for slices that hold a zero
+            out_without_zero = xp.cumprod(xp.where(first_zero, 1, x), axis=dim)
+            g = g + xp.where(first_zero, reversed_cumsum(grad * out_without_zero), 0)
+        return g.astype(dtype, copy=False), None, None
+
+
+def cumprod(x, dim, *, dtype=None):
+    """Running product along `dim`; bool and integer tensors accumulate in int64, as in PyTorch."""
+    return Cumprod.apply(x, normalize_dim(dim, x.ndim, "cumprod"), _integer_accumulator(x, dtype))
