@@ -1,9 +1,10 @@
-"""LSTM and GRU with PyTorch's arguments, parameter names (weight_ih_l0, weight_hh_l0, bias_ih_l0,
-bias_hh_l0, ..._reverse), gate orders and initialisation, so weights port from PyTorch unchanged.
+"""RNN, LSTM and GRU, and their cells, with PyTorch's arguments, parameter names (weight_ih_l0,
+weight_hh_l0, bias_ih_l0, bias_hh_l0, ..._reverse; the cells' weight_ih, weight_hh, bias_ih, bias_hh),
+gate orders and initialisation, so weights port from PyTorch unchanged.
 
 Each layer and direction is one fused Function over the whole sequence (functional/rnn.py); this
 file stacks them: layers in turn, directions concatenated on the feature dim, dropout between
-layers in training.
+layers in training. A cell is the same Function run over a sequence of one step.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..errors import DTypeError, ShapeError
 from ..ops.join import cat, stack
 from . import init
 from .functional.dropout import dropout as _dropout
-from .functional.rnn import GRULayer, LSTMLayer
+from .functional.rnn import GRULayer, LSTMLayer, RNNLayer
 from .module import Module
 from .parameter import Parameter
 
@@ -145,6 +146,36 @@ class _RNNBase(Module):
         return s
 
 
+class RNN(_RNNBase):
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh) with act 'tanh' or 'relu': input
+    (T, N, input_size) (batch_first: (N, T, ...)), optional h_0 (num_layers * num_directions, N,
+    hidden_size) -> output (T, N, D * hidden_size), h_n."""
+
+    _gates = 1
+    _state_count = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+        self.nonlinearity = _check_nonlinearity(nonlinearity)
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+                         bidirectional=bidirectional, device=device, dtype=dtype)
+
+    def _run_layer(self, x, initial, weights, reverse):
+        return RNNLayer.apply(x, initial[0], *weights, reverse, self.nonlinearity == "relu")
+
+    def _unpack_states(self, hx):
+        return [hx]
+
+    def _pack_states(self, finals):
+        return finals[0]
+
+
+def _check_nonlinearity(nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
+    return nonlinearity
+
+
 class LSTM(_RNNBase):
     """Long short-term memory: input (T, N, input_size) (batch_first: (N, T, ...)), optional
     (h_0, c_0) each (num_layers * num_directions, N, hidden_size) -> output (T, N, D * hidden_size),
@@ -181,3 +212,112 @@ class GRU(_RNNBase):
     def _pack_states(self, finals):
         return finals[0]
 
+
+
+class RNNCellBase(Module):
+    """One recurrent step: parameters weight_ih (G*H, I), weight_hh (G*H, H), bias_ih, bias_hh (G*H,),
+    uniform(-1/sqrt(H), 1/sqrt(H)) like PyTorch. Input (N, input_size) or unbatched (input_size,);
+    states (N, hidden_size) or (hidden_size,), zeros when not given."""
+
+    _gates = 1
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"{name}: hidden_size must be a positive int, got {hidden_size!r}")
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        gate_size, factory = self._gates * hidden_size, dict(device=device, dtype=dtype)
+        self.weight_ih = Parameter(empty(gate_size, input_size, **factory))
+        self.weight_hh = Parameter(empty(gate_size, hidden_size, **factory))
+        if bias:
+            self.bias_ih = Parameter(empty(gate_size, **factory))
+            self.bias_hh = Parameter(empty(gate_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            init.uniform_(weight, -bound, bound)
+
+    def _weights(self):
+        return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
+    def _as_sequence(self, input):
+        """input as a one-step, batched sequence (1, N, I) for the layer Functions, and whether it was batched."""
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ShapeError(f"{name}: expected a 2-d (batched) or 1-d (unbatched) input, got shape "
+                             f"{tuple(input.shape)}")
+        if input.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}: input has {input.shape[-1]} features, expected input_size={self.input_size}")
+        if input.dtype != self.weight_ih.dtype:
+            raise DTypeError(f"{name}: input dtype {input.dtype} differs from the weights' {self.weight_ih.dtype}; "
+                             "convert one")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        return x.unsqueeze(0), batched
+
+    def _as_state(self, state, batch, batched):
+        """A given state as (N, H), checked against the input's batch; None stays None (zeros)."""
+        if state is None:
+            return None
+        expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
+        if tuple(state.shape) != expected:
+            raise ShapeError(f"{type(self).__name__}: state of shape {tuple(state.shape)} should be {expected} "
+                             "(batch, hidden_size), or (hidden_size,) for an unbatched input")
+        return state if batched else state.unsqueeze(0)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+
+class RNNCell(RNNCellBase):
+    """One Elman step: input (N, input_size), optional h (N, hidden_size) -> h' (N, hidden_size),
+    h' = act(W_ih x + b_ih + W_hh h + b_hh), act 'tanh' or 'relu'."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
+        self.nonlinearity = _check_nonlinearity(nonlinearity)
+        super().__init__(input_size, hidden_size, bias=bias, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None):
+        x, batched = self._as_sequence(input)
+        h0 = self._as_state(hx, x.shape[1], batched)
+        _, h = RNNLayer.apply(x, h0, *self._weights(), False, self.nonlinearity == "relu")
+        return h if batched else h.squeeze(0)
+
+
+class LSTMCell(RNNCellBase):
+    """One LSTM step: input (N, input_size), optional (h, c) each (N, hidden_size) -> (h', c').
+    Gates i, f, g, o stacked in that order in weight_ih (4 * hidden_size rows)."""
+
+    _gates = 4
+
+    def forward(self, input, hx=None):
+        x, batched = self._as_sequence(input)
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError("LSTMCell: hx must be a tuple (h_0, c_0)")
+        h0, c0 = (None, None) if hx is None else (self._as_state(s, x.shape[1], batched) for s in hx)
+        _, h, c = LSTMLayer.apply(x, h0, c0, *self._weights(), False)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(RNNCellBase):
+    """One GRU step: input (N, input_size), optional h (N, hidden_size) -> h' (N, hidden_size).
+    Gates r, z, n (3 * hidden_size rows)."""
+
+    _gates = 3
+
+    def forward(self, input, hx=None):
+        x, batched = self._as_sequence(input)
+        h0 = self._as_state(hx, x.shape[1], batched)
+        _, h = GRULayer.apply(x, h0, *self._weights(), False)
+        return h if batched else h.squeeze(0)

@@ -4,7 +4,8 @@ The input projection of every time step is one matrix product (T*B, I) @ (I, G*H
 loop, and in backward the input, weight and bias gradients are one product (or sum) each after the
 loop; only h @ W_hh^T (forward) and dgates @ W_hh (backward through time) run per step. Gate
 activations are kept per step, so backward recomputes nothing. Gate order is PyTorch's (LSTM:
-i, f, g, o; GRU: r, z, n), so weights port unchanged.
+i, f, g, o; GRU: r, z, n), so weights port unchanged. RNNLayer is the Elman layer (one gate, tanh or
+relu). The cells (nn/rnn.py) run these same Functions over a one-step sequence.
 
 Shapes: x (T, B, I) time-major, h0 / c0 (B, H) or None (zeros), w_ih (G*H, I), w_hh (G*H, H),
 b_ih / b_hh (G*H,) or None. `reverse` runs the sequence back to front (the second direction of
@@ -195,3 +196,45 @@ class GRULayer(Function):
         gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, d_xw, d_hh, x, h_before)
         return gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None
 
+
+
+class RNNLayer(Function):
+    """One Elman layer over a sequence -> (output (T, B, H), h_n (B, H)).
+
+    h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh, or relu when `relu` is true."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, relu):
+        xp = ctx.xp
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        out = _project_inputs(x, w_ih, _combined_bias(b_ih, b_hh))  # pre-activations, then the states
+        h = xp.zeros((B, H), dtype=x.dtype) if h0 is None else h0
+        for t in _order(T, reverse):
+            a = out[t]
+            a += h @ w_hh.T
+            if relu:
+                xp.maximum(a, 0, out=a)
+            else:
+                xp.tanh(a, out=a)
+            h = a
+        ctx.reverse, ctx.relu, ctx.w_ih = reverse, relu, w_ih
+        ctx.save_for_backward(x, h0, w_hh, out)
+        return out, h.copy()
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_h):
+        x, h0, w_hh, out = ctx.saved_tensors
+        xp = ctx.xp
+        # d(activation)/d(pre-activation) from the outputs alone: relu' = [h > 0], tanh' = 1 - h^2.
+        deriv = (out > 0).astype(out.dtype) if ctx.relu else 1 - out * out
+        d_pre = xp.empty_like(out)
+        dh = grad_h.copy()
+        for t in reversed(_order(x.shape[0], ctx.reverse)):
+            dh += grad_out[t]
+            xp.multiply(dh, deriv[t], out=d_pre[t])
+            dh = d_pre[t] @ w_hh
+        h_before = _hidden_before_each_step(out, h0, ctx.reverse, xp)
+        needs = [ctx.needs_input_grad[k] for k in (0, 2, 3, 4, 5)]
+        gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, d_pre, d_pre, x, h_before)
+        return gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None, None
