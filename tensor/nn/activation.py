@@ -1,8 +1,11 @@
 """Activation layers: thin Modules over nn.functional, with PyTorch's arguments and reprs."""
 from __future__ import annotations
 
+from ..creation import empty
 from . import functional as F
+from . import init as nn_init
 from .module import Module
+from .parameter import Parameter
 
 
 class _Inplace(Module):
@@ -113,3 +116,137 @@ class LogSoftmax(_DimActivation):
 class Softmin(_DimActivation):
     def forward(self, input):
         return F.softmin(input, self.dim)
+
+
+def _inplace_suffix(inplace):
+    return ", inplace=True" if inplace else ""
+
+
+class Hardtanh(Module):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__()
+        if min_val > max_val:
+            raise ValueError(f"Hardtanh: min_val {min_val} must not exceed max_val {max_val}; swap them")
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, input):
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}" + _inplace_suffix(self.inplace)
+
+
+class ReLU6(Hardtanh):
+    def __init__(self, inplace: bool = False):
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class SELU(_Inplace):
+    def forward(self, input):
+        return F.selu(input)
+
+
+class CELU(Module):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        if not alpha > 0:
+            raise ValueError(f"CELU: alpha must be positive, got {alpha}")
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, input):
+        return F.celu(input, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}" + _inplace_suffix(self.inplace)
+
+
+class GLU(Module):
+    """(*, 2n, *) -> (*, n, *): first half times sigmoid of the second half along dim."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.glu(input, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class _InplaceNoRepr(Module):
+    """Takes `inplace` (accepted for porting) but, as in PyTorch, does not show it in the repr."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+
+class Hardswish(_InplaceNoRepr):
+    def forward(self, input):
+        return F.hardswish(input)
+
+
+class Hardsigmoid(_InplaceNoRepr):
+    def forward(self, input):
+        return F.hardsigmoid(input)
+
+
+class Mish(_InplaceNoRepr):
+    def forward(self, input):
+        return F.mish(input)
+
+
+class Softsign(Module):
+    def forward(self, input):
+        return F.softsign(input)
+
+
+class LogSigmoid(Module):
+    def forward(self, input):
+        return F.logsigmoid(input)
+
+
+class Tanhshrink(Module):
+    def forward(self, input):
+        return F.tanhshrink(input)
+
+
+class Threshold(Module):
+    """x where x > threshold, else value."""
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__()
+        self.threshold, self.value, self.inplace = threshold, value, inplace
+
+    def forward(self, input):
+        return F.threshold(input, self.threshold, self.value)
+
+    def extra_repr(self):
+        return f"threshold={self.threshold}, value={self.value}" + _inplace_suffix(self.inplace)
+
+
+class PReLU(Module):
+    """max(0, x) + weight * min(0, x) with a learnt slope: one shared (num_parameters=1) or one per
+    channel (dim 1 of the input); weight (num_parameters,) starts at `init`."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        super().__init__()
+        if not isinstance(num_parameters, int) or num_parameters < 1:
+            raise ValueError(f"PReLU: num_parameters must be a positive int (1 or the channel count), "
+                             f"got {num_parameters!r}")
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = Parameter(empty(num_parameters, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn_init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"

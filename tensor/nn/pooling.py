@@ -1,5 +1,5 @@
-"""Pooling and resampling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Upsample (PyTorch's
-arguments and reprs; no parameters)."""
+"""Pooling and resampling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d,
+Upsample (PyTorch's arguments and reprs; no parameters)."""
 from __future__ import annotations
 
 from .functional import pooling as F
@@ -55,6 +55,63 @@ class AdaptiveAvgPool2d(Module):
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """(N, C, H, W) -> (N, C, *output_size) bin maxima; None in output_size keeps that input size."""
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input):
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class MaxPool1d(MaxPool2d):
+    """(N, C, L) -> (N, C, Lo) window maxima; stride defaults to kernel_size."""
+
+    def forward(self, input):
+        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+
+
+def _single_tuple(value):
+    """PyTorch's AvgPool1d keeps its sizes as 1-tuples (and shows them so)."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+class AvgPool1d(Module):
+    """(N, C, L) -> (N, C, Lo) window means; stride defaults to kernel_size."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self.kernel_size = _single_tuple(kernel_size)
+        self.stride = _single_tuple(stride if stride is not None else kernel_size)
+        self.padding, self.ceil_mode, self.count_include_pad = _single_tuple(padding), ceil_mode, count_include_pad
+
+    def forward(self, input):
+        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
+    """(N, C, L) -> (N, C, output_size) bin means."""
+
+    def forward(self, input):
+        return F.adaptive_avg_pool1d(input, self.output_size)
+
+
+class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
+    """(N, C, L) -> (N, C, output_size) bin maxima."""
+
+    def forward(self, input):
+        return F.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class Upsample(Module):

@@ -14,6 +14,7 @@ from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError
 from ...ops._util import normalize_dim
+from ...ops.compare import where
 from ...tensor import Tensor
 
 
@@ -129,3 +130,113 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 def elu(input, alpha=1.0, inplace=False):
     return input.elu(alpha)
+
+
+# ------------------------------------------------------------------ more pointwise (composed)
+
+
+class Hardtanh(Function):
+    """clip(x, min_val, max_val). Its own node because clamp's gradient passes at the bounds and
+    PyTorch's hardtanh (and relu6, hardsigmoid) pass it only strictly inside them."""
+
+    @staticmethod
+    def forward(ctx, x, min_val, max_val):
+        ctx.save_for_backward(x)
+        ctx.bounds = min_val, max_val
+        return ctx.xp.clip(x, min_val, max_val)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        return grad * ((x > low) & (x < high)), None, None
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """min_val where x < min_val, max_val where x > max_val, else x."""
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} must not exceed max_val {max_val}; swap them")
+    return Hardtanh.apply(input, min_val, max_val)
+
+
+def relu6(input, inplace=False):
+    """min(max(0, x), 6)."""
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardsigmoid(input, inplace=False):
+    """relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between."""
+    return relu6(input + 3.0) / 6.0
+
+
+def hardswish(input, inplace=False):
+    """x * relu6(x + 3) / 6."""
+    return input * hardsigmoid(input)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input, inplace=False):
+    """scale * elu(x, alpha) with the self-normalising constants of Klambauer et al."""
+    return input.elu(_SELU_ALPHA) * _SELU_SCALE
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) = alpha * elu(x / alpha) for alpha > 0."""
+    if not alpha > 0:
+        raise ValueError(f"celu: alpha must be positive, got {alpha}")
+    return (input / alpha).elu(1.0) * alpha
+
+
+def glu(input, dim=-1):
+    """a * sigmoid(b) where a, b are the two halves of input along dim (that size halves)."""
+    if input.dim() == 0:
+        raise ValueError("glu: does not support 0-d (scalar) input; give it at least one dim")
+    size = input.shape[dim]
+    if size % 2:
+        raise ValueError(f"glu: halving dim {dim} must have an even size, got {size} (shape {tuple(input.shape)})")
+    first, second = input.split(size // 2, dim)
+    return first * second.sigmoid()
+
+
+def mish(input, inplace=False):
+    """x * tanh(softplus(x))."""
+    return input * input.softplus().tanh()
+
+
+def softsign(input):
+    """x / (1 + |x|)."""
+    return input / (input.abs() + 1.0)
+
+
+def logsigmoid(input):
+    """log(sigmoid(x)) as -softplus(-x): finite for any x (log of sigmoid would give -inf below -745)."""
+    return -((-input).softplus())
+
+
+def tanhshrink(input):
+    """x - tanh(x)."""
+    return input - input.tanh()
+
+
+def threshold(input, threshold, value, inplace=False):  # noqa: F811 - PyTorch names the argument like the function
+    """x where x > threshold, else value."""
+    return where(input > threshold, input, value)
+
+
+def prelu(input, weight):
+    """max(0, x) + weight * min(0, x); weight has 1 element or one per channel (dim 1 of an input with
+    2 or more dims; as in PyTorch, a 0-d or 1-d input has a single channel)."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"prelu: weight must be a Tensor, got {type(weight).__name__}")
+    slopes = weight.numel()
+    channels = input.shape[1] if input.dim() >= 2 else 1
+    if (slopes != channels and slopes != 1) or weight.dim() > 1:
+        raise ValueError(f"prelu: weight of shape {tuple(weight.shape)} does not match input shape "
+                         f"{tuple(input.shape)} with {channels} channel(s); give one slope per channel (dim 1) "
+                         "or a single slope")
+    # (C,) -> (C, 1, ..., 1) against the dims after the channel dim; a single slope broadcasts as 0-d
+    weight = weight.reshape((slopes,) + (1,) * (input.dim() - 2)) if slopes > 1 else weight.reshape(())
+    return where(input > 0, input, weight * input)

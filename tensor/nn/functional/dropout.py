@@ -1,4 +1,5 @@
-"""dropout: zero each element with probability p in training and scale the rest by 1 / (1 - p).
+"""dropout (and dropout1d / dropout2d / alpha_dropout): zero each element with probability p in training
+and scale the rest by 1 / (1 - p).
 
 One Function that saves the (already scaled) mask, so backward is a single multiply. The mask
 comes from the engine's default Generator for the input's device, so `tensor.manual_seed`
@@ -7,9 +8,12 @@ product in one kernel, keeping a 1-byte mask (tensor/kernels/dropout.py).
 """
 from __future__ import annotations
 
+import warnings
+
 from ... import dtypes, kernels
 from ...autograd import Function
 from ...random import bernoulli_mask, rand
+from ...tensor import _wrap
 
 
 class Dropout(Function):
@@ -40,8 +44,7 @@ class FusedDropout(Function):
 
 def dropout(input, p=0.5, training=True, inplace=False, generator=None):
     """Identity when not training or p == 0; zeros when p == 1. `inplace` is accepted, not used."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: probability p must be between 0 and 1, got {p}")
+    _check_p("dropout", p)
     if not training or p == 0.0:
         return input
     if p == 1.0:
@@ -53,3 +56,74 @@ def dropout(input, p=0.5, training=True, inplace=False, generator=None):
     mask = bernoulli_mask(tuple(input.shape), 1.0 - p, input.dtype, input.device, generator)
     mask *= 1.0 / (1.0 - p)  # fold the rescaling into the mask: one multiply each way
     return Dropout.apply(input, mask)
+
+
+# ------------------------------------------------------------------------- channel (feature) dropout
+
+
+def _check_p(op, p):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: probability p must be between 0 and 1, got {p}")
+
+
+def _channel_dropout(input, p, generator):
+    """Zero whole channels: one mask entry per (N, C), broadcast over the trailing dims."""
+    mask_shape = tuple(input.shape[:2]) + (1,) * (input.dim() - 2)
+    mask = bernoulli_mask(mask_shape, 1.0 - p, input.dtype, input.device, generator)
+    mask *= 1.0 / (1.0 - p)
+    return Dropout.apply(input, mask)
+
+
+def _feature_dropout(op, input, p, training, batched_dims, generator):
+    _check_p(op, p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    if input.dim() == batched_dims - 1:  # unbatched (C, ...): drop along dim 0
+        return _channel_dropout(input.unsqueeze(0), p, generator).squeeze(0)
+    return _channel_dropout(input, p, generator)
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False, generator=None):
+    """Zero each channel of an (N, C, L) or (C, L) input with probability p, scale the rest by 1 / (1 - p)."""
+    if input.dim() not in (2, 3):
+        raise ValueError(f"dropout1d: expected a 3-d (N, C, L) or 2-d (C, L) input, got shape {tuple(input.shape)}; "
+                         "use dropout2d for (N, C, H, W)")
+    return _feature_dropout("dropout1d", input, p, training, 3, generator)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False, generator=None):
+    """Zero each channel of an (N, C, H, W) or (C, H, W) input with probability p, scale the rest by
+    1 / (1 - p). A 3-d input is read as (N, C, L), as PyTorch still does (with the same warning)."""
+    if input.dim() not in (3, 4):
+        raise ValueError(f"dropout2d: expected a 4-d (N, C, H, W) or 3-d input, got shape {tuple(input.shape)}; "
+                         "use dropout1d for (N, C, L) or dropout for elementwise dropout")
+    if input.dim() == 3:
+        warnings.warn("dropout2d: received a 3-d input; treating it as (N, C, L) with channel-wise dropout, as "
+                      "PyTorch does. Use dropout1d for that.", stacklevel=2)
+        return _feature_dropout("dropout2d", input, p, training, 3, generator)
+    return _feature_dropout("dropout2d", input, p, training, 4, generator)
+
+
+# ------------------------------------------------------------------------- alpha dropout (for SELU nets)
+
+# -SELU's negative saturation value, scale * alpha: dropped units are set to it, then everything is
+# rescaled so that zero mean and unit variance survive (Klambauer et al., 2017).
+_ALPHA_PRIME = 1.7580993408473766
+
+
+def alpha_dropout(input, p=0.5, training=False, inplace=False, generator=None):
+    """Drop elements to SELU's saturation value with probability p, then an affine map a * x + b that
+    keeps zero mean / unit variance. Identity when not training (PyTorch's default here is False)."""
+    _check_p("alpha_dropout", p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = bernoulli_mask(tuple(input.shape), 1.0 - p, input.dtype, input.device, generator)
+    a = ((_ALPHA_PRIME ** 2 * p + 1.0) * (1.0 - p)) ** -0.5
+    # kept: a * x + a * alpha' * p; dropped: a * alpha' * (p - 1), both folded into one scale and shift
+    shift = (keep - 1.0) * (_ALPHA_PRIME * a) + _ALPHA_PRIME * a * p
+    keep *= a
+    return Dropout.apply(input, keep) + _wrap(shift)

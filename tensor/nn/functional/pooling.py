@@ -394,3 +394,124 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
         return BlockMean.apply(input, (oh, ow))
     xp = input.xp
     return resample(input, resample_matrix_pool(H, oh, input.dtype, xp), resample_matrix_pool(W, ow, input.dtype, xp))
+
+
+# --------------------------------------------------------------------------- adaptive max pool
+
+
+def _adaptive_bins(n, out):
+    """PyTorch's adaptive bins along an axis of size n: bin i covers [floor(i*n/out), ceil((i+1)*n/out))."""
+    return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+
+
+class AdaptiveMax(Function):
+    """Maximum of each adaptive bin (NaN propagates); backward routes the gradient to each bin's first
+    maximum. Loops over the (oh * ow) bins, each one vectorised over N and C: bins overlap when the
+    sizes do not divide, so the gradient is accumulated bin by bin."""
+
+    @staticmethod
+    def forward(ctx, x, out_hw, return_indices):
+        xp, x4 = ctx.xp, _batched(x)
+        H, W = x4.shape[2:]
+        rows, cols = _adaptive_bins(H, out_hw[0]), _adaptive_bins(W, out_hw[1])
+        out = xp.empty(x4.shape[:2] + out_hw, dtype=x.dtype)
+        arg = xp.empty(x4.shape[:2] + out_hw, dtype=xp.int64)  # each maximum's flat index h * W + w
+        for i, (h0, h1) in enumerate(rows):
+            for j, (w0, w1) in enumerate(cols):
+                window = x4[:, :, h0:h1, w0:w1].reshape(x4.shape[:2] + (-1,))
+                local = window.argmax(axis=-1)  # the first maximum; the first NaN where there is one
+                out[:, :, i, j] = xp.take_along_axis(window, local[..., None], axis=-1)[..., 0]
+                arg[:, :, i, j] = (h0 + local // (w1 - w0)) * W + w0 + local % (w1 - w0)
+        ctx.save_for_backward(arg)
+        ctx.in_shape = x.shape
+        if not return_indices:
+            return _unbatched_like(out, x)
+        ctx.mark_non_differentiable(arg)
+        return _unbatched_like(out, x), _unbatched_like(arg, x)
+
+    @staticmethod
+    def backward(ctx, grad, *_):
+        xp, (arg,) = ctx.xp, ctx.saved_tensors
+        g = _batched(grad)
+        N, C = g.shape[:2]
+        H, W = ctx.in_shape[-2:]
+        grad_x = xp.zeros((N * C, H * W), dtype=g.dtype)
+        rows = xp.arange(N * C)[:, None]
+        flat_arg, flat_g = arg.reshape(N * C, -1), g.reshape(N * C, -1)
+        for b in range(flat_arg.shape[1]):  # one bin at a time: within a bin each (n, c) row hits one place
+            grad_x[rows[:, 0], flat_arg[:, b]] += flat_g[:, b]
+        grad_x = grad_x.reshape(N, C, H, W)
+        return grad_x if len(ctx.in_shape) == 4 else grad_x[0], None, None
+
+
+def _adaptive_size(op, input, output_size):
+    sizes = (output_size, output_size) if isinstance(output_size, int) or output_size is None else tuple(output_size)
+    if len(sizes) != 2 or not all(s is None or (isinstance(s, int) and s >= 1) for s in sizes):
+        raise ValueError(f"{op}: output_size must be a positive int, a pair of them, or None to keep a size; "
+                         f"got {output_size!r}")
+    return tuple(n if s is None else s for s, n in zip(sizes, input.shape[-2:]))
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):  # noqa: A002
+    """(N, C, H, W) -> (N, C, oh, ow) bin maxima, bins as adaptive_avg_pool2d's; with return_indices
+    also each maximum's flat index h * W + w (int64)."""
+    _check_input("adaptive_max_pool2d", input)
+    return AdaptiveMax.apply(input, _adaptive_size("adaptive_max_pool2d", input, output_size), bool(return_indices))
+
+
+# --------------------------------------------------------------------------- 1-d: the 2-d ops on (.., 1, L)
+
+
+def _single(value, op, name):
+    """An int or a 1-tuple -> int (validated by the 2-d op)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {value!r}")
+        value = value[0]
+    return value
+
+
+def _check_input_1d(op, x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
+    if x.ndim not in (2, 3):
+        raise ShapeError(f"{op}: expected a 3-d (N, C, L) or 2-d (C, L) input, got shape {tuple(x.shape)}")
+
+
+def _squeeze_rows(result):
+    if isinstance(result, tuple):
+        return tuple(r.squeeze(-2) for r in result)
+    return result.squeeze(-2)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
+               return_indices=False):
+    """(N, C, L) -> (N, C, Lo) window maxima; with return_indices also each maximum's index in L."""
+    _check_input_1d("max_pool1d", input)
+    k = _single(kernel_size, "max_pool1d", "kernel_size")
+    s = k if stride is None or stride in ((), []) else _single(stride, "max_pool1d", "stride")
+    p, d = _single(padding, "max_pool1d", "padding"), _single(dilation, "max_pool1d", "dilation")
+    return _squeeze_rows(max_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), (1, d), ceil_mode, return_indices))
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):  # noqa: A002
+    """(N, C, L) -> (N, C, Lo) window means; count_include_pad counts the zero padding in the divisor."""
+    _check_input_1d("avg_pool1d", input)
+    k = _single(kernel_size, "avg_pool1d", "kernel_size")
+    s = k if stride is None or stride in ((), []) else _single(stride, "avg_pool1d", "stride")
+    p = _single(padding, "avg_pool1d", "padding")
+    return avg_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), ceil_mode, count_include_pad).squeeze(-2)
+
+
+def adaptive_avg_pool1d(input, output_size):  # noqa: A002
+    """(N, C, L) -> (N, C, output_size) bin means (bins as adaptive_avg_pool2d's)."""
+    _check_input_1d("adaptive_avg_pool1d", input)
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, _single(output_size, "adaptive_avg_pool1d", "output_size")))\
+        .squeeze(-2)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):  # noqa: A002
+    """(N, C, L) -> (N, C, output_size) bin maxima; with return_indices also each maximum's index in L."""
+    _check_input_1d("adaptive_max_pool1d", input)
+    size = _single(output_size, "adaptive_max_pool1d", "output_size")
+    return _squeeze_rows(adaptive_max_pool2d(input.unsqueeze(-2), (1, size), return_indices))
