@@ -10,13 +10,24 @@ from .activation import (
 )
 from .distance import cosine_similarity, normalize, pairwise_distance
 from .dropout import alpha_dropout, dropout, dropout1d, dropout2d
+from .likelihood_loss import gaussian_nll_loss, poisson_nll_loss
 from .linear import linear
 from .loss import cross_entropy, nll_loss
+from .margin_loss import (
+    cosine_embedding_loss, hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
+    multilabel_soft_margin_loss, soft_margin_loss, triplet_margin_loss,
+)
 from .normalization import batch_norm, group_norm, layer_norm, rms_norm
 from .pointwise_loss import (
     binary_cross_entropy, binary_cross_entropy_with_logits, huber_loss, kl_div, l1_loss, mse_loss, smooth_l1_loss,
 )
 from .sparse import embedding, one_hot
+from .bilinear import bilinear
+from .embedding_bag import embedding_bag
+from .fold import fold, unfold
+from .instance_norm import instance_norm, local_response_norm
+from .shrink import hardshrink, softshrink
+from .shuffle import channel_shuffle, pixel_shuffle, pixel_unshuffle
 
 # ---- convolution, pooling, attention, rnn: filled in by their author (functional/conv.py, pooling.py,
 # ---- attention.py, rnn.py), e.g.
