@@ -22,7 +22,7 @@ METHODS = {
     "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
     "movedim swapaxes view_as reshape_as",
     "layout": "repeat tile flip roll tril triu",
-    "join": "split chunk unbind",
+    "join": "split chunk unbind tensor_split hsplit vsplit",
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
     "sort": "sort argsort topk",
@@ -33,6 +33,10 @@ METHODS = {
     "pointwise": "clamp_min clamp_max lerp addcmul addcdiv addmm nan_to_num nansum nanmean",
     # views.where is the method form, x.where(condition, other); tensor.where stays compare's (FUNCTIONS)
     "views": "narrow select diagonal diag trace nonzero argwhere where",
+    "sequence": "repeat_interleave diff logcumsumexp",
+    "ranking": "median mode unique histc",
+    "elementwise": "fmod frac sgn logit signbit float_power",
+    "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_",
 }
 
 # operator -> (module, function, swap operands)
@@ -88,6 +92,8 @@ FUNCTIONS = {
     "compare": "where",
     "views": "broadcast_to broadcast_tensors meshgrid numel",
     "convert": "finfo iinfo",
+    "ranking": "searchsorted bucketize",
+    "distance": "cdist",
 }
 
 missing: list[str] = []  # filled while binding; tests/tensor/test_methods.py asserts it is empty

@@ -224,3 +224,82 @@ def unbind(x, dim=0):
     if not x.data.ndim:
         raise ShapeError("unbind: cannot unbind a zero-dimensional tensor")
     return Unbind.apply(x, normalize_dim(dim, x.data.ndim, "unbind"))
+
+
+# ------------------------------------------------------------------------- tensor_split / hsplit / vsplit
+
+
+class SliceSplit(Function):
+    """Views x[start:stop] along `dim` for each (start, stop): tensor_split's pieces, which may
+    overlap (indices need not increase), so backward adds each piece's gradient into place."""
+
+    view_of = 0
+
+    @staticmethod
+    def forward(ctx, x, bounds, dim):
+        ctx.shape, ctx.dim, ctx.bounds = x.shape, dim, bounds
+        lead = (slice(None),) * dim
+        return tuple(x[lead + (slice(start, stop),)] for start, stop in bounds)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grad = ctx.xp.zeros(ctx.shape, grads[0].dtype)
+        lead = (slice(None),) * ctx.dim
+        for (start, stop), piece in zip(ctx.bounds, grads):
+            grad[lead + (slice(start, stop),)] += piece
+        return grad, None, None
+
+
+def tensor_split(x, indices_or_sections, dim=0):
+    """Views of x along `dim`: `sections` (an int) nearly equal pieces, the first size % sections one
+    longer; or the pieces between the given indices (a list, or a 1-D int tensor), sliced as Python does."""
+    shape = x.data.shape
+    if not shape:
+        raise ShapeError("tensor_split: expects a tensor with at least one dimension, got a 0-d tensor")
+    d = normalize_dim(dim, len(shape), "tensor_split")
+    n = shape[d]
+    split_at = _split_points(indices_or_sections)
+    if isinstance(split_at, int):
+        if split_at <= 0:
+            raise ShapeError(f"tensor_split: number of sections must be positive, got {split_at}")
+        size, extra = divmod(n, split_at)
+        split_at = [k * size + min(k, extra) for k in range(1, split_at)]
+    edges = [0] + [min(max(i + n if i < 0 else i, 0), n) for i in split_at] + [n]
+    bounds = tuple((start, max(start, stop)) for start, stop in zip(edges, edges[1:]))
+    return SliceSplit.apply(x, bounds, d)
+
+
+def _split_points(indices_or_sections):
+    """An int (sections) or a list of split indices, from an int, a sequence or an int tensor."""
+    if isinstance(indices_or_sections, Tensor):
+        if indices_or_sections.data.dtype.kind not in "iu" or indices_or_sections.ndim > 1:
+            raise TypeError("tensor_split: a tensor indices_or_sections must be a 0-D or 1-D integer tensor, got "
+                            f"{indices_or_sections._describe()}")
+        values = indices_or_sections.tolist()
+        return values if indices_or_sections.ndim else int(values)
+    if isinstance(indices_or_sections, (tuple, list)):
+        return [operator.index(i) for i in indices_or_sections]
+    return operator.index(indices_or_sections)
+
+
+def hsplit(x, indices_or_sections):
+    """tensor_split along dim 1 (dim 0 for a 1-D tensor); an int must divide that dim evenly."""
+    if x.data.ndim == 0:
+        raise ShapeError("hsplit: expects a tensor with at least 1 dimension, got a 0-d tensor")
+    return _even_split(x, indices_or_sections, 1 if x.data.ndim > 1 else 0, "hsplit")
+
+
+def vsplit(x, indices_or_sections):
+    """tensor_split along dim 0 of a tensor with at least 2 dims; an int must divide that dim evenly."""
+    if x.data.ndim < 2:
+        raise ShapeError(f"vsplit: expects a tensor with at least 2 dimensions, got shape {tuple(x.data.shape)}")
+    return _even_split(x, indices_or_sections, 0, "vsplit")
+
+
+def _even_split(x, indices_or_sections, dim, op):
+    split_at = _split_points(indices_or_sections)
+    size = x.data.shape[dim]
+    if isinstance(split_at, int) and (split_at <= 0 or size % split_at):
+        raise ShapeError(f"{op}: dim {dim} of size {size} cannot be split into {split_at} equal parts; give a "
+                         "number of sections that divides it, or a list of indices")
+    return tensor_split(x, split_at, dim)

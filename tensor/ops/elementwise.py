@@ -1,0 +1,117 @@
+"""More elementwise math in PyTorch's names: fmod, frac, sgn, logit, signbit, float_power.
+
+frac, sgn and float_power are compositions of existing ops (exact, and their gradients come for
+free); fmod and logit are Functions of their own, since their gradients need the inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd import Function
+from ..errors import DTypeError
+from ..tensor import Tensor, _wrap
+from ._util import promote, sum_to
+from .arithmetic import pow as _pow, sub
+from .unary import sign, trunc
+
+
+def _shape(x):
+    return getattr(x, "shape", ())
+
+
+def _require_tensor(op, x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__} {x!r}; make one with tensor.tensor(...)")
+
+
+class Fmod(Function):
+    """C's fmod: a - trunc(a / b) * b, with the sign of a (remainder() takes the sign of b)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return ctx.xp.fmod(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(grad, _shape(a)) if need_a else None
+        gb = sum_to(-grad * ctx.xp.trunc(a / b), _shape(b)) if need_b else None
+        return ga, gb
+
+
+def fmod(a, b):
+    """Elementwise remainder of a / b with the sign of the dividend a (torch.fmod)."""
+    a, b = promote(a, b)
+    return Fmod.apply(a, b)
+
+
+def frac(x):
+    """x - trunc(x): the fractional part, with x's sign; gradient 1."""
+    _require_tensor("frac", x)
+    if x.data.dtype.kind != "f":
+        raise DTypeError(f"frac: needs a floating-point tensor, got dtype {x.dtype}; convert with .float() first")
+    return sub(x, trunc(x))
+
+
+def sgn(x):
+    """sign(x); for real tensors (all raygrad has) torch.sgn is torch.sign."""
+    return sign(x)
+
+
+def signbit(x):
+    """True where the sign bit is set (negative numbers and -0.0); a bool tensor without gradient."""
+    _require_tensor("signbit", x)
+    data = x.data
+    if data.dtype.kind == "b":
+        return _wrap(x.xp.zeros(data.shape, dtype=np.bool_))
+    return _wrap(x.xp.signbit(data))
+
+
+class Logit(Function):
+    """log(x / (1 - x)), with x first clamped to [eps, 1 - eps] when eps is given."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        xp = ctx.xp
+        ctx.save_for_backward(x)
+        ctx.eps = eps
+        z = x if eps is None else xp.clip(x, eps, 1 - eps)
+        with np.errstate(divide="ignore", invalid="ignore"):  # logit(0) = -inf, logit(1) = inf, as in PyTorch
+            return xp.log(z / (1 - z))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        eps = ctx.eps
+        out = grad / (x * (1 - x))
+        if eps is not None:  # as PyTorch: the clamp passes no gradient outside [eps, 1 - eps]
+            out = out * ((x >= eps) & (x <= 1 - eps))
+        return out, None
+
+
+def logit(x, eps=None):
+    """The inverse of sigmoid; with eps, inputs are clamped to [eps, 1 - eps] (no gradient outside)."""
+    _require_tensor("logit", x)
+    if x.data.dtype.kind != "f":
+        x = x.to(dtype=dtypes.get_default_dtype())
+    if eps is not None:
+        eps = float(eps)
+        if not 0 <= eps <= 0.5:
+            raise ValueError(f"logit: eps must be in [0, 0.5], got {eps}")
+    return Logit.apply(x, eps)
+
+
+def float_power(x, exponent):
+    """x ** exponent computed in float64 (torch.float_power), whatever the inputs' dtypes."""
+    base = x.to(dtype=dtypes.float64) if isinstance(x, Tensor) else float(x)
+    if isinstance(exponent, Tensor):
+        exponent = exponent.to(dtype=dtypes.float64)
+    elif not isinstance(base, Tensor):
+        raise TypeError("float_power: expected at least one Tensor operand")
+    else:
+        exponent = float(exponent)
+    return _pow(base, exponent)
+

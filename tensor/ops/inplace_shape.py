@@ -1,0 +1,51 @@
+"""In-place shape ops: squeeze_, unsqueeze_, t_, transpose_.
+
+PyTorch changes only the tensor's metadata. Here the tensor takes the view's array, which is
+only safe while nothing else refers to its old shape: no graph is recorded through it, no view
+of it exists (each view knows how to remake itself from the tensor at its old shape, see
+autograd.refresh_view) and no node saved it. A tensor gets a version counter the first time any
+of those happens, so that is the test; otherwise the op is refused with the out-of-place
+alternative (`x = x.unsqueeze(0)`), which is always correct.
+"""
+from __future__ import annotations
+
+from ..autograd import is_grad_enabled
+from ..errors import AutogradError
+from ..tensor import Tensor
+from . import shape
+
+
+def _reshape_in_place(x, op_name, view_op, *args):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op_name}: expected a Tensor, got {type(x).__name__}")
+    out_of_place = f"x = x.{op_name[:-1]}(...)"
+    if (x.requires_grad and is_grad_enabled()) or x.grad_fn is not None:
+        raise AutogradError(f"{op_name}: this tensor is part of a graph; changing its shape in place would leave "
+                            f"the graph disagreeing with it; use the out-of-place form, {out_of_place}")
+    if x._version_box is not None or x._base is not None:
+        raise AutogradError(f"{op_name}: this tensor has views, is a view, or was saved for a backward pass, which "
+                            f"all rely on its current shape; use the out-of-place form, {out_of_place}")
+    alias = object.__new__(Tensor)  # x's array alone: computing the view records nothing about x
+    alias.data = x.data
+    x.data = view_op(alias, *args).data
+    return x
+
+
+def squeeze_(x, dim=None):
+    """In-place squeeze: drop size-1 dims (all, or those among `dim`)."""
+    return _reshape_in_place(x, "squeeze_", shape.squeeze, dim)
+
+
+def unsqueeze_(x, dim):
+    """In-place unsqueeze: insert a size-1 dim at `dim`."""
+    return _reshape_in_place(x, "unsqueeze_", shape.unsqueeze, dim)
+
+
+def t_(x):
+    """In-place t(): transpose a tensor of at most 2 dims."""
+    return _reshape_in_place(x, "t_", shape.t)
+
+
+def transpose_(x, dim0, dim1):
+    """In-place transpose of dims dim0 and dim1."""
+    return _reshape_in_place(x, "transpose_", shape.transpose, dim0, dim1)
