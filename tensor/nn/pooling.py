@@ -3,6 +3,7 @@ Upsample (PyTorch's arguments and reprs; no parameters)."""
 from __future__ import annotations
 
 from .functional import pooling as F
+from .functional import pooling1d as F1
 from .functional.resample import interpolate
 from .module import Module
 
@@ -75,7 +76,7 @@ class MaxPool1d(MaxPool2d):
     """(N, C, L) -> (N, C, Lo) window maxima; stride defaults to kernel_size."""
 
     def forward(self, input):
-        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+        return F1.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
@@ -94,7 +95,7 @@ class AvgPool1d(Module):
         self.padding, self.ceil_mode, self.count_include_pad = _single_tuple(padding), ceil_mode, count_include_pad
 
     def forward(self, input):
-        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+        return F1.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -104,14 +105,14 @@ class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
     """(N, C, L) -> (N, C, output_size) bin means."""
 
     def forward(self, input):
-        return F.adaptive_avg_pool1d(input, self.output_size)
+        return F1.adaptive_avg_pool1d(input, self.output_size)
 
 
 class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
     """(N, C, L) -> (N, C, output_size) bin maxima."""
 
     def forward(self, input):
-        return F.adaptive_max_pool1d(input, self.output_size, self.return_indices)
+        return F1.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class Upsample(Module):
