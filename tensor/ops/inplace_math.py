@@ -11,7 +11,7 @@ from .. import random
 from ..autograd import no_grad
 from ..errors import DTypeError
 from ..tensor import Tensor, _wrap
-from . import activation, arithmetic, compare, unary
+from . import activation, compare, unary
 from .inplace import _check_cast, apply_tracked, needs_graph
 
 
@@ -74,11 +74,8 @@ def _random_fill(self, draw, name):
     leaf that requires grad only under no_grad; on a non-leaf the old values simply get no gradient."""
     if self.dtype.kind != "f":
         raise DTypeError(f"{name}: fills floating-point tensors, got {self.dtype}; use random_/randint for integers")
-    if needs_graph(self):
-        def op(source):
-            return arithmetic.add(arithmetic.mul(source.detach(), 0), _wrap(draw()))
-
-        return apply_tracked(self, op, name=name)
+    if needs_graph(self):  # the new values depend on nothing: the tensor leaves the graph
+        return apply_tracked(self, lambda source: _wrap(draw()), name=name)
     return _write(self, draw(), name)
 
 
