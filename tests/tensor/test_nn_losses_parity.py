@@ -5,7 +5,6 @@ and clear errors for bad arguments."""
 import numpy as np
 import pytest
 
-import tensor
 import tensor.nn as nn
 import tensor.nn.functional as F
 from tensor.errors import DTypeError, ShapeError
