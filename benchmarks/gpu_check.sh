@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 9 in ONE device call (see benchmarks/GPU.md for the call itself):
 #
-#   bash benchmarks/gpu_check.sh [kernels] [train] [bench] [engine] [profile]   (default: all, this order)
+#   bash benchmarks/gpu_check.sh [kernels] [train] [bench] [engine] [profile] [cpu]   (default: all, this order)
 #
 #   setup    always: install the carried wheels (.whl/, Ray), print the card and the versions
 #   kernels  pytest tests/gpu except the engine re-run: fused kernels, memory stats, CUDA loader,
@@ -10,6 +10,8 @@
 #   bench    benchmarks/gpu_compare.py: raygrad / PyTorch eager step times, matmul TFLOP/s, memory
 #   engine   pytest tests/gpu/test_engine_on_cuda.py: every engine test that takes `device`, on cuda
 #   profile  benchmarks/gpu_profile.py: kernels, GPU and host time per step of the CNN and transformer
+#   cpu      benchmarks/ddp.py and benchmarks/loader.py on the machine's CPU cores (a core per worker,
+#            which the 2-core CI machine cannot give them); tables appended to bench.log
 #
 # Every step has its own timeout, capped by a deadline for the whole script (GPU_CHECK_DEADLINE_S,
 # default 540 s) so that the summary and the table always print inside a 600 s device call; a
@@ -23,7 +25,7 @@ mkdir -p "$OUT"
 START=$(date +%s)
 DEADLINE=${GPU_CHECK_DEADLINE_S:-540}
 STAGES=("$@")
-[ ${#STAGES[@]} -eq 0 ] && STAGES=(kernels train bench engine profile)
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(kernels train bench engine profile cpu)
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 
@@ -118,8 +120,10 @@ for stage in "${STAGES[@]}"; do
       step engine 300 "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu/test_engine_on_cuda.py "${XDIST[@]}" ;;
     profile)
       step profile 90 "$OUT/profile.md" python3 benchmarks/gpu_profile.py --only cnn transformer ;;
+    cpu)
+      step cpu 120 "$OUT/bench.log" bash -c "python3 benchmarks/ddp.py --rounds 5 && python3 benchmarks/loader.py" ;;
     *)
-      echo "unknown stage '$stage' (kernels, train, bench, engine, profile)" | tee -a "$SUMMARY" ;;
+      echo "unknown stage '$stage' (kernels, train, bench, engine, profile, cpu)" | tee -a "$SUMMARY" ;;
   esac
 done
 
@@ -131,6 +135,7 @@ report() {
   grep -E "^(FAILED|ERROR) |[0-9]+ (passed|failed|skipped)|no tests ran" "$OUT/pytest.log" 2>/dev/null | tail -n 40
   grep -E "^(rank |gpu_train_smoke:)" "$OUT/train.log" 2>/dev/null
   [ -f "$OUT/profile.md" ] && sed -n '/^| workload/,$p' "$OUT/profile.md"
+  grep -E "^(MLP |[0-9,]+ rows|\| (mode|no comm|ddp|reader|pyarrow|ShardedLoader))" "$OUT/bench.log" 2>/dev/null
   if [ -f "$OUT/gpu_compare.md" ]; then
     sed -n '/^sanity:/,$p' "$OUT/gpu_compare.md"
     echo
