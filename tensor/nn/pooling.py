@@ -2,6 +2,7 @@
 Upsample (PyTorch's arguments and reprs; no parameters)."""
 from __future__ import annotations
 
+from .functional import adaptive_pooling as FA
 from .functional import pooling as F
 from .functional import pooling1d as F1
 from .functional.resample import interpolate
@@ -52,7 +53,7 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, input):
-        return F.adaptive_avg_pool2d(input, self.output_size)
+        return FA.adaptive_avg_pool2d(input, self.output_size)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -66,7 +67,7 @@ class AdaptiveMaxPool2d(Module):
         self.output_size, self.return_indices = output_size, return_indices
 
     def forward(self, input):
-        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return FA.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

@@ -32,7 +32,8 @@ from .shuffle import channel_shuffle, pixel_shuffle, pixel_unshuffle
 # ---- convolution, pooling, attention, rnn: filled in by their author (functional/conv.py, pooling.py,
 # ---- attention.py, rnn.py), e.g.
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
-from .pooling import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d
+from .pooling import avg_pool2d, max_pool2d
+from .adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
 from .pooling1d import adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, max_pool1d
 from .resample import interpolate
 from .attention import scaled_dot_product_attention

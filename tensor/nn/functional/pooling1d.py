@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ...errors import ShapeError
 from ...tensor import Tensor
-from .pooling import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d
+from .adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
+from .pooling import avg_pool2d, max_pool2d
 
 
 def _single(value, op, name):
