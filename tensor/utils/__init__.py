@@ -1,4 +1,5 @@
-"""tensor.utils: helpers around the engine (PyTorch's torch.utils): activation checkpointing."""
-from . import checkpoint
+"""tensor.utils: helpers around the engine (PyTorch's torch.utils): activation checkpointing, and the
+in-memory data API (Dataset, TensorDataset, DataLoader, random_split)."""
+from . import checkpoint, data
 
-__all__ = ["checkpoint"]
+__all__ = ["checkpoint", "data"]
