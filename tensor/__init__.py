@@ -45,6 +45,7 @@ is_tensor = lambda obj: isinstance(obj, Tensor)  # noqa: E731
 from . import nn, optim  # noqa: E402  (after the methods: layers call them)
 from . import amp  # noqa: E402
 from . import utils  # noqa: E402
+from . import distributions  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"

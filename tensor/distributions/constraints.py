@@ -1,0 +1,121 @@
+"""Constraints: what values a parameter or a sample may take (torch.distributions.constraints).
+
+`check(value)` returns a bool Tensor of value's shape less `event_dim` trailing dims, computed without a graph.
+"""
+from __future__ import annotations
+
+from ..autograd import no_grad
+
+
+class Constraint:
+    """The set a value must lie in; `event_dim` trailing dims are judged together (a simplex row, say)."""
+
+    is_discrete = False
+    event_dim = 0
+
+    def check(self, value):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return type(self).__name__.lstrip("_") + "()"
+
+
+class _Dependent(Constraint):
+    """A constraint that depends on other parameters (Uniform's low < high): validated by the distribution."""
+
+    def check(self, value):
+        raise ValueError("a dependent constraint cannot be checked on its own")
+
+
+class _Real(Constraint):
+    def check(self, value):
+        with no_grad():
+            return value == value  # rejects NaN only, as torch's real does
+
+
+class _Positive(Constraint):
+    def check(self, value):
+        with no_grad():
+            return value > 0
+
+
+class _UnitInterval(Constraint):
+    def check(self, value):
+        with no_grad():
+            return (value >= 0) & (value <= 1)
+
+
+class _Boolean(Constraint):
+    is_discrete = True
+
+    def check(self, value):
+        with no_grad():
+            return (value == 0) | (value == 1)
+
+
+class _Simplex(Constraint):
+    """Non-negative rows summing to 1 along the last dim."""
+
+    event_dim = 1
+
+    def check(self, value):
+        with no_grad():
+            return (value >= 0).all(-1) & ((value.sum(-1) - 1).abs() < 1e-6)
+
+
+class _RealVector(Constraint):
+    event_dim = 1
+
+    def check(self, value):
+        with no_grad():
+            return (value == value).all(-1)
+
+
+class _OneHot(Constraint):
+    is_discrete = True
+    event_dim = 1
+
+    def check(self, value):
+        with no_grad():
+            return ((value == 0) | (value == 1)).all(-1) & (value.sum(-1) == 1)
+
+
+class integer_interval(Constraint):  # noqa: N801 - torch's name
+    """Integers in [lower_bound, upper_bound]."""
+
+    is_discrete = True
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound, self.upper_bound = lower_bound, upper_bound
+
+    def check(self, value):
+        with no_grad():
+            whole = value == value.floor() if value.is_floating_point() else value == value
+            return whole & (value >= self.lower_bound) & (value <= self.upper_bound)
+
+    def __repr__(self):
+        return f"IntegerInterval(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
+
+
+class half_open_interval(Constraint):  # noqa: N801 - torch's name
+    """[lower_bound, upper_bound); the bounds may be tensors (Uniform's support)."""
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound, self.upper_bound = lower_bound, upper_bound
+
+    def check(self, value):
+        with no_grad():
+            return (value >= self.lower_bound) & (value < self.upper_bound)
+
+    def __repr__(self):
+        return "HalfOpenInterval(lower_bound, upper_bound)"
+
+
+dependent = _Dependent()
+real = _Real()
+positive = _Positive()
+unit_interval = _UnitInterval()
+boolean = _Boolean()
+simplex = _Simplex()
+real_vector = _RealVector()
+one_hot = _OneHot()
