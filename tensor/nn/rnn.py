@@ -4,7 +4,9 @@ gate orders and initialisation, so weights port from PyTorch unchanged.
 
 Each layer and direction is one fused Function over the whole sequence (functional/rnn.py); this
 file stacks them: layers in turn, directions concatenated on the feature dim, dropout between
-layers in training. A cell is the same Function run over a sequence of one step.
+layers in training. A PackedSequence input runs as its padded, length-sorted batch with the
+Functions' batch_sizes, so each sequence stops (or, in reverse, starts) at its own end. A cell is
+the same Function run over a sequence of one step.
 """
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ import warnings
 
 from ..creation import empty
 from ..errors import DTypeError, ShapeError
+from ..ops.gather import index_select
 from ..ops.join import cat, stack
 from . import init
 from .functional.dropout import dropout as _dropout
 from .functional.rnn import GRULayer, LSTMLayer, RNNLayer
 from .module import Module
 from .parameter import Parameter
+from .utils.rnn import PackedSequence, packed_rows, padded_rows
 
 
 class _RNNBase(Module):
@@ -74,30 +78,56 @@ class _RNNBase(Module):
         return weights if self.bias else weights + [None, None]
 
     def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         batched = self._check_input(input)
         x = input if batched else input.unsqueeze(1)
         if batched and self.batch_first:
             x = x.transpose(0, 1)
         states = self._initial_states(hx, x.shape[1], batched)
+        x, finals = self._run_layers(x, states)
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        if not batched:
+            x, finals = x.squeeze(1), [f.squeeze(1) for f in finals]
+        return x, self._pack_states(finals)
+
+    def _forward_packed(self, packed, hx):
+        """A PackedSequence in, a PackedSequence out (same batch_sizes and indices), and final states
+        in the batch's original order, each taken at its own sequence's end."""
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        if data.dim() != 2:
+            raise ShapeError(f"{type(self).__name__}: packed data must be 2-d (sum of lengths, input_size), "
+                             f"got shape {tuple(data.shape)}")
+        self._check_input(data)
+        sizes = tuple(int(b) for b in batch_sizes.tolist())
+        states = self._initial_states(hx, sizes[0], True)
+        if sorted_indices is not None:  # hx comes in the caller's order; the layers run in sorted order
+            states = [index_select(s, 1, sorted_indices) for s in states]
+        x, finals = self._run_layers(padded_rows(data, sizes), states, sizes)
+        if unsorted_indices is not None:
+            finals = [index_select(f, 1, unsorted_indices) for f in finals]
+        output = PackedSequence(packed_rows(x, sizes), batch_sizes, sorted_indices, unsorted_indices)
+        return output, self._pack_states(finals)
+
+    def _run_layers(self, x, states, batch_sizes=None):
+        """Every layer and direction over x (T, B, I) from `states` (a list, empty for zeros) ->
+        (output (T, B, D * H), final states each (num_layers * D, B, H)). batch_sizes: see functional/rnn.py."""
         finals = [[] for _ in range(self._state_count)]  # each direction's last state, per layer
         for layer in range(self.num_layers):
             outputs = []
             for direction, suffix in enumerate(self._suffixes):
                 index = layer * self._directions + direction
                 initial = [s[index] for s in states] if states else [None] * self._state_count
-                out, *last = self._run_layer(x, initial, self._layer_weights(layer, suffix), direction == 1)
+                weights = self._layer_weights(layer, suffix)
+                out, *last = self._run_layer(x, initial, weights, direction == 1, batch_sizes)
                 outputs.append(out)
                 for bucket, state in zip(finals, last):
                     bucket.append(state)
             x = outputs[0] if len(outputs) == 1 else cat(outputs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = _dropout(x, self.dropout)
-        if batched and self.batch_first:
-            x = x.transpose(0, 1)
-        finals = [stack(bucket, dim=0) for bucket in finals]
-        if not batched:
-            x, finals = x.squeeze(1), [f.squeeze(1) for f in finals]
-        return x, self._pack_states(finals)
+        return x, [stack(bucket, dim=0) for bucket in finals]
 
     def _check_input(self, input):
         name = type(self).__name__
@@ -160,8 +190,8 @@ class RNN(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, device=device, dtype=dtype)
 
-    def _run_layer(self, x, initial, weights, reverse):
-        return RNNLayer.apply(x, initial[0], *weights, reverse, self.nonlinearity == "relu")
+    def _run_layer(self, x, initial, weights, reverse, batch_sizes):
+        return RNNLayer.apply(x, initial[0], *weights, reverse, self.nonlinearity == "relu", batch_sizes)
 
     def _unpack_states(self, hx):
         return [hx]
@@ -184,8 +214,8 @@ class LSTM(_RNNBase):
     _gates = 4
     _state_count = 2
 
-    def _run_layer(self, x, initial, weights, reverse):
-        return LSTMLayer.apply(x, initial[0], initial[1], *weights, reverse)
+    def _run_layer(self, x, initial, weights, reverse, batch_sizes):
+        return LSTMLayer.apply(x, initial[0], initial[1], *weights, reverse, batch_sizes)
 
     def _unpack_states(self, hx):
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
@@ -203,8 +233,8 @@ class GRU(_RNNBase):
     _gates = 3
     _state_count = 1
 
-    def _run_layer(self, x, initial, weights, reverse):
-        return GRULayer.apply(x, initial[0], *weights, reverse)
+    def _run_layer(self, x, initial, weights, reverse, batch_sizes):
+        return GRULayer.apply(x, initial[0], *weights, reverse, batch_sizes)
 
     def _unpack_states(self, hx):
         return [hx]

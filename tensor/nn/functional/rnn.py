@@ -10,6 +10,11 @@ relu). The cells (nn/rnn.py) run these same Functions over a one-step sequence.
 Shapes: x (T, B, I) time-major, h0 / c0 (B, H) or None (zeros), w_ih (G*H, I), w_hh (G*H, H),
 b_ih / b_hh (G*H,) or None. `reverse` runs the sequence back to front (the second direction of
 a bidirectional layer); outputs stay aligned with the inputs.
+
+`batch_sizes` (optional, last) runs a packed batch: x holds the sequences padded and sorted by
+length, longest first, and step t updates only its first batch_sizes[t] rows. A finished row keeps
+its state, so h_n holds each sequence's state after its own last element; in reverse a row starts at
+its own last element from its initial state. Outputs outside the sequences are zero.
 """
 from __future__ import annotations
 
@@ -39,12 +44,39 @@ def _order(T, reverse):
     return list(range(T - 1, -1, -1) if reverse else range(T))
 
 
-def _hidden_before_each_step(out, h0, reverse, xp):
-    """(T, B, H): the state each step started from: h0 for the first visited step, else the
-    output of the step visited just before."""
-    start = xp.zeros_like(out[:1]) if h0 is None else h0[None]
-    parts = [out[1:], start] if reverse else [start, out[:-1]]
-    return xp.concatenate(parts, axis=0)
+def _step_sizes(T, B, batch_sizes):
+    """Rows taking part in each step: the whole batch, or a packed sequence's batch_sizes. Those are
+    non-increasing over a batch sorted by length, so a step's rows are always a prefix of the batch."""
+    return [B] * T if batch_sizes is None else [int(b) for b in batch_sizes]
+
+
+def _states_before_each_step(states, initial, reverse, sizes, xp):
+    """(T, B, H): the state each step started from: `initial` (zeros when None) for the first visited
+    step, else the state of the step visited just before.
+
+    With packed sizes a row starts where it first takes part: the forward direction at step 0, the
+    reverse one at the row's own last element, so a row that joins late starts from its initial state.
+    Rows outside a step stay zero: their gradients there are zero and must add nothing."""
+    T, B, H = states.shape
+    start = xp.zeros((B, H), dtype=states.dtype) if initial is None else initial
+    if sizes == [B] * T:
+        parts = [states[1:], start[None]] if reverse else [start[None], states[:-1]]
+        return xp.concatenate(parts, axis=0)
+    before = xp.zeros_like(states)
+    previous = None
+    for t in _order(T, reverse):
+        b = sizes[t]
+        carried = 0 if previous is None else min(sizes[previous], b)
+        if carried:
+            before[t, :carried] = states[previous, :carried]
+        before[t, carried:b] = start[carried:b]
+        previous = t
+    return before
+
+
+def _one_per_input(ctx, grads):
+    """The gradients padded with None for the optional trailing batch_sizes argument, when given."""
+    return tuple(grads) + (None,) * (len(ctx.needs_input_grad) - len(grads))
 
 
 def _input_and_weight_grads(needs, w_ih, d_xw, d_hh, x, h_before):
@@ -70,66 +102,77 @@ def _combined_bias(b_ih, b_hh):
     return b_ih if b_hh is None else b_ih + b_hh
 
 
+def _initial_state(given, shape, dtype, packed, xp):
+    """The state the recurrence starts from. A packed run writes rows of it in place, so it must own
+    its array and never write into the caller's."""
+    if given is None:
+        return xp.zeros(shape, dtype=dtype)
+    return given.copy() if packed else given
+
+
 class LSTMLayer(Function):
     """One LSTM layer over a sequence -> (output (T, B, H), h_n (B, H), c_n (B, H))."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes=None):
         xp = ctx.xp
         T, B, _ = x.shape
         H = w_hh.shape[1]
+        sizes, packed = _step_sizes(T, B, batch_sizes), batch_sizes is not None
         acts = _project_inputs(x, w_ih, _combined_bias(b_ih, b_hh))  # pre-activations, then activations
-        out = xp.empty((T, B, H), dtype=x.dtype)
-        cells = xp.empty((T, B, H), dtype=x.dtype)
-        h = xp.zeros((B, H), dtype=x.dtype) if h0 is None else h0
-        c = xp.zeros((B, H), dtype=x.dtype) if c0 is None else c0
+        out, cells = (xp.zeros if packed else xp.empty)((2, T, B, H), dtype=x.dtype)
+        h, c = (_initial_state(s, (B, H), x.dtype, packed, xp) for s in (h0, c0))
         for t in _order(T, reverse):
-            a = acts[t]
-            a += h @ w_hh.T
+            b = sizes[t]
+            a = acts[t, :b]
+            a += h[:b] @ w_hh.T
             g = xp.tanh(a[:, 2 * H : 3 * H])
             _sigmoid_(a, xp)
             a[:, 2 * H : 3 * H] = g
-            c = a[:, H : 2 * H] * c
-            c += a[:, :H] * g
-            cells[t] = c
-            h = out[t]
-            xp.multiply(a[:, 3 * H :], xp.tanh(c), out=h)
-        ctx.reverse, ctx.w_ih, ctx.H = reverse, w_ih, H
+            c_t, h_t = cells[t, :b], out[t, :b]
+            xp.multiply(a[:, H : 2 * H], c[:b], out=c_t)
+            c_t += a[:, :H] * g
+            xp.multiply(a[:, 3 * H :], xp.tanh(c_t), out=h_t)
+            if packed:  # rows past this step keep their state: they have finished, or not begun
+                h[:b], c[:b] = h_t, c_t
+            else:  # the step's output is the new state: no copy
+                h, c = h_t, c_t
+        ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
         ctx.save_for_backward(x, h0, c0, w_hh, acts, cells, out)
         return out, h.copy(), c.copy()
 
     @staticmethod
     def backward(ctx, grad_out, grad_h, grad_c):
         x, h0, c0, w_hh, acts, cells, out = ctx.saved_tensors
-        xp, H = ctx.xp, ctx.H
-        T, B, _ = x.shape
+        xp, H, sizes = ctx.xp, ctx.H, ctx.sizes
         # d(activation)/d(pre-activation) for all steps at once: sigmoid' for i, f, o; tanh' for g.
         deriv = acts * (1 - acts)
         g_all = acts[:, :, 2 * H : 3 * H]
         deriv[:, :, 2 * H : 3 * H] = 1 - g_all * g_all
-        dgates = xp.empty_like(acts)
+        dgates = xp.zeros_like(acts)  # rows outside a step keep zero: they add nothing to the weights
         dh, dc = grad_h.copy(), grad_c.copy()
-        order = _order(T, ctx.reverse)
-        for n in range(T - 1, -1, -1):
-            t = order[n]
-            c_prev = cells[order[n - 1]] if n else (xp.zeros_like(dc) if c0 is None else c0)
-            i, f, g, o = (acts[t, :, k * H : (k + 1) * H] for k in range(4))
-            dh += grad_out[t]
-            tanh_c = xp.tanh(cells[t])
-            d = dgates[t]
-            xp.multiply(dh, tanh_c, out=d[:, 3 * H :])
-            dc += dh * o * (1 - tanh_c * tanh_c)
-            xp.multiply(dc, g, out=d[:, :H])
-            xp.multiply(dc, c_prev, out=d[:, H : 2 * H])
-            xp.multiply(dc, i, out=d[:, 2 * H : 3 * H])
-            dc *= f
-            d *= deriv[t]
-            dh = d @ w_hh
-        h_before = _hidden_before_each_step(out, h0, ctx.reverse, xp)
+        c_before = _states_before_each_step(cells, c0, ctx.reverse, sizes, xp)
+        for t in reversed(_order(x.shape[0], ctx.reverse)):
+            b = sizes[t]
+            i, f, g, o = (acts[t, :b, k * H : (k + 1) * H] for k in range(4))
+            dh_t, dc_t = dh[:b], dc[:b]
+            dh_t += grad_out[t, :b]
+            tanh_c = xp.tanh(cells[t, :b])
+            d = dgates[t, :b]
+            xp.multiply(dh_t, tanh_c, out=d[:, 3 * H :])
+            dc_t += dh_t * o * (1 - tanh_c * tanh_c)
+            xp.multiply(dc_t, g, out=d[:, :H])
+            xp.multiply(dc_t, c_before[t, :b], out=d[:, H : 2 * H])
+            xp.multiply(dc_t, i, out=d[:, 2 * H : 3 * H])
+            dc_t *= f
+            d *= deriv[t, :b]
+            dh[:b] = d @ w_hh
+        h_before = _states_before_each_step(out, h0, ctx.reverse, sizes, xp)
         needs = [ctx.needs_input_grad[k] for k in (0, 3, 4, 5, 6)]
         gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, dgates, dgates, x, h_before)
         need_h0, need_c0 = ctx.needs_input_grad[1:3]
-        return gx, (dh if need_h0 else None), (dc if need_c0 else None), gwih, gwhh, gbih, gbhh, None
+        grads = gx, (dh if need_h0 else None), (dc if need_c0 else None), gwih, gwhh, gbih, gbhh, None
+        return _one_per_input(ctx, grads)
 
 
 class GRULayer(Function):
@@ -139,63 +182,67 @@ class GRULayer(Function):
     h' = (1 - z) * n + z * h: b_hn sits inside the reset product, so b_hh is kept apart from b_ih."""
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes=None):
         xp = ctx.xp
         T, B, _ = x.shape
         H = w_hh.shape[1]
+        sizes, packed = _step_sizes(T, B, batch_sizes), batch_sizes is not None
         acts = _project_inputs(x, w_ih, b_ih)  # becomes r, z, n per step
         hidden_n = xp.empty((T, B, H), dtype=x.dtype)  # W_hn h + b_hn, needed by backward
-        out = xp.empty((T, B, H), dtype=x.dtype)
-        h = xp.zeros((B, H), dtype=x.dtype) if h0 is None else h0
+        out = (xp.zeros if packed else xp.empty)((T, B, H), dtype=x.dtype)
+        h = _initial_state(h0, (B, H), x.dtype, packed, xp)
         for t in _order(T, reverse):
-            a = acts[t]
-            hh = h @ w_hh.T
+            b = sizes[t]
+            a = acts[t, :b]
+            hh = h[:b] @ w_hh.T
             if b_hh is not None:
                 hh += b_hh
             rz = a[:, : 2 * H]
             rz += hh[:, : 2 * H]
             _sigmoid_(rz, xp)
-            hidden_n[t] = hh[:, 2 * H :]
+            hidden_n[t, :b] = hh[:, 2 * H :]
             n = a[:, 2 * H :]
             n += a[:, :H] * hh[:, 2 * H :]
             xp.tanh(n, out=n)
             z = a[:, H : 2 * H]
-            h_new = out[t]
-            xp.subtract(h, n, out=h_new)  # h' = n + z * (h - n)
+            h_new = out[t, :b]
+            xp.subtract(h[:b], n, out=h_new)  # h' = n + z * (h - n)
             h_new *= z
             h_new += n
-            h = h_new
-        ctx.reverse, ctx.w_ih, ctx.H = reverse, w_ih, H
+            if packed:  # rows past this step keep their state
+                h[:b] = h_new
+            else:
+                h = h_new
+        ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
         ctx.save_for_backward(x, h0, w_hh, acts, hidden_n, out)
         return out, h.copy()
 
     @staticmethod
     def backward(ctx, grad_out, grad_h):
         x, h0, w_hh, acts, hidden_n, out = ctx.saved_tensors
-        xp, H = ctx.xp, ctx.H
-        T, B, _ = x.shape
-        h_before = _hidden_before_each_step(out, h0, ctx.reverse, xp)
-        d_xw = xp.empty_like(acts)
-        d_hh = xp.empty_like(acts)
+        xp, H, sizes = ctx.xp, ctx.H, ctx.sizes
+        h_before = _states_before_each_step(out, h0, ctx.reverse, sizes, xp)
+        d_xw, d_hh = xp.zeros((2,) + acts.shape, dtype=acts.dtype)
         dh = grad_h.copy()
-        order = _order(T, ctx.reverse)
-        for n_step in range(T - 1, -1, -1):
-            t = order[n_step]
-            r, z, n = (acts[t, :, k * H : (k + 1) * H] for k in range(3))
-            dh += grad_out[t]
-            d_n = dh * (1 - z) * (1 - n * n)  # through tanh
-            d_z = dh * (h_before[t] - n) * z * (1 - z)  # through sigmoid
-            d_r = d_n * hidden_n[t] * r * (1 - r)
-            dx, dhh = d_xw[t], d_hh[t]
+        for t in reversed(_order(x.shape[0], ctx.reverse)):
+            b = sizes[t]
+            r, z, n = (acts[t, :b, k * H : (k + 1) * H] for k in range(3))
+            dh_t = dh[:b]
+            dh_t += grad_out[t, :b]
+            d_n = dh_t * (1 - z) * (1 - n * n)  # through tanh
+            d_z = dh_t * (h_before[t, :b] - n) * z * (1 - z)  # through sigmoid
+            d_r = d_n * hidden_n[t, :b] * r * (1 - r)
+            dx, dhh = d_xw[t, :b], d_hh[t, :b]
             dx[:, :H], dx[:, H : 2 * H], dx[:, 2 * H :] = d_r, d_z, d_n
             dhh[:, : 2 * H] = dx[:, : 2 * H]
             xp.multiply(d_n, r, out=dhh[:, 2 * H :])
-            dh = dh * z
-            dh += dhh @ w_hh
+            dh_prev = dh_t * z
+            dh_prev += dhh @ w_hh
+            dh[:b] = dh_prev
         needs = [ctx.needs_input_grad[k] for k in (0, 2, 3, 4, 5)]
         gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, d_xw, d_hh, x, h_before)
-        return gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None
-
+        grads = gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None
+        return _one_per_input(ctx, grads)
 
 
 class RNNLayer(Function):
@@ -204,37 +251,46 @@ class RNNLayer(Function):
     h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh, or relu when `relu` is true."""
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, relu):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, relu, batch_sizes=None):
         xp = ctx.xp
         T, B, _ = x.shape
         H = w_hh.shape[1]
+        sizes, packed = _step_sizes(T, B, batch_sizes), batch_sizes is not None
         out = _project_inputs(x, w_ih, _combined_bias(b_ih, b_hh))  # pre-activations, then the states
-        h = xp.zeros((B, H), dtype=x.dtype) if h0 is None else h0
+        h = _initial_state(h0, (B, H), x.dtype, packed, xp)
         for t in _order(T, reverse):
-            a = out[t]
-            a += h @ w_hh.T
+            b = sizes[t]
+            out[t, b:] = 0  # rows outside the step: no state there
+            a = out[t, :b]
+            a += h[:b] @ w_hh.T
             if relu:
                 xp.maximum(a, 0, out=a)
             else:
                 xp.tanh(a, out=a)
-            h = a
-        ctx.reverse, ctx.relu, ctx.w_ih = reverse, relu, w_ih
+            if packed:
+                h[:b] = a
+            else:
+                h = a
+        ctx.reverse, ctx.relu, ctx.w_ih, ctx.sizes = reverse, relu, w_ih, sizes
         ctx.save_for_backward(x, h0, w_hh, out)
         return out, h.copy()
 
     @staticmethod
     def backward(ctx, grad_out, grad_h):
         x, h0, w_hh, out = ctx.saved_tensors
-        xp = ctx.xp
+        xp, sizes = ctx.xp, ctx.sizes
         # d(activation)/d(pre-activation) from the outputs alone: relu' = [h > 0], tanh' = 1 - h^2.
         deriv = (out > 0).astype(out.dtype) if ctx.relu else 1 - out * out
-        d_pre = xp.empty_like(out)
+        d_pre = xp.zeros_like(out)
         dh = grad_h.copy()
         for t in reversed(_order(x.shape[0], ctx.reverse)):
-            dh += grad_out[t]
-            xp.multiply(dh, deriv[t], out=d_pre[t])
-            dh = d_pre[t] @ w_hh
-        h_before = _hidden_before_each_step(out, h0, ctx.reverse, xp)
+            b = sizes[t]
+            dh_t = dh[:b]
+            dh_t += grad_out[t, :b]
+            xp.multiply(dh_t, deriv[t, :b], out=d_pre[t, :b])
+            dh[:b] = d_pre[t, :b] @ w_hh
+        h_before = _states_before_each_step(out, h0, ctx.reverse, sizes, xp)
         needs = [ctx.needs_input_grad[k] for k in (0, 2, 3, 4, 5)]
         gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, d_pre, d_pre, x, h_before)
-        return gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None, None
+        grads = gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None, None
+        return _one_per_input(ctx, grads)
