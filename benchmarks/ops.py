@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import tensor  # noqa: E402
 import tensor.nn.functional as rF  # noqa: E402
+from compare_torch import cpu_model  # noqa: E402 - beside this file: the same machine line
 
 try:
     import torch
@@ -257,7 +258,7 @@ def _fmt(x, ratio=False):
 
 def print_header(args):
     print(f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    print(f"- machine: {_cpu_model()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}")
+    print(f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}")
     versions = f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ", torch not installed")
     print(f"- {versions}")
     print(f"- threads: {_thread_note()}")
@@ -266,16 +267,6 @@ def print_header(args):
           f"{'median' if args.median else 'minimum'} over rounds in microseconds per call, ratios the median "
           "over rounds of the two sides' times in the same round")
     print()
-
-
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _thread_note():
