@@ -1,4 +1,5 @@
-"""Shared checks for op tests: forward against NumPy, gradients against finite differences."""
+"""Shared checks for op tests: forward against NumPy, gradients against finite differences, and
+values and gradients against PyTorch."""
 import numpy as np
 
 import tensor
@@ -33,3 +34,23 @@ def check_grad(fn, arrays, device, **kwargs):
 def noncontiguous(array):
     """The same values in a non-contiguous layout (a transposed copy, transposed back)."""
     return np.ascontiguousarray(array.T).T
+
+
+def compare_with_torch(ours_fn, torch_fn, arrays, device, constants=(), rtol=1e-7, atol=1e-10):
+    """The same float64 inputs through raygrad and PyTorch: the same output, and the same gradients
+    of `arrays` for one random output gradient. `constants` (targets, weights) follow the arrays,
+    without gradients. Returns raygrad's output."""
+    import torch
+
+    xs = [make(a, device, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out = ours_fn(*xs, *[make(c, device) for c in constants])
+    ref = torch_fn(*ts, *[torch.tensor(c) for c in constants])
+    assert tuple(out.shape) == tuple(ref.shape)
+    np.testing.assert_allclose(to_numpy(out), ref.detach().numpy(), rtol=rtol, atol=atol, err_msg="output")
+    seed = np.random.default_rng(7).standard_normal(tuple(ref.shape))
+    out.backward(make(seed, device))
+    ref.backward(torch.tensor(seed))
+    for i, (x, t) in enumerate(zip(xs, ts)):
+        np.testing.assert_allclose(to_numpy(x.grad), t.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad of {i}")
+    return out

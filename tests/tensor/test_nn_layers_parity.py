@@ -23,6 +23,7 @@ from tensor.nn.pixelshuffle import ChannelShuffle, PixelShuffle, PixelUnshuffle
 from tensor.nn.shrink import Hardshrink, Softshrink
 from tensor.nn.softmax2d import Softmax2d
 
+from helpers import compare_with_torch as _compare
 from helpers import make, to_numpy
 
 torch = pytest.importorskip("torch")
@@ -36,20 +37,6 @@ def _data(*shape, seed=0):
 
 def _close(ours, theirs, what=""):
     np.testing.assert_allclose(to_numpy(ours), theirs.detach().numpy(), rtol=1e-7, atol=1e-10, err_msg=what)
-
-
-def _compare(ours_fn, torch_fn, arrays, device):
-    """Same float64 inputs: same output and same input gradients for a random seed gradient."""
-    xs = [make(a, device, requires_grad=True) for a in arrays]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out, ref = ours_fn(*xs), torch_fn(*ts)
-    _close(out, ref, "output")
-    seed = _data(*ref.shape, seed=7)
-    out.backward(make(seed, device))
-    ref.backward(torch.tensor(seed))
-    for i, (x, t) in enumerate(zip(xs, ts)):
-        _close(x.grad, t.grad, f"grad of input {i}")
-    return out
 
 
 def _twin(ours, theirs):

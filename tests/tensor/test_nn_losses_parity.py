@@ -9,6 +9,7 @@ import tensor.nn as nn
 import tensor.nn.functional as F
 from tensor.errors import DTypeError, ShapeError
 
+from helpers import compare_with_torch as _compare
 from helpers import make, to_numpy
 
 torch = pytest.importorskip("torch")
@@ -23,25 +24,6 @@ def _data(*shape, seed=0, scale=1.0):
 
 def _signs(*shape, seed=1):
     return np.random.default_rng(seed).choice([-1.0, 1.0], size=shape)
-
-
-def _compare(ours_fn, torch_fn, arrays, device, constants=(), rtol=1e-7, atol=1e-10):
-    """Same float64 inputs: same output and same gradients of `arrays` for a random seed gradient.
-
-    `constants` (targets, weights) go to both functions after the arrays, without gradients.
-    """
-    xs = [make(a, device, requires_grad=True) for a in arrays]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out = ours_fn(*xs, *[make(c, device) for c in constants])
-    ref = torch_fn(*ts, *[torch.tensor(c) for c in constants])
-    assert tuple(out.shape) == tuple(ref.shape)
-    np.testing.assert_allclose(to_numpy(out), ref.detach().numpy(), rtol=rtol, atol=atol)
-    seed = _data(*ref.shape, seed=7)
-    out.backward(make(seed, device))
-    ref.backward(torch.tensor(seed))
-    for i, (x, t) in enumerate(zip(xs, ts)):
-        np.testing.assert_allclose(to_numpy(x.grad), t.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad of {i}")
-    return out
 
 
 # ------------------------------------------------------------------------------ pairwise margins

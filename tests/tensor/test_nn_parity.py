@@ -9,6 +9,7 @@ import tensor.nn as nn
 import tensor.nn.functional as F
 from tensor.autograd import gradcheck
 
+from helpers import compare_with_torch as _compare
 from helpers import make, to_numpy
 
 torch = pytest.importorskip("torch")
@@ -17,20 +18,6 @@ tnn, TF = torch.nn, torch.nn.functional
 
 def _data(*shape, seed=0, scale=1.0):
     return np.random.default_rng(seed).standard_normal(shape) * scale
-
-
-def _compare(ours_fn, torch_fn, arrays, device, rtol=1e-7, atol=1e-10):
-    """Same float64 inputs: same output and same input gradients for a random seed gradient."""
-    xs = [make(a, device, requires_grad=True) for a in arrays]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out, ref = ours_fn(*xs), torch_fn(*ts)
-    np.testing.assert_allclose(to_numpy(out), ref.detach().numpy(), rtol=rtol, atol=atol)
-    seed = _data(*ref.shape, seed=7)
-    out.backward(make(seed, device))
-    ref.backward(torch.tensor(seed))
-    for i, (x, t) in enumerate(zip(xs, ts)):
-        np.testing.assert_allclose(to_numpy(x.grad), t.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad of {i}")
-    return out
 
 
 def _same_repr_and_state(ours, theirs):
