@@ -1,13 +1,12 @@
 """EmbeddingBag: sums, means or maxima of bags of embedding rows, without materialising each bag."""
 from __future__ import annotations
 
-from ..autograd import no_grad
 from ..creation import empty
-from . import init
 from .functional.embedding_bag import MODES, embedding_bag
 from .functional.sparse import _normalize_padding_idx
 from .module import Module
 from .parameter import Parameter
+from .sparse import Embedding
 
 
 class EmbeddingBag(Module):
@@ -44,11 +43,7 @@ class EmbeddingBag(Module):
                                  f"{tuple(_weight.shape)}")
             self.weight = Parameter(_weight)
 
-    def reset_parameters(self):
-        init.normal_(self.weight)
-        if self.padding_idx is not None:
-            with no_grad():
-                self.weight.data[self.padding_idx] = 0
+    reset_parameters = Embedding.reset_parameters  # N(0, 1), the padding row zeroed, as Embedding
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
