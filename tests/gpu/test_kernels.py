@@ -15,6 +15,8 @@ import tensor.nn.functional as F
 from tensor.autograd import gradcheck
 from tensor.random import bernoulli_mask
 
+from kernel_cases import CONVS, POOLS
+
 DTYPES = [np.float16, np.float32, np.float64]
 # max |got - ref| / max(max |ref|, 1e-3): float16 rounds every stored element to 11 bits
 TOLERANCE = {np.float16: 4e-3, np.float32: 2e-5, np.float64: 1e-11}
@@ -247,10 +249,6 @@ def test_dropout_keeps_nan_where_dropped_and_is_identity_in_eval(device):
 
 # ------------------------------------------------------------------------------------ max pool
 
-POOLS = [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1}, {"kernel_size": 3, "stride": 2, "padding": 1},
-         {"kernel_size": 2, "dilation": 2}, {"kernel_size": 3, "stride": 2, "ceil_mode": True}, {"kernel_size": 1}]
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("options", POOLS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_max_pool_matches_numpy(options, dtype, device, rng):
@@ -278,10 +276,6 @@ def test_max_pool_with_indices_takes_the_numpy_path_and_agrees(device, rng):
 
 
 # ------------------------------------------------------------------------------------ convolutions
-
-CONVS = [({"padding": 1}, 3), ({"stride": 2, "padding": 1}, 3), ({"dilation": 2, "padding": 2}, 3),
-         ({"groups": 2, "padding": 1}, 3), ({"padding": "same"}, 2), ({}, 1)]
-
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c[0].items()) + f",k{c[1]}")

@@ -27,8 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/gpu: the shared kernel cases
 
 from emulate import emulated
+from kernel_cases import CONVS, POOLS
 
 import tensor
 import tensor.nn.functional as F
@@ -165,11 +167,6 @@ def check_emulated(quick: bool) -> None:
     check_gradients(rng)
 
 
-# conv2d options: wide rows (stride 1), strided, dilated, grouped, asymmetric 'same' padding (even kernel)
-CONVS = [({"padding": 1}, 3), ({"stride": 2, "padding": 1}, 3), ({"dilation": 2, "padding": 2}, 3),
-         ({"groups": 2, "padding": 1}, 3), ({"padding": "same"}, 2), ({}, 1)]
-
-
 def check_convolutions(rng):
     """im2col and col2im through conv2d, conv_transpose2d and conv1d, against the NumPy path."""
     for dtype in (np.float64, np.float32, np.float16):
@@ -200,11 +197,6 @@ def check_attention(rng):
             sdpa = lambda a, b, c, m=causal: F.scaled_dot_product_attention(a, b, c, is_causal=m)  # noqa: E731
             compare(f"sdpa causal={causal}", sdpa, [q, k, v], dtype)
     print("  scaled_dot_product_attention (fused softmax, causal and not) as the NumPy path")
-
-
-# max_pool2d options: tiled, overlapping (atomics), padded, dilated, ceil_mode, 1x1
-POOLS = [{"kernel_size": 2}, {"kernel_size": 3, "stride": 1}, {"kernel_size": 3, "stride": 2, "padding": 1},
-         {"kernel_size": 2, "dilation": 2}, {"kernel_size": 3, "stride": 2, "ceil_mode": True}, {"kernel_size": 1}]
 
 
 def check_max_pool(rng):
