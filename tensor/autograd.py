@@ -100,6 +100,10 @@ class Function:
 
     forward = None
     backward = None
+    # Optional: backward_graph(ctx, *grads) -> input gradients, written with Tensor ops on Tensor
+    # grads (and graph_backward.saved_in_graph(ctx)), so that create_graph=True can differentiate
+    # through this op again. Ops without it refuse create_graph with a clear error.
+    backward_graph = None
 
     # -- ctx API
     def save_for_backward(self, *arrays):
@@ -114,7 +118,7 @@ class Function:
             )
         versions = self._saved_versions
         if versions:
-            for index, (counter, version) in versions.items():
+            for index, (counter, version, _) in versions.items():
                 if counter[0] != version:
                     raise AutogradError(
                         f"{type(self).__name__}: saved tensor {index} was modified by an in-place operation "
@@ -184,7 +188,7 @@ class Function:
         if type(raw) is tuple:
             return _link_outputs(ctx, args, raw, edges if any_needed else None, track)
         if type(raw) is not np.ndarray and isinstance(raw, np.generic):
-            raw = np.asarray(raw)  # NumPy ufuncs return scalars for 0-d results
+            raw = _from_scalar(ctx, raw)  # NumPy ufuncs return scalars for 0-d results
         out = _new(Tensor)  # _wrap, inlined
         out.data = raw
         if any_needed:
@@ -199,7 +203,7 @@ class Function:
             if saved:
                 if len(saved) == 1 and saved[0] is raw:  # exp, tanh, relu...: only the fresh output
                     box = out._version_box = [0]
-                    ctx._saved_versions = {0: (box, 0)}
+                    ctx._saved_versions = {0: (box, 0, -1)}
                 else:
                     _record_versions(ctx, args, (out,))
         view_of = ctx.view_of
@@ -314,19 +318,30 @@ def grad_accumulator(leaf):
     return acc
 
 
+def _from_scalar(ctx, scalar):
+    """A NumPy scalar result as a 0-d array; saved as the output, the array is what stays saved."""
+    array = np.asarray(scalar)
+    if ctx._saved:
+        ctx._saved = tuple(array if saved is scalar else saved for saved in ctx._saved)
+    return array
+
+
 def _record_versions(ctx, args, outputs):
-    """Remember the version of each saved input/output so in-place changes are caught at backward.
+    """Remember the version of each saved input/output so in-place changes are caught at backward,
+    and whose it is (argument j as j, output k as -1 - k), so that create_graph can put it back in
+    the graph (tensor/graph_backward.py).
 
     Saved arrays are matched to their Tensors by identity, outputs first; arrays made inside
     forward have no Tensor and need no check. Plain loops: ops save one to three arrays.
     """
     versions = {}
     for index, array in enumerate(ctx._saved):
-        for owner in outputs:
+        for nr, owner in enumerate(outputs):
             if owner.data is array:
+                tag = -1 - nr
                 break
         else:
-            for owner in args:
+            for tag, owner in enumerate(args):
                 if isinstance(owner, Tensor) and owner.data is array:
                     break
             else:
@@ -334,7 +349,7 @@ def _record_versions(ctx, args, outputs):
         counter = owner._version_box
         if counter is None:
             counter = owner._version_box = [0]
-        versions[index] = (counter, counter[0])
+        versions[index] = (counter, counter[0], tag)
     ctx._saved_versions = versions
 
 
@@ -386,13 +401,16 @@ def _accumulate(variable: Tensor, grad, owned: bool):
 # ------------------------------------------------------------------------------------------- engine
 
 from .engine import backward, grad, queue_callback  # noqa: E402  (the engine needs Function/AccumulateGrad above)
-from .gradcheck import gradcheck  # noqa: E402
+from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
+from .graph_backward import saved_in_graph  # noqa: E402
 
 __all__ = [
     "Function",
     "backward",
     "grad",
     "gradcheck",
+    "gradgradcheck",
+    "saved_in_graph",
     "queue_callback",
     "no_grad",
     "enable_grad",

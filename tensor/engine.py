@@ -14,32 +14,47 @@ import threading
 
 from .autograd import AccumulateGrad, _accumulate, refresh_view
 from .errors import AutogradError, ShapeError
+from .graph_backward import accumulate_leaf as graph_accumulate_leaf
+from .graph_backward import run_graph
 from .tensor import Tensor, _wrap
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """Accumulate d(tensors)/d(leaf) into every leaf's `.grad` (torch.autograd.backward)."""
-    _refuse_create_graph(create_graph)
-    roots = _roots(tensors, grad_tensors)
+    """Accumulate d(tensors)/d(leaf) into every leaf's `.grad` (torch.autograd.backward).
+
+    create_graph=True records the backward pass itself (see graph_backward.py): the gradients get a
+    history and can be differentiated again; retain_graph then defaults to True, as in PyTorch.
+    """
+    retain_graph = create_graph if retain_graph is None else bool(retain_graph)
+    roots = _roots(tensors, grad_tensors, create_graph)
     with _callback_scope():
+        capture = None if inputs is None else _capture_keys(inputs)
+        grads = run_graph(roots, retain_graph, capture) if create_graph else _run(roots, retain_graph, capture)
         if inputs is None:
-            _run(roots, bool(retain_graph), capture=None)
             return
-        grads = _run(roots, bool(retain_graph), capture=_capture_keys(inputs))
         for t, g in zip(_as_tuple(inputs), grads):
-            if g is not None:
+            if g is None:
+                continue
+            if create_graph:
+                graph_accumulate_leaf(t, g, set())
+            else:
                 _accumulate(t, g, owned=False)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
-    """Return d(outputs)/d(inputs) as a tuple of Tensors, leaving every `.grad` untouched."""
-    _refuse_create_graph(create_graph)
+    """Return d(outputs)/d(inputs) as a tuple of Tensors, leaving every `.grad` untouched.
+
+    With create_graph=True the results have a history of their own (higher-order gradients).
+    """
+    retain_graph = create_graph if retain_graph is None else bool(retain_graph)
     inputs = _as_tuple(inputs)
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise AutogradError(f"grad: input {i} does not require grad; call requires_grad_() on it first")
+    roots = _roots(outputs, grad_outputs, create_graph)
     with _callback_scope():
-        grads = _run(_roots(outputs, grad_outputs), bool(retain_graph), capture=_capture_keys(inputs))
+        run = run_graph if create_graph else _run
+        grads = run(roots, retain_graph, capture=_capture_keys(inputs))
     result = []
     for i, g in enumerate(grads):
         if g is None and not allow_unused:
@@ -47,7 +62,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 f"grad: input {i} (shape {tuple(inputs[i].shape)}) was not used to compute the outputs; "
                 "pass allow_unused=True to get None for it"
             )
-        result.append(None if g is None else _wrap(g))
+        result.append(g if g is None or isinstance(g, Tensor) else _wrap(g))
     return tuple(result)
 
 
@@ -89,19 +104,13 @@ def _callback_scope():
         _queues.stack.pop()
 
 
-def _refuse_create_graph(create_graph):
-    if create_graph:
-        raise AutogradError(
-            "create_graph=True (higher-order gradients) is not supported: backward functions run on raw "
-            "arrays and record no graph"
-        )
-
-
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
-def _roots(tensors, grad_tensors):
+def _roots(tensors, grad_tensors, create_graph=False):
+    """(node, output number, gradient, owned) per root; for create_graph, (node, output number,
+    gradient Tensor): a gradient the caller passed keeps its own history there."""
     tensors = _as_tuple(tensors)
     grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(tensors)
     if len(grads) != len(tensors):
@@ -132,7 +141,11 @@ def _roots(tensors, grad_tensors):
             if g.shape != t.data.shape:
                 raise ShapeError(f"backward: gradient shape {g.shape} does not match tensor shape {t.data.shape}")
         node = t.grad_fn if t.grad_fn is not None else t._grad_accumulator()
-        roots.append((node, t._output_nr, g, owned))
+        if create_graph:
+            given = grads[i]
+            roots.append((node, t._output_nr, given if isinstance(given, Tensor) else _wrap(g)))
+        else:
+            roots.append((node, t._output_nr, g, owned))
     return roots
 
 

@@ -3,12 +3,15 @@
 The outputs are folded into one scalar L = sum_i <v_i, out_i> with fixed random weights v_i, so
 one backward pass gives dL/d(input) for every input, and 2 forward passes per input element give
 the same numerically: a full check of the vector-Jacobian product that backward computes.
+
+gradgradcheck does the same for second derivatives: it gradchecks the function that returns the
+first derivatives (computed with create_graph=True), as torch.autograd.gradgradcheck does.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .autograd import Function, no_grad
+from .autograd import Function, enable_grad, no_grad
 from .errors import AutogradError
 from .tensor import Tensor
 
@@ -30,7 +33,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
 
     for t in checked:
         t.grad = None
-    scalar_loss().backward()
+    loss = scalar_loss()
+    if loss.requires_grad:  # otherwise no output depends on an input: every gradient is zero
+        loss.backward()
     for index, t in enumerate(checked):
         analytical = _host(t.grad.data) if t.grad is not None else np.zeros(t.shape)
         numerical = _numerical_grad(scalar_loss, t, eps)
@@ -46,6 +51,28 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
             return False
         t.grad = None
     return True
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
+    """True if fn's second derivatives (backward with create_graph=True, then backward again) agree
+    with finite differences of its first derivatives, for every input that requires grad."""
+    from .engine import grad
+
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    checked = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    weights = _output_weights(fn, inputs, seed + 1)
+
+    def first_derivatives(*args):
+        with enable_grad():  # also while gradcheck perturbs the inputs under no_grad
+            pairs = [(o, w) for o, w in zip(_as_tuple(fn(*args)), weights) if w is not None and o.requires_grad]
+            if not pairs:
+                return tuple(Tensor(np.zeros(t.shape), dtype=t.dtype, device=t.device) for t in checked)
+            grads = grad([o for o, _ in pairs], checked, [Tensor(w, device=o.device) for o, w in pairs],
+                         create_graph=True, allow_unused=True)
+        return tuple(Tensor(np.zeros(t.shape), dtype=t.dtype, device=t.device) if g is None else g
+                     for g, t in zip(grads, checked))
+
+    return gradcheck(first_derivatives, inputs, eps, atol, rtol, raise_exception, seed)
 
 
 class _WeightedSum(Function):

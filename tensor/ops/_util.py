@@ -34,11 +34,15 @@ def _ones(n, dtype_char, device_id):
 
 
 def sum_to(grad, shape):
-    """Undo broadcasting: sum `grad` down to `shape` (the one helper every broadcasting op uses)."""
+    """Undo broadcasting: sum `grad` down to `shape` (the one helper every broadcasting op uses).
+    `grad` is an array, or a Tensor in a backward_graph (then the sum is recorded)."""
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
+    if type(grad) is Tensor:
+        out = grad.sum(dim=axes, keepdim=True) if axes else grad
+        return out.reshape(shape) if lead else out
     if lead and axes == tuple(range(lead)) and not isinstance(grad, np.ndarray) and grad.flags.c_contiguous:
         # on CUDA, a broadcast bias's gradient (only leading dims summed away) is a matrix-vector product
         return sum_rows(grad.reshape(-1, int(np.prod(shape, dtype=np.int64)))).reshape(shape)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function
+from ..graph_backward import saved_in_graph
 from .unary import _erf, _floating, _FromOutput, _sigmoid
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -58,6 +59,11 @@ class Relu(_FromOutput):
     f = staticmethod(_relu)
     vjp = staticmethod(_relu_vjp)
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (y,) = saved_in_graph(ctx)
+        return grad * (y > 0)
+
 
 class LeakyRelu(Function):
     @staticmethod
@@ -69,7 +75,15 @@ class LeakyRelu(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
+        return LeakyRelu.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return LeakyRelu.vjp(ctx, grad, *saved_in_graph(ctx))
+
+    @staticmethod
+    def vjp(ctx, grad, x):
+        """The input gradient, on arrays (backward) or on Tensors (backward_graph)."""
         positive_part = grad * (x > 0)
         return positive_part + (grad - positive_part) * ctx.slope, None
 
@@ -99,8 +113,8 @@ class Softplus(Function):
     def forward(ctx, x, beta, threshold):
         xp = ctx.xp
         scaled = x if beta == 1 else x * beta
-        ctx.save_for_backward(scaled)
-        ctx.threshold = threshold
+        ctx.save_for_backward(x)  # x, not scaled: backward_graph needs the input itself
+        ctx.beta, ctx.threshold = beta, threshold
         # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): no overflow for any dtype or threshold
         soft = xp.log1p(xp.exp(-xp.abs(scaled)))
         soft += xp.maximum(scaled, 0)
@@ -110,10 +124,19 @@ class Softplus(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (scaled,) = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         xp = ctx.xp
+        scaled = x if ctx.beta == 1 else x * ctx.beta
         slope = _sigmoid(xp, scaled)
         return xp.where(scaled > ctx.threshold, grad, grad * slope), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .compare import where
+
+        (x,) = saved_in_graph(ctx)
+        scaled = x * ctx.beta
+        return where(scaled > ctx.threshold, grad, grad * sigmoid(scaled)), None, None
 
 
 class Silu(Function):
@@ -134,6 +157,12 @@ class Silu(Function):
             (x,) = ctx.saved_tensors
             return kernels.silu_backward()(grad, x)
         x, s = ctx.saved_tensors
+        return grad * s * (1 + x * (1 - s))
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x = saved_in_graph(ctx)[0]
+        s = sigmoid(x)  # the saved one was made inside forward: a constant to the graph
         return grad * s * (1 + x * (1 - s))
 
 
@@ -173,6 +202,19 @@ class Gelu(Function):
             return grad * (phi + x * (phi * (1 - phi) * 2) * d_inner), None
         pdf = ctx.xp.exp(clipped * clipped * -0.5) * _INV_SQRT_2PI
         return grad * (phi + x * pdf), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .unary import erf, exp, tanh
+
+        x = saved_in_graph(ctx)[0]  # the saved CDF was made inside forward: recomputed on the graph
+        clipped = x.clamp(-_GELU_CLIP, _GELU_CLIP)  # as in forward: no overflow in the inner terms
+        if ctx.approximate == "tanh":
+            t = tanh((clipped + clipped * clipped * clipped * _GELU_TANH_CUBIC) * _GELU_TANH_SCALE)
+            d_inner = (clipped * clipped * (3 * _GELU_TANH_CUBIC) + 1) * _GELU_TANH_SCALE
+            return grad * ((t + 1) * 0.5 + x * ((1 - t * t) * 0.5) * d_inner), None
+        pdf = exp(clipped * clipped * -0.5) * _INV_SQRT_2PI
+        return grad * ((erf(x * math.sqrt(0.5)) + 1) * 0.5 + x * pdf), None
 
 
 def leaky_relu(x, negative_slope=0.01):

@@ -5,8 +5,11 @@ tensor's dtype); `sum_to` folds broadcast gradients back to each operand's shape
 """
 from __future__ import annotations
 
+import math
+
 from .. import dtypes
 from ..autograd import Function
+from ..graph_backward import saved_in_graph
 from ..tensor import Tensor
 from ._util import promote, sum_to
 
@@ -27,6 +30,8 @@ class Add(Function):
         need_a, need_b = ctx.needs_input_grad
         return (sum_to(grad, sa) if need_a else None), (sum_to(grad, sb) if need_b else None)
 
+    backward_graph = backward  # sum_to works on Tensors too
+
 
 class Sub(Function):
     @staticmethod
@@ -39,6 +44,8 @@ class Sub(Function):
         sa, sb = ctx.shapes
         need_a, need_b = ctx.needs_input_grad
         return (sum_to(grad, sa) if need_a else None), (sum_to(-grad, sb) if need_b else None)
+
+    backward_graph = backward
 
 
 class Mul(Function):
@@ -53,7 +60,15 @@ class Mul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        b, a = ctx.saved_tensors
+        return Mul.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return Mul.vjp(ctx, grad, *saved_in_graph(ctx))
+
+    @staticmethod
+    def vjp(ctx, grad, b, a):
+        """The input gradients, on arrays (backward) or on Tensors (backward_graph)."""
         need_a, need_b = ctx.needs_input_grad
         shape_a, shape_b = ctx.shapes
         return (sum_to(grad * b, shape_a) if need_a else None), (sum_to(grad * a, shape_b) if need_b else None)
@@ -67,7 +82,14 @@ class Div(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        return Div.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return Div.vjp(ctx, grad, *saved_in_graph(ctx))
+
+    @staticmethod
+    def vjp(ctx, grad, a, b):
         need_a, need_b = ctx.needs_input_grad
         ga = sum_to(grad / b, _shape(a)) if need_a else None
         gb = sum_to(-grad * a / (b * b), _shape(b)) if need_b else None
@@ -96,6 +118,24 @@ class Pow(Function):
             gb = sum_to(grad * out * log_a, _shape(b))
         return ga, gb
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .compare import where
+        from .unary import log
+
+        a, b, out = saved_in_graph(ctx)
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(grad * b * a ** (b - 1), _shape(a)) if need_a else None
+        gb = None
+        if need_b:
+            if isinstance(a, Tensor):
+                positive = a > 0
+                log_a = where(positive, log(where(positive, a, 1.0)), 0.0)
+            else:  # a Python number: 2 ** x
+                log_a = math.log(a) if a > 0 else 0.0
+            gb = sum_to(grad * out * log_a, _shape(b))
+        return ga, gb
+
 
 class Neg(Function):
     @staticmethod
@@ -105,6 +145,8 @@ class Neg(Function):
     @staticmethod
     def backward(ctx, grad):
         return -grad
+
+    backward_graph = backward
 
 
 class FloorDiv(Function):

@@ -14,6 +14,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
+from ..graph_backward import saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._util import cast, promote, sum_to
 from .reduce import reduction_dims
@@ -186,6 +187,15 @@ class Where(Function):
         gb = sum_to(xp.where(condition, 0, grad), shape_b) if need_b else None
         return None, ga, gb, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (condition,) = saved_in_graph(ctx)
+        shape_a, shape_b = ctx.shapes
+        _, need_a, need_b, _ = ctx.needs_input_grad
+        ga = sum_to(where(condition, grad, 0.0), shape_a) if need_a else None
+        gb = sum_to(where(condition, 0.0, grad), shape_b) if need_b else None
+        return None, ga, gb, None
+
 
 def where(condition, input=None, other=None):  # noqa: A002 - torch's argument names
     """input where condition is True, else other (either may be a Python scalar); broadcasts all three.
@@ -217,7 +227,11 @@ class Maximum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _split_gradient(ctx, grad, lambda a, b: a < b)
+        return _split_gradient(ctx, grad, lambda a, b: a < b, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return _split_gradient(ctx, grad, lambda a, b: a < b, *saved_in_graph(ctx))
 
 
 class Minimum(Function):
@@ -228,13 +242,17 @@ class Minimum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _split_gradient(ctx, grad, lambda a, b: a > b)
+        return _split_gradient(ctx, grad, lambda a, b: a > b, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return _split_gradient(ctx, grad, lambda a, b: a > b, *saved_in_graph(ctx))
 
 
-def _split_gradient(ctx, grad, loses):
+def _split_gradient(ctx, grad, loses, a, b):
     """a gets grad where it did not lose to b, minus half on ties; b likewise. Masks multiply
-    rather than select: np.where over an element-by-element mask is several times slower."""
-    a, b = ctx.saved_tensors
+    rather than select: np.where over an element-by-element mask is several times slower.
+    On arrays (backward) or on Tensors (backward_graph)."""
     need_a, need_b = ctx.needs_input_grad
     half_on_ties = (grad * 0.5) * (a == b)
     ga = sum_to(grad * ~loses(a, b) - half_on_ties, _shape(a)) if need_a else None
@@ -265,6 +283,15 @@ class MaskedFill(Function):
         xp = ctx.xp
         gx = sum_to(xp.where(mask, 0, grad), x_shape) if need_x else None
         gv = xp.where(mask, grad, 0).sum().reshape(value_shape) if need_value else None
+        return gx, None, gv
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (mask,) = saved_in_graph(ctx)
+        x_shape, value_shape = ctx.shapes
+        need_x, _, need_value = ctx.needs_input_grad
+        gx = sum_to(where(mask, 0.0, grad), x_shape) if need_x else None
+        gv = where(mask, grad, 0.0).sum().reshape(value_shape) if need_value else None
         return gx, None, gv
 
 

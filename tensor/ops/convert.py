@@ -26,6 +26,11 @@ class ToCopy(Function):
         g = to_device_array(grad, device)
         return (g.astype(dtype, copy=False) if g.dtype != dtype else g), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        device, dtype = ctx.source
+        return to(grad, device, dtype), None, None
+
 
 def to(x, device=None, dtype=None, copy=False):
     """x on `device` with `dtype`; returns x itself when nothing changes (unless copy=True)."""
@@ -46,6 +51,8 @@ class Clone(Function):
     @staticmethod
     def backward(ctx, grad):
         return grad
+
+    backward_graph = backward
 
 
 def clone(x):

@@ -151,6 +151,19 @@ def explain_index_error(op, x, index, exc):
 # ------------------------------------------------------------------------------------ x[index]
 
 
+def _basic_take(x, index):
+    out = x[index]
+    if type(out) is not type(x):  # NumPy returns a scalar copy when ints pick one element
+        out = x[index + (Ellipsis,) if type(index) is tuple else (index, Ellipsis)]
+    return out
+
+
+def _advanced_take(xp, x, index, repeats):
+    if type(index) is not tuple and repeats:  # rows by one integer array (embeddings): take is faster
+        return xp.take(x, index, axis=0)
+    return x[index]
+
+
 class BasicIndex(Function):
     """x[ints, slices, None, ...]: a view of x; the gradient is placed back into zeros."""
 
@@ -159,16 +172,17 @@ class BasicIndex(Function):
     @staticmethod
     def forward(ctx, x, index):
         ctx.shape, ctx.index = x.shape, index
-        out = x[index]
-        if type(out) is not type(x):  # NumPy returns a scalar copy when ints pick one element
-            out = x[index + (Ellipsis,) if type(index) is tuple else (index, Ellipsis)]
-        return out
+        return _basic_take(x, index)
 
     @staticmethod
     def backward(ctx, grad):
         g = ctx.xp.zeros(ctx.shape, grad.dtype)
         g[ctx.index] = grad
         return g, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return IndexGradient.apply(grad, ctx.shape, ctx.index, None), None
 
 
 class AdvancedIndex(Function):
@@ -177,9 +191,7 @@ class AdvancedIndex(Function):
     @staticmethod
     def forward(ctx, x, index, repeats):
         ctx.shape, ctx.index, ctx.repeats = x.shape, index, repeats
-        if type(index) is not tuple and repeats:  # rows by one integer array (embeddings): take is faster
-            return ctx.xp.take(x, index, axis=0)
-        return x[index]
+        return _advanced_take(ctx.xp, x, index, repeats)
 
     @staticmethod
     def backward(ctx, grad):
@@ -189,6 +201,38 @@ class AdvancedIndex(Function):
         else:  # bool masks select each element at most once
             g[ctx.index] = grad
         return g, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return IndexGradient.apply(grad, ctx.shape, ctx.index, ctx.repeats), None, None
+
+
+class IndexGradient(Function):
+    """The gradient of x[index] as an op of its own, for create_graph: `grad` put (repeats: added)
+    into zeros of x's shape. Its gradient is the indexing again, so x[index] differentiates any
+    number of times. repeats=None marks a basic index (ints, slices), which puts like a mask."""
+
+    @staticmethod
+    def forward(ctx, grad, shape, index, repeats):
+        ctx.index, ctx.repeats = index, repeats
+        g = ctx.xp.zeros(shape, grad.dtype)
+        if repeats:
+            add_at(ctx.xp, g, index, grad)
+        else:
+            g[index] = grad
+        return g
+
+    @staticmethod
+    def backward(ctx, gg):
+        if ctx.repeats is None:
+            return _basic_take(gg, ctx.index), None, None, None
+        return _advanced_take(ctx.xp, gg, ctx.index, ctx.repeats), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, gg):
+        if ctx.repeats is None:
+            return BasicIndex.apply(gg, ctx.index), None, None, None
+        return AdvancedIndex.apply(gg, ctx.index, ctx.repeats), None, None, None
 
 
 def getitem(x, index):

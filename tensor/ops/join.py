@@ -35,6 +35,8 @@ class Cat(Function):
             start += size
         return tuple(grads)
 
+    backward_graph = backward  # Tensor indexing is recorded
+
 
 class Stack(Function):
     @staticmethod
@@ -49,6 +51,8 @@ class Stack(Function):
         return (None,) + tuple(
             grad[lead + (i, Ellipsis)] if need else None for i, need in enumerate(ctx.needs_input_grad[1:])
         )
+
+    backward_graph = backward
 
 
 def cat(tensors, dim=0):
@@ -168,6 +172,10 @@ class Split(Function):
     def backward(ctx, *grads):
         return ctx.xp.concatenate(grads, axis=ctx.dim), None, None
 
+    @staticmethod
+    def backward_graph(ctx, *grads):
+        return cat(grads, ctx.dim), None, None
+
 
 class Unbind(Function):
     view_of = 0
@@ -181,6 +189,10 @@ class Unbind(Function):
     @staticmethod
     def backward(ctx, *grads):
         return ctx.xp.stack(grads, axis=ctx.dim), None
+
+    @staticmethod
+    def backward_graph(ctx, *grads):
+        return stack(grads, ctx.dim), None
 
 
 def split(x, split_size_or_sections, dim=0):

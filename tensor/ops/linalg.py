@@ -18,6 +18,7 @@ from .. import dtypes
 from ..amp import autocast_inputs
 from ..autograd import Function
 from ..errors import ShapeError
+from ..graph_backward import saved_in_graph
 from ..tensor import Tensor
 from ._util import cast, promote, sum_to
 
@@ -53,6 +54,23 @@ class Matmul(Function):
             g = ctx.xp.expand_dims(g, -1)
         ga = _fold(_grad_left(g, b2), a2.shape, a.shape) if need_a else None
         gb = _fold(_grad_right(a2, g, b2), b2.shape, b.shape) if need_b else None
+        return ga, gb
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        a, b = saved_in_graph(ctx)
+        need_a, need_b = ctx.needs_input_grad
+        if a.ndim == 1 and b.ndim == 1:
+            return (grad * b if need_a else None), (grad * a if need_b else None)
+        a2 = a.unsqueeze(0) if a.ndim == 1 else a
+        b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+        g = grad
+        if a.ndim == 1:
+            g = g.unsqueeze(-2)
+        if b.ndim == 1:
+            g = g.unsqueeze(-1)
+        ga = _fold(g @ b2.mT, a2.shape, a.shape) if need_a else None
+        gb = _fold(a2.mT @ g, b2.shape, b.shape) if need_b else None
         return ga, gb
 
 

@@ -53,6 +53,12 @@ def _unreduce(xp, grad, shape, dims, keepdim):
     return xp.broadcast_to(_keep(grad, shape, dims, keepdim), shape)
 
 
+def _unreduce_graph(grad, dtype, shape, dims, keepdim):
+    """_unreduce on a Tensor gradient (backward_graph): recorded, so it can be differentiated again."""
+    kept = grad.to(dtype) if keepdim else grad.to(dtype).reshape(_kept_shape(shape, dims))
+    return kept.expand(shape)
+
+
 def _count(shape, dims):
     return math.prod(shape[d] for d in dims)
 
@@ -97,6 +103,11 @@ class Sum(Function):
         shape, dtype, dims, keepdim = ctx.meta
         return _unreduce(ctx.xp, grad.astype(dtype, copy=False), shape, dims, keepdim), None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        shape, dtype, dims, keepdim = ctx.meta
+        return _unreduce_graph(grad, dtype, shape, dims, keepdim), None, None, None
+
 
 class Mean(Function):
     @staticmethod
@@ -118,6 +129,12 @@ class Mean(Function):
         shape, dtype, dims, keepdim = ctx.meta
         scaled = grad * (1.0 / builtins.max(_count(shape, dims), 1))
         return _unreduce(ctx.xp, scaled.astype(dtype, copy=False), shape, dims, keepdim), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        shape, dtype, dims, keepdim = ctx.meta
+        scaled = grad * (1.0 / builtins.max(_count(shape, dims), 1))
+        return _unreduce_graph(scaled, dtype, shape, dims, keepdim), None, None, None
 
 
 class Prod(Function):

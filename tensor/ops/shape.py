@@ -41,6 +41,8 @@ class Reshape(Function):
     def backward(ctx, grad):
         return grad.reshape(ctx.in_shape), None
 
+    backward_graph = backward  # Tensor.reshape is recorded
+
 
 class Permute(Function):
     view_of = 0
@@ -52,11 +54,18 @@ class Permute(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        axes = ctx.axes
+        return grad.transpose(Permute.inverse(ctx.axes)), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return grad.permute(Permute.inverse(ctx.axes)), None
+
+    @staticmethod
+    def inverse(axes):
         inverse = [0] * len(axes)
         for position, axis in enumerate(axes):
             inverse[axis] = position
-        return grad.transpose(inverse), None
+        return tuple(inverse)
 
 
 class Expand(Function):
@@ -70,6 +79,8 @@ class Expand(Function):
     @staticmethod
     def backward(ctx, grad):
         return sum_to(grad, ctx.in_shape), None
+
+    backward_graph = backward  # sum_to works on Tensors too
 
 
 # ---------------------------------------------------------------------------------- size parsing

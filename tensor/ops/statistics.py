@@ -10,6 +10,7 @@ import math
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
+from ..graph_backward import saved_in_graph
 from .reduce import _count, _keep, _kept_shape, _require_nonempty, amax, amin, reduction_dims, sum
 
 
@@ -110,6 +111,15 @@ class LogSumExp(Function):
         dims, keepdim = ctx.meta
         return _keep(grad, x.shape, dims, keepdim) * ctx.xp.exp(x - out), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x = saved_in_graph(ctx)[0]
+        dims, keepdim = ctx.meta
+        # The saved result is not always this node's output (without keepdim, that is a reshape of
+        # it), so it is computed again on the graph: the softmax below then differentiates again.
+        out = logsumexp(x, dims, keepdim=True)
+        return _keep(grad, x.shape, dims, keepdim) * (x - out).exp(), None, None
+
 
 def logsumexp(x, dim=None, keepdim=False):
     if x.data.dtype.kind != "f":
@@ -130,6 +140,13 @@ class Norm2(Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
+        dims, keepdim = ctx.meta
+        out = _keep(out, x.shape, dims, keepdim)
+        return x * (_keep(grad, x.shape, dims, keepdim) / (out + (out == 0))), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x, out = saved_in_graph(ctx)
         dims, keepdim = ctx.meta
         out = _keep(out, x.shape, dims, keepdim)
         return x * (_keep(grad, x.shape, dims, keepdim) / (out + (out == 0))), None, None

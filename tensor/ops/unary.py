@@ -10,13 +10,15 @@ changes element by element is several times slower.
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 
 from .. import dtypes, kernels
 from ..autograd import Function
 from ..errors import DTypeError
-from ..tensor import Tensor
+from ..graph_backward import saved_in_graph
+from ..tensor import Tensor, _wrap
 from ._util import cast, sum_to
 from .convert import clone
 
@@ -144,7 +146,10 @@ def _erf_cody(x):
 
 # ----------------------------------------------------------------------------- plain math functions
 class _FromInput(Function):
-    """y = f(x), whose gradient needs x: subclasses give `f(xp, x)` and `vjp(xp, x, grad)`."""
+    """y = f(x), whose gradient needs x: subclasses give `f(xp, x)` and `vjp(xp, x, grad)`.
+
+    vjp is written with operators and `xp.<function>` only, so that with xp = GRAPH_MATH it runs on
+    Tensors and records a graph (create_graph=True)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -155,6 +160,11 @@ class _FromInput(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return ctx.vjp(ctx.xp, x, grad)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (x,) = saved_in_graph(ctx)
+        return ctx.vjp(GRAPH_MATH, x, grad)
 
 
 class _FromOutput(Function):
@@ -170,6 +180,11 @@ class _FromOutput(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return ctx.vjp(ctx.xp, out, grad)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (out,) = saved_in_graph(ctx)
+        return ctx.vjp(GRAPH_MATH, out, grad)
 
 
 class Exp(_FromOutput):
@@ -331,7 +346,15 @@ class Clamp(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, lo, hi = ctx.saved_tensors
+        return Clamp.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return Clamp.vjp(ctx, grad, *saved_in_graph(ctx))
+
+    @staticmethod
+    def vjp(ctx, grad, x, lo, hi):
+        """The input gradients, on arrays (backward) or on Tensors (backward_graph)."""
         need_x, need_lo, need_hi = ctx.needs_input_grad
         gx = glo = ghi = None
         if need_x:
@@ -372,6 +395,10 @@ class _PiecewiseConstant(Function):
     @staticmethod
     def backward(ctx, grad):
         return (ctx.xp.zeros_like(grad),) + (None,) * (len(ctx.needs_input_grad) - 1)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return (_wrap(ctx.xp.zeros_like(grad.data)),) + (None,) * (len(ctx.needs_input_grad) - 1)
 
 
 class Sign(_PiecewiseConstant):
@@ -416,3 +443,7 @@ def round(x, decimals=0):  # noqa: A001 - torch.round
     if not isinstance(decimals, int):
         raise DTypeError(f"round: decimals must be an int, got {type(decimals).__name__} {decimals!r}")
     return Round.apply(x, decimals) if x.data.dtype.kind == "f" else clone(x)
+
+
+# The `xp` that the vjp formulas above get in a backward_graph: the same names, on Tensors.
+GRAPH_MATH = types.SimpleNamespace(exp=exp, sign=sign, cos=cos, sin=sin)

@@ -13,6 +13,7 @@ import warnings
 from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError
+from ...graph_backward import saved_in_graph
 from ...ops._util import normalize_dim
 from ...ops.compare import where
 from ...tensor import Tensor
@@ -40,6 +41,11 @@ class Softmax(Function):
         weighted -= out * weighted.sum(axis=ctx.dim, keepdims=True)
         return weighted, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (out,) = saved_in_graph(ctx)
+        return out * (grad - (grad * out).sum(ctx.dim, keepdim=True)), None
+
 
 class LogSoftmax(Function):
     @staticmethod
@@ -60,6 +66,11 @@ class LogSoftmax(Function):
         if ctx.fused:
             return kernels.softmax_backward(out, grad, log=True), None
         return grad - ctx.xp.exp(out) * grad.sum(axis=ctx.dim, keepdims=True), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (out,) = saved_in_graph(ctx)
+        return grad - out.exp() * grad.sum(ctx.dim, keepdim=True), None
 
 
 def _softmax_input(input, dim, dtype, op):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...amp import autocast_inputs
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
+from ...graph_backward import saved_in_graph
 from ...ops._util import sum_rows
 
 
@@ -18,13 +19,14 @@ class Linear(Function):
         out = flat @ weight.T
         if bias is not None:
             out += bias  # out is a fresh array: adding in place saves a pass over memory
-        ctx.save_for_backward(flat, weight)
+        ctx.save_for_backward(x, weight)  # x itself (not flat): backward_graph needs the input
         ctx.shape = x.shape
         return out if x.ndim == 2 else out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx, grad):
-        flat, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
+        flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         need_x, need_w, need_b = ctx.needs_input_grad
         grad2d = grad if grad.ndim == 2 else grad.reshape(-1, grad.shape[-1])
         grad_x = grad_w = grad_b = None
@@ -36,6 +38,17 @@ class Linear(Function):
             grad_w = grad2d.T @ flat
         if need_b:
             grad_b = sum_rows(grad2d)
+        return grad_x, grad_w, grad_b
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x, weight = saved_in_graph(ctx)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        grad2d = grad if grad.ndim == 2 else grad.reshape(-1, grad.shape[-1])
+        grad_x = (grad2d @ weight).reshape(ctx.shape) if need_x else None
+        grad_w = grad2d.mT @ flat if need_w else None
+        grad_b = grad2d.sum(0) if need_b else None
         return grad_x, grad_w, grad_b
 
 

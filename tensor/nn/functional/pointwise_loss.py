@@ -13,6 +13,7 @@ import numpy as np
 
 from ...autograd import Function
 from ...errors import ShapeError
+from ...graph_backward import saved_in_graph
 from ...ops._util import promote, sum_to
 from ._reduction import check_reduction, grad_of_reduction, legacy_reduction, reduce_elementwise
 
@@ -41,12 +42,21 @@ class MSELoss(Function):
     @staticmethod
     def forward(ctx, x, y, reduction):
         diff = _start(ctx, x, y, reduction)
-        ctx.save_for_backward(diff)
+        ctx.save_for_backward(x, y)  # the operands, not diff: backward_graph needs them in the graph
         return _finish(ctx, ctx.xp, diff * diff, reduction)
 
     @staticmethod
     def backward(ctx, grad):
-        (diff,) = ctx.saved_tensors
+        return MSELoss.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return MSELoss.vjp(ctx, grad, *saved_in_graph(ctx))
+
+    @staticmethod
+    def vjp(ctx, grad, x, y):
+        """The input gradients, on arrays (backward) or on Tensors (backward_graph)."""
+        diff = x - y
         return (*_grads(ctx, grad, lambda: 2.0 * diff, lambda: -2.0 * diff, ctx.shapes), None)
 
 

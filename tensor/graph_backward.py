@@ -1,0 +1,150 @@
+"""create_graph=True: a backward pass that is itself recorded, for higher-order gradients.
+
+The ordinary engine (engine.py) runs each node's `backward` on raw arrays: fast, and nothing is
+recorded. With create_graph=True it runs this walk instead: gradients are Tensors, and each node's
+`backward_graph(ctx, *grads)` computes its input gradients with Tensor ops under grad mode, so the
+gradients come out with a history of their own (gradient penalties, Hessian-vector products, MAML).
+
+`backward_graph` needs the node's saved arrays as Tensors wired into the graph, as PyTorch's
+SavedVariable unpacks them: `saved_in_graph(ctx)` gives a saved input back with the input's history
+(a leaf as the leaf itself), a saved output as this node's output, anything else as a constant.
+
+An op without `backward_graph` raises AutogradError naming it when a create_graph walk reaches it.
+User Functions opt in by defining `backward_graph` (see Function).
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import numpy as np
+
+from .autograd import AccumulateGrad, enable_grad
+from .errors import AutogradError
+from .tensor import Tensor, _wrap
+
+
+def saved_in_graph(ctx) -> tuple:
+    """ctx's saved arrays as Tensors in the graph (None stays None); for use in `backward_graph`."""
+    arrays = ctx.saved_tensors  # refuses a released graph or a saved tensor changed in place
+    owners = ctx._saved_versions or {}
+    return tuple(None if array is None else _as_graph_tensor(ctx, array, owners.get(index))
+                 for index, array in enumerate(arrays))
+
+
+def _as_graph_tensor(ctx, array, owner):
+    if owner is None:  # made inside forward: a constant (the op's backward_graph must make sure it is one)
+        if isinstance(array, (bool, int, float, complex, np.generic)):
+            return array  # a scalar operand stays a scalar
+        return _wrap(array)
+    tag = owner[2]
+    edge = (ctx, -1 - tag) if tag < 0 else ctx.next_functions[tag]
+    if edge is None:
+        return _wrap(array)  # an argument that needs no gradient
+    node, nr = edge
+    if isinstance(node, AccumulateGrad) and node.variable.data is array:
+        return node.variable
+    t = _wrap(array)
+    t._requires_grad, t.grad_fn, t._output_nr = True, node, nr
+    return t
+
+
+def run_graph(roots, retain_graph, capture):
+    """engine._run's twin for create_graph=True (roots: (node, output number, Tensor gradient))."""
+    from .engine import _check_grad_shape, _dependencies  # engine imports this module
+
+    buffers = {}
+    for node, nr, g in roots:
+        _add_grad(buffers, node, nr, g)
+    deps = _dependencies(list(buffers))
+    tie = itertools.count()
+    ready = [(-node.sequence_nr, next(tie), node) for node in buffers if deps.get(node, 0) == 0]
+    heapq.heapify(ready)
+    captured = [None] * len(capture) if capture else None
+    handed = set()  # ids of gradients already kept by a leaf
+    with enable_grad():
+        while ready:
+            node = heapq.heappop(ready)[2]
+            grads = buffers.pop(node, None)
+            if grads is not None and node._tensor_hooks:
+                _run_tensor_hooks(node, grads)
+            if capture and grads is not None:
+                for nr, g in enumerate(grads):
+                    slot = capture.get((node, nr))
+                    if slot is not None:
+                        captured[slot] = g
+            if isinstance(node, AccumulateGrad):
+                if capture is None and grads is not None and grads[0] is not None:
+                    accumulate_leaf(node.variable, grads[0], handed)
+                continue
+            for edge, g in zip(node.next_functions, _call_backward_graph(node, grads, retain_graph)):
+                if edge is None:
+                    continue
+                nxt, nr = edge
+                if g is not None:
+                    _check_grad_shape(node, nxt, nr, g)
+                    _add_grad(buffers, nxt, nr, g)
+                deps[nxt] -= 1
+                if deps[nxt] == 0:
+                    heapq.heappush(ready, (-nxt.sequence_nr, next(tie), nxt))
+    return captured
+
+
+def _add_grad(buffers, node, nr, g):
+    slots = buffers.get(node)
+    if slots is None:
+        slots = buffers[node] = [None] * len(node.output_meta)
+    slots[nr] = g if slots[nr] is None else slots[nr] + g
+
+
+def _call_backward_graph(node, grads, retain_graph):
+    count = len(node.next_functions)
+    if grads is None:
+        return (None,) * count
+    backward_graph = type(node).backward_graph
+    if backward_graph is None:
+        raise AutogradError(
+            f"backward with create_graph=True reached {type(node).__name__}, which has no backward that records "
+            "a graph, so higher-order gradients cannot flow through it (see tensor/graph_backward.py for the "
+            "ops that have one); for your own Function, define backward_graph(ctx, *grads) with Tensor ops"
+        )
+    grads = [_wrap(node.xp.zeros(shape, dtype)) if g is None and dtype.kind == "f" else g
+             for g, (shape, dtype) in zip(grads, node.output_meta)]
+    result = backward_graph(node, *grads)
+    if not isinstance(result, tuple):
+        result = (result,)
+    if len(result) != count:
+        raise AutogradError(
+            f"{type(node).__name__}.backward_graph returned {len(result)} gradients but forward took {count} arguments"
+        )
+    if not retain_graph and node._saved:
+        node._saved = ()
+        node._released = True
+    return result
+
+
+def _run_tensor_hooks(node, grads):
+    for nr, hooks in node._tensor_hooks.items():
+        if grads[nr] is None:
+            continue
+        for hook in list(hooks.values()):
+            result = hook(grads[nr])
+            if result is not None:
+                grads[nr] = result if isinstance(result, Tensor) else _wrap(result)
+
+
+def accumulate_leaf(variable, g, handed):
+    """variable.grad, out of place, keeping g's history (PyTorch's create_graph accumulation)."""
+    for hook in list((variable._hooks or {}).values()):
+        result = hook(g)
+        if result is not None:
+            g = result if isinstance(result, Tensor) else _wrap(result)
+    if g.dtype != variable.dtype:
+        g = g.to(variable.dtype)
+    if id(g) in handed:  # one gradient reaching two leaves (x + y): each keeps its own
+        g = g.clone()
+    handed.add(id(g))
+    current = variable._grad
+    variable._grad = g if current is None else current + g
+    for hook in list((variable._post_acc_hooks or {}).values()):
+        hook(variable)

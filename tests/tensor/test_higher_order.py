@@ -1,0 +1,181 @@
+"""create_graph=True: gradients with a history, differentiated again (gradgradcheck, PyTorch)."""
+import numpy as np
+import pytest
+
+import tensor
+import tensor.nn.functional as F
+from tensor import Function
+from tensor.autograd import gradgradcheck
+from tensor.errors import AutogradError
+
+try:
+    import torch
+except ImportError:  # the PyTorch comparisons skip without it
+    torch = None
+
+
+def leaf(shape, device, seed=0, low=None):
+    data = np.random.default_rng(seed).standard_normal(shape)
+    if low is not None:
+        data = np.abs(data) + low  # keeps log, sqrt, pow away from their poles
+    return tensor.tensor(data, device=device, requires_grad=True)
+
+
+# Each case: a function of float64 leaves, their shapes (broadcasting where the op broadcasts), and
+# the smallest magnitude the inputs need (for log, sqrt, division).
+CASES = {
+    "add broadcast": (lambda a, b: (a + b) * (a + b), [(3, 4), (4,)], None),
+    "sub": (lambda a, b: (a - b) ** 2, [(3, 1), (1, 4)], None),
+    "mul": (lambda a, b: a * b * a, [(3, 4), (3, 4)], None),
+    "div": (lambda a, b: a / b, [(2, 3), (3,)], 0.5),
+    "pow tensor": (lambda a, b: a ** b, [(2, 3), (2, 3)], 0.5),
+    "pow scalar": (lambda a: a ** 3, [(2, 3)], None),
+    "rpow": (lambda a: 2.0 ** a, [(4,)], None),
+    "neg": (lambda a: -(a * a), [(3,)], None),
+    "exp log": (lambda a: a.exp() + (a * a).log1p() + a.log(), [(3, 2)], 0.5),
+    "sqrt rsqrt": (lambda a: a.sqrt() + a.rsqrt(), [(5,)], 0.5),
+    "trig": (lambda a: a.sin() * a.cos() + a.tanh() + a.tan(), [(4,)], None),
+    "expm1 reciprocal square": (lambda a: a.expm1() + a.reciprocal() + a.square(), [(3,)], 0.5),
+    "abs erf": (lambda a: a.abs() * a + a.erf(), [(6,)], 0.1),
+    "clamp": (lambda a: (a * a).clamp(0.1, 2.0) * a, [(8,)], None),
+    "sigmoid": (lambda a: a.sigmoid(), [(3, 3)], None),
+    "relu": (lambda a: a.relu() * a, [(3, 3)], 0.1),
+    "leaky_relu": (lambda a: F.leaky_relu(a * a - 1, 0.2) * a, [(6,)], None),
+    "softplus": (lambda a: F.softplus(a, beta=2.0), [(6,)], None),
+    "silu": (lambda a: F.silu(a), [(6,)], None),
+    "gelu": (lambda a: F.gelu(a), [(6,)], None),
+    "gelu tanh": (lambda a: F.gelu(a, approximate="tanh"), [(6,)], None),
+    "sum mean": (lambda a: (a * a).sum(1) * a.mean(0, keepdim=True).sum(), [(3, 4)], None),
+    "reshape permute expand": (lambda a: (a.reshape(2, 6).t() * a.permute(1, 0).reshape(6, 2))
+                               .unsqueeze(0).expand(2, 6, 2) ** 2, [(4, 3)], None),
+    "index": (lambda a: a[1:, ::2] * a[0, 1::2], [(3, 4)], None),
+    "index arrays": (lambda a: a[tensor.tensor([0, 2, 0])] ** 2, [(3, 2)], None),
+    "cat stack split": (lambda a, b: tensor.cat([a * b, a], 0).split(2, 0)[1] * tensor.stack([a, b]).sum(0),
+                        [(2, 3), (2, 3)], None),
+    "matmul 2-D": (lambda a, b: (a @ b) ** 2, [(3, 4), (4, 2)], None),
+    "matmul batched broadcast": (lambda a, b: (a @ b).tanh(), [(2, 3, 4), (4, 2)], None),
+    "matmul vector": (lambda a, b: (a @ b) * (b @ b), [(3, 4), (4,)], None),
+    "linear": (lambda x, w, b: F.linear(x, w, b).tanh(), [(2, 3, 4), (5, 4), (5,)], None),
+    "softmax log_softmax": (lambda a: F.softmax(a, 1) * F.log_softmax(a * 2, 1), [(3, 4)], None),
+    "clone to": (lambda a: (a.clone() * a).to(tensor.float64, copy=True) * a, [(3,)], None),
+    "where masked_fill": (lambda a, b: tensor.where(a > 0, a * b, b * b).masked_fill(b < -1, 0.0) * a,
+                          [(3, 4), (4,)], None),
+    "maximum minimum": (lambda a, b: tensor.maximum(a * a, b) * tensor.minimum(a, b * b), [(5,), (5,)], None),
+    "norm logsumexp": (lambda a: a.norm(dim=1) * a.logsumexp(0).sum() + a.norm(), [(3, 4)], None),
+    "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
+                 None),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_second_derivatives_match_finite_differences(name, device):
+    fn, shapes, low = CASES[name]
+    inputs = [leaf(shape, device, seed=i, low=low) for i, shape in enumerate(shapes)]
+    assert gradgradcheck(fn, inputs)
+
+
+def test_gradient_penalty_matches_pytorch():
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    rng = np.random.default_rng(0)
+    x_np, w1_np, w2_np = rng.standard_normal((5, 3)), rng.standard_normal((4, 3)), rng.standard_normal((1, 4))
+
+    def penalty(lib, fn, x, w1, w2):
+        out = fn.linear(fn.softplus(fn.linear(x, w1)), w2).sum()
+        (grad_x,) = lib.autograd.grad(out, x, create_graph=True)
+        return ((grad_x.norm(dim=1) - 1) ** 2).mean()
+
+    ours = [tensor.tensor(a, requires_grad=True) for a in (x_np, w1_np, w2_np)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x_np, w1_np, w2_np)]
+    penalty(tensor, F, *ours).backward()
+    penalty(torch, torch.nn.functional, *theirs).backward()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_hessian_vector_product(device):
+    x = leaf((4,), device)
+    v = tensor.tensor(np.arange(4.0), device=device)
+    (g,) = tensor.autograd.grad((x ** 3).sum(), x, create_graph=True)
+    (hv,) = tensor.autograd.grad(g, x, v)
+    np.testing.assert_allclose(hv.cpu().numpy(), 6 * x.detach().cpu().numpy() * np.arange(4.0))
+    assert hv.grad_fn is None  # the second call did not ask for a graph
+
+
+def test_third_derivative(device):
+    x = tensor.tensor([2.0], device=device, dtype=tensor.float64, requires_grad=True)
+    (d1,) = tensor.autograd.grad(x ** 4, x, create_graph=True)
+    (d2,) = tensor.autograd.grad(d1, x, create_graph=True)
+    (d3,) = tensor.autograd.grad(d2, x)
+    assert (d1.item(), d2.item(), d3.item()) == (32.0, 48.0, 48.0)
+
+
+def test_backward_with_create_graph_gives_grads_with_history(device):
+    x = leaf((3,), device)
+    (x * x * x).sum().backward(create_graph=True)
+    assert x.grad.grad_fn is not None
+    first = x.grad
+    x.grad = None
+    first.sum().backward()  # d/dx sum(3 x^2) = 6 x
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 6 * x.detach().cpu().numpy())
+
+
+def test_create_graph_accumulates_out_of_place(device):
+    x = leaf((3,), device)
+    x.grad = tensor.ones(3, device=device, dtype=tensor.float64)
+    before = x.grad
+    (x * x).sum().backward(create_graph=True)
+    np.testing.assert_allclose(before.cpu().numpy(), np.ones(3))  # the old .grad is untouched
+    np.testing.assert_allclose(x.grad.detach().cpu().numpy(), 1 + 2 * x.detach().cpu().numpy())
+
+
+def test_grad_output_with_history_is_differentiated(device):
+    x, v = leaf((3,), device), leaf((3,), device, seed=1)
+    (g,) = tensor.autograd.grad(x * x, x, v, create_graph=True)  # g = 2 x v
+    g.sum().backward()
+    np.testing.assert_allclose(v.grad.cpu().numpy(), 2 * x.detach().cpu().numpy())
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * v.detach().cpu().numpy())
+
+
+def test_hooks_see_tensors_with_history(device):
+    x = leaf((3,), device)
+    y = x * x
+    seen = []
+    y.register_hook(lambda g: seen.append(g.requires_grad))
+    (g,) = tensor.autograd.grad(y.sum() * y.sum(), x, create_graph=True)
+    assert seen == [True] and g.requires_grad
+
+
+def test_op_without_graph_backward_is_named(device):
+    x = leaf((3,), device)
+    with pytest.raises(AutogradError, match="Elu.*no backward that records a graph"):
+        tensor.autograd.grad(F.elu(x).sum(), x, create_graph=True)
+
+
+def test_custom_function_opts_in_with_backward_graph(device):
+    class Cube(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x * x
+
+        @staticmethod
+        def backward_graph(ctx, grad):
+            (x,) = tensor.autograd.saved_in_graph(ctx)
+            return grad * 3 * x * x
+
+    x = leaf((4,), device)
+    assert gradgradcheck(Cube.apply, [x])
+
+
+def test_released_graph_is_refused_after_a_graph_backward(device):
+    x = leaf((3,), device)
+    y = (x * x).sum()
+    tensor.autograd.grad(y, x, create_graph=True, retain_graph=False)
+    with pytest.raises(AutogradError, match="second time"):
+        y.backward()
