@@ -62,6 +62,13 @@ CASES = {
                           [(3, 4), (4,)], None),
     "maximum minimum": (lambda a, b: tensor.maximum(a * a, b) * tensor.minimum(a, b * b), [(5,), (5,)], None),
     "norm logsumexp": (lambda a: a.norm(dim=1) * a.logsumexp(0).sum() + a.norm(), [(3, 4)], None),
+    "nll_loss log_softmax": (lambda a: F.nll_loss(F.log_softmax(a * a, 1), tensor.tensor([2, 0, 3])), [(3, 4)],
+                             None),
+    "nll_loss weighted ignored": (lambda a: F.nll_loss(F.log_softmax(a * a, 1), tensor.tensor([2, -100, 3]),
+                                                        weight=tensor.tensor([1.0, 2.0, 0.5, 3.0], dtype=tensor.float64)),
+                                  [(3, 4)], None),
+    "nll_loss none unbatched": (lambda a: F.nll_loss(F.log_softmax(a, 0) * a, tensor.tensor(1), reduction="none"),
+                                [(4,)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }
@@ -91,6 +98,32 @@ def test_gradient_penalty_matches_pytorch():
     penalty(torch, torch.nn.functional, *theirs).backward()
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_maml_step_matches_pytorch():
+    """One inner SGD step through create_graph, then the outer loss's gradient w.r.t. the initial weights."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s) for s in ((6, 3), (4, 3), (4,), (3, 4))]
+    labels = [1, 0, 2, 2, 1, 0]
+
+    def outer_loss(lib, fn, x, w1, b1, w2):
+        target = lib.tensor(labels)
+
+        def loss(w1, b1, w2):
+            return fn.nll_loss(fn.log_softmax(fn.linear(fn.gelu(fn.linear(x, w1, b1)), w2), 1), target)
+
+        grads = lib.autograd.grad(loss(w1, b1, w2), (w1, b1, w2), create_graph=True)
+        adapted = [w - 0.5 * g for w, g in zip((w1, b1, w2), grads)]
+        return loss(*adapted)
+
+    ours = [tensor.tensor(a, requires_grad=i > 0) for i, a in enumerate(arrays)]
+    theirs = [torch.tensor(a, requires_grad=i > 0) for i, a in enumerate(arrays)]
+    outer_loss(tensor, F, *ours).backward()
+    outer_loss(torch, torch.nn.functional, *theirs).backward()
+    for a, b in zip(ours[1:], theirs[1:]):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
 def test_hessian_vector_product(device):
@@ -150,6 +183,12 @@ def test_op_without_graph_backward_is_named(device):
     x = leaf((3,), device)
     with pytest.raises(AutogradError, match="Elu.*no backward that records a graph"):
         tensor.autograd.grad(F.elu(x).sum(), x, create_graph=True)
+
+
+def test_cross_entropy_points_to_its_graph_form(device):
+    x = leaf((2, 3), device)
+    with pytest.raises(AutogradError, match="CrossEntropy.*nll_loss\\(F.log_softmax"):
+        tensor.autograd.grad(F.cross_entropy(x, tensor.tensor([0, 2], device=device)), x, create_graph=True)
 
 
 def test_custom_function_opts_in_with_backward_graph(device):

@@ -13,7 +13,9 @@ import numpy as np
 from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
-from ...tensor import Tensor
+from ...graph_backward import saved_in_graph
+from ...ops.index import IndexGradient
+from ...tensor import Tensor, _wrap
 from ._reduction import check_reduction, grad_of_reduction, legacy_reduction
 
 # ----------------------------------------------------------------------------------- helpers
@@ -73,6 +75,9 @@ def _times(array, factor):
 class CrossEntropy(Function):
     """cross_entropy with class-index targets; label smoothing mixes in the uniform target."""
 
+    # It saves the probabilities, not the logits, so it cannot put its backward in a graph.
+    no_graph_hint = "for higher-order gradients, write it as F.nll_loss(F.log_softmax(logits, 1), target)"
+
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction, may_ignore):
         xp = ctx.xp
@@ -130,6 +135,8 @@ def _smoothing_term(shifted, weight, ndim):
 
 class FusedCrossEntropy(Function):
     """CrossEntropy on CUDA for (N, C) or (C,) logits: one kernel forward, one backward."""
+
+    no_graph_hint = CrossEntropy.no_graph_hint
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction):
@@ -251,6 +258,17 @@ class NLLLoss(Function):
             grad = grad[None]
         result = ctx.xp.zeros(shape, dtype)
         result[index] = -_per_element_grad(grad, reduction, denominator) * weights
+        return (result[0] if ctx.unbatched else result), None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (weights,) = saved_in_graph(ctx)  # from the targets and the class weights: constants
+        shape, dtype, index, reduction, denominator = ctx.args
+        if ctx.unbatched and reduction == "none":
+            grad = grad.unsqueeze(0)
+        if reduction == "mean":
+            grad = grad / _wrap(ctx.xp.asarray(denominator, dtype))
+        result = IndexGradient.apply(-grad * weights, shape, index, False)  # one element per row: a put
         return (result[0] if ctx.unbatched else result), None, None, None, None
 
 
