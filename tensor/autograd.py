@@ -403,6 +403,7 @@ def _accumulate(variable: Tensor, grad, owned: bool):
 from .engine import backward, grad, queue_callback  # noqa: E402  (the engine needs Function/AccumulateGrad above)
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .graph_backward import saved_in_graph  # noqa: E402
+from . import autograd_functional as functional  # noqa: E402  (tensor.autograd.functional.jacobian, ...)
 
 __all__ = [
     "Function",

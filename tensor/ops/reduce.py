@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd import Function
-from ..errors import DTypeError, ShapeError
+from ..errors import AutogradError, DTypeError, ShapeError
+from ..graph_backward import saved_in_graph
 from ..tensor import Tensor
 from ._util import normalize_dim, normalize_dims
 
@@ -157,6 +158,17 @@ class Prod(Function):
         zeros_elsewhere = is_zero.sum(axis=dims, keepdims=True) - is_zero
         others = nonzero_product / nonzero * (zeros_elsewhere == 0)
         return (_keep(grad, x.shape, dims, keepdim) * others).astype(x.dtype, copy=False), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (x,) = saved_in_graph(ctx)
+        dims, keepdim = ctx.meta
+        if bool((x.data == 0).any()):
+            # The zero masks above are constants to the graph, which would make the second derivative
+            # wrong there (PyTorch special-cases it); refused rather than wrong.
+            raise AutogradError("prod: higher-order gradients at inputs that contain zeros are not supported")
+        others = x.prod(dims, keepdim=True) / x
+        return (_keep(grad, x.shape, dims, keepdim) * others).to(x.dtype), None, None, None
 
 
 def sum(x, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 - torch.sum

@@ -45,6 +45,7 @@ CASES = {
     "silu": (lambda a: F.silu(a), [(6,)], None),
     "gelu": (lambda a: F.gelu(a), [(6,)], None),
     "gelu tanh": (lambda a: F.gelu(a, approximate="tanh"), [(6,)], None),
+    "prod": (lambda a: a.prod(1) + a.prod(), [(3, 4)], None),
     "sum mean": (lambda a: (a * a).sum(1) * a.mean(0, keepdim=True).sum(), [(3, 4)], None),
     "reshape permute expand": (lambda a: (a.reshape(2, 6).t() * a.permute(1, 0).reshape(6, 2))
                                .unsqueeze(0).expand(2, 6, 2) ** 2, [(4, 3)], None),
@@ -189,6 +190,12 @@ def test_cross_entropy_points_to_its_graph_form(device):
     x = leaf((2, 3), device)
     with pytest.raises(AutogradError, match="CrossEntropy.*nll_loss\\(F.log_softmax"):
         tensor.autograd.grad(F.cross_entropy(x, tensor.tensor([0, 2], device=device)), x, create_graph=True)
+
+
+def test_prod_with_zeros_is_refused_not_wrong(device):
+    x = tensor.tensor([2.0, 0.0, 3.0], device=device, dtype=tensor.float64, requires_grad=True)
+    with pytest.raises(AutogradError, match="prod: .*zeros"):
+        tensor.autograd.grad(x.prod(), x, create_graph=True)
 
 
 def test_custom_function_opts_in_with_backward_graph(device):
