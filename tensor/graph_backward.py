@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from .autograd import AccumulateGrad, enable_grad
+from .autograd import AccumulateGrad, _sequence, enable_grad
 from .errors import AutogradError
 from .tensor import Tensor, _wrap
 
@@ -46,6 +46,28 @@ def _as_graph_tensor(ctx, array, owner):
         return node.variable
     t = _wrap(array)
     t._requires_grad, t.grad_fn, t._output_nr = True, node, nr
+    return t
+
+
+def derived_in_graph(ctx, array, input_index, node_cls, **attributes):
+    """A saved array that forward computed from one input (convolution columns, ...) as a Tensor in
+    the graph: its node is a fresh `node_cls` (with `attributes` set, as its forward would) linked
+    to that input, whose backward maps the array's gradient to the input's (`node_cls.arguments`:
+    how many arguments its forward takes, the input first). The input itself need not be saved,
+    which is why the op saved the array instead."""
+    edge = ctx.next_functions[input_index]
+    t = _wrap(array)
+    if edge is None:
+        return t
+    node = node_cls.__new__(node_cls)
+    node.needs_input_grad = (True,) + (False,) * (node_cls.arguments - 1)
+    node.next_functions = [edge] + [None] * (node_cls.arguments - 1)
+    node.sequence_nr = next(_sequence)
+    node.output_meta = ((array.shape, array.dtype),)
+    node.xp = ctx.xp
+    for name, value in attributes.items():
+        setattr(node, name, value)
+    t._requires_grad, t.grad_fn = True, node
     return t
 
 

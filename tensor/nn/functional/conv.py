@@ -197,6 +197,12 @@ class ConvNd(Function):
             grad_b = gmat.sum(axis=1)
         return grad_x, grad_w, grad_b, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .conv_graph import conv_backward_graph  # it builds on this module's helpers
+
+        return conv_backward_graph(ctx, grad)
+
 
 class ConvTransposeNd(Function):
     """The adjoint of ConvNd: x (N, C, H, W), weight (C, O/groups, kh, kw) -> (N, O, Hout, Wout)."""
