@@ -74,6 +74,9 @@ CASES = {
     "conv2d stride dilation groups": (lambda x, w: F.conv2d(x, w, stride=(2, 1), dilation=(1, 2), groups=2) ** 2,
                                       [(1, 4, 5, 6), (2, 2, 2, 2)], None),
     "conv1d unbatched same": (lambda x, w: F.softplus(F.conv1d(x, w, padding="same")), [(2, 7), (3, 2, 3)], None),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x * x, (3, 4), w, b).tanh(), [(2, 3, 4), (3, 4), (3, 4)], None),
+    "layer_norm plain": (lambda x: F.layer_norm(x, (4,)) * x, [(3, 4)], None),
+    "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b) ** 2, [(2, 4, 3), (4,), (4,)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }

@@ -90,7 +90,7 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, count, eps):
         axes = tuple(range(x.ndim - count, x.ndim))
-        ctx.axes, ctx.fused = axes, kernels.layer_norm_fits(x, weight, bias)
+        ctx.axes, ctx.fused, ctx.eps = axes, kernels.layer_norm_fits(x, weight, bias), eps
         if ctx.fused:
             out, mean, rstd = kernels.layer_norm_forward(x, weight, bias, count, eps)
             ctx.save_for_backward(x, mean, rstd, weight)
@@ -112,6 +112,12 @@ class LayerNorm(Function):
         leading = tuple(range(grad.ndim - len(ctx.axes)))
         grad_weight, grad_bias = _affine_grads(ctx, grad, xhat, leading, 1)
         return grad_x, grad_weight, grad_bias, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .normalization_graph import layer_norm_backward_graph  # it builds on this module's helpers
+
+        return layer_norm_backward_graph(ctx, grad)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -253,6 +259,12 @@ class GroupNorm(Function):
         reduce_axes = (0,) + tuple(range(2, grad.ndim))
         grad_weight, grad_bias = _affine_grads(ctx, grad, xhat.reshape(shape), reduce_axes, 2)
         return grad_x, None, grad_weight, grad_bias, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .normalization_graph import group_norm_backward_graph
+
+        return group_norm_backward_graph(ctx, grad)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):

@@ -1,0 +1,88 @@
+"""layer_norm's and group_norm's backward as Tensor ops, for create_graph=True (a gradient penalty
+on a critic with layer norm differentiates through it).
+
+On NumPy they save xhat and rstd, not their input; `derived_in_graph` puts both back in the graph
+as the outputs of nodes linked to the input, whose backwards are the exact Jacobians:
+    d xhat: the normalisation backward, rstd * (g - mean(g) - xhat * mean(g * xhat))
+    d rstd: rstd = (var + eps)^-1/2, so d rstd / d x = -rstd^2 * xhat / n
+(CUDA's fused layer_norm saves x itself: there both are recomputed from x with Tensor ops.) The
+gradients are then the normalisation backward written with Tensor ops on those Tensors.
+"""
+from __future__ import annotations
+
+from ...autograd import Function
+from ...graph_backward import derived_in_graph, saved_in_graph
+from .normalization import _normalization_backward, _size
+
+
+class Standardized(Function):
+    """The node behind a saved xhat: input x (of shape `x_shape`) -> (x - mean) * rstd over `axes`."""
+
+    arguments = 1
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _normalization_backward(grad, ctx.xhat, ctx.rstd, ctx.axes).reshape(ctx.x_shape)
+
+
+class InverseStd(Function):
+    """The node behind a saved rstd: input x -> (var(x) + eps)^-1/2 over `axes` (kept as size 1)."""
+
+    arguments = 1
+
+    @staticmethod
+    def backward(ctx, grad):
+        count = _size(ctx.xhat.shape[a] for a in ctx.axes)
+        return (ctx.xhat * (grad * (ctx.rstd * ctx.rstd) * (-1.0 / count))).reshape(ctx.x_shape)
+
+
+def layer_norm_backward_graph(ctx, grad):
+    axes = ctx.axes
+    if ctx.fused:
+        x, _, _, weight = saved_in_graph(ctx)
+        xhat, rstd = _standardized(x, axes, ctx.eps)
+    else:
+        xhat, rstd, weight = _saved_in_graph(ctx, grad, axes, weight_index=2)
+    leading = tuple(range(grad.ndim - len(axes)))
+    grads = _gradients(ctx, grad, xhat, rstd, weight, axes, tuple(grad.shape[grad.ndim - len(axes):]), leading)
+    return grads + (None, None)
+
+
+def group_norm_backward_graph(ctx, grad):
+    xhat, rstd, weight = _saved_in_graph(ctx, grad, (2,), weight_index=2)
+    _, param_shape = ctx.shapes
+    grad_x, grad_weight, grad_bias = _gradients(ctx, grad, xhat, rstd, weight, (2,), param_shape,
+                                                (0,) + tuple(range(2, grad.ndim)), first_param=2)
+    return grad_x, None, grad_weight, grad_bias, None
+
+
+def _saved_in_graph(ctx, grad, axes, weight_index):
+    """(xhat, rstd, weight) as Tensors in the graph, from what forward saved: (xhat, rstd, weight)."""
+    xhat, rstd, _ = ctx.saved_tensors
+    weight = saved_in_graph(ctx)[weight_index]
+    node = dict(xhat=xhat, rstd=rstd, axes=axes, x_shape=tuple(grad.shape))
+    return (derived_in_graph(ctx, xhat, 0, Standardized, **node), derived_in_graph(ctx, rstd, 0, InverseStd, **node),
+            weight)
+
+
+def _standardized(x, axes, eps):
+    centered = x - x.mean(axes, keepdim=True)
+    rstd = ((centered * centered).mean(axes, keepdim=True) + eps).rsqrt()
+    return centered * rstd, rstd
+
+
+def _gradients(ctx, grad, xhat, rstd, weight, axes, param_shape, reduce_axes, first_param=1):
+    """(grad x, grad weight, grad bias) where needed; xhat in the shape the normalisation works in
+    (group_norm's (N, G, -1)), grad in x's shape, weight a Tensor or None."""
+    needs = ctx.needs_input_grad
+    x_shape = tuple(grad.shape)
+    grad_x = grad_weight = grad_bias = None
+    if needs[0]:
+        gxhat = (grad * weight.reshape(param_shape) if weight is not None else grad).reshape(tuple(xhat.shape))
+        centered = gxhat - gxhat.mean(axes, keepdim=True) - xhat * (gxhat * xhat).mean(axes, keepdim=True)
+        grad_x = (centered * rstd).reshape(x_shape)
+    if needs[first_param] and weight is not None:
+        grad_weight = (grad * xhat.reshape(x_shape)).sum(reduce_axes).reshape(tuple(weight.shape))
+    if len(needs) > first_param + 1 and needs[first_param + 1]:
+        grad_bias = grad.sum(reduce_axes)
+    return grad_x, grad_weight, grad_bias
