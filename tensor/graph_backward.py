@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from .autograd import AccumulateGrad, _sequence, enable_grad
+from .autograd import AccumulateGrad, Function, _sequence, enable_grad
 from .errors import AutogradError
 from .tensor import Tensor, _wrap
 
@@ -69,6 +69,28 @@ def derived_in_graph(ctx, array, input_index, node_cls, **attributes):
         setattr(node, name, value)
     t._requires_grad, t.grad_fn = True, node
     return t
+
+
+class LinearBackward(Function):
+    """The backward of an op that is linear in its first input, with its other arguments fixed
+    (average pooling, padding, ...), as an op of its own: forward runs the op's backward on the
+    gradient; its own backward runs the op's forward, since the adjoint of the adjoint is the op."""
+
+    @staticmethod
+    def forward(ctx, grad, node, forward_args):
+        ctx.node, ctx.forward_args = node, forward_args
+        return type(node).backward(node, grad)[0]
+
+    @staticmethod
+    def backward(ctx, gg):
+        op = type(ctx.node)
+        fresh = op.__new__(op)
+        fresh.xp, fresh.needs_input_grad = ctx.xp, (False,) * (1 + len(ctx.forward_args))
+        return op.forward(fresh, gg, *ctx.forward_args), None, None
+
+    @staticmethod
+    def backward_graph(ctx, gg):
+        return type(ctx.node).apply(gg, *ctx.forward_args), None, None
 
 
 def run_graph(roots, retain_graph, capture):

@@ -12,6 +12,7 @@ import warnings
 
 from ... import dtypes, kernels
 from ...autograd import Function
+from ...graph_backward import saved_in_graph
 from ...random import bernoulli_mask, rand
 from ...tensor import _wrap
 
@@ -27,6 +28,11 @@ class Dropout(Function):
         (mask,) = ctx.saved_tensors
         return grad * mask, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (mask,) = saved_in_graph(ctx)  # drawn before the op: a constant
+        return grad * mask, None
+
 
 class FusedDropout(Function):
     @staticmethod
@@ -40,6 +46,11 @@ class FusedDropout(Function):
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
         return kernels.dropout_backward(grad, keep, ctx.p), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (keep,) = saved_in_graph(ctx)
+        return grad * keep.to(grad.dtype) * (1.0 / (1.0 - ctx.p)), None, None
 
 
 def dropout(input, p=0.5, training=True, inplace=False, generator=None):

@@ -196,6 +196,12 @@ class BatchNorm(Function):
         grad_weight, grad_bias = _affine_grads(ctx, grad, xhat, axes, 3)
         return grad_x, None, None, grad_weight, grad_bias, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .normalization_graph import batch_norm_backward_graph
+
+        return batch_norm_backward_graph(ctx, grad)
+
 
 def _update_running_stats(mean, var, count, running_mean, running_var, momentum):
     """running = (1 - momentum) * running + momentum * batch, in place; the variance unbiased."""

@@ -1,4 +1,4 @@
-"""layer_norm's and group_norm's backward as Tensor ops, for create_graph=True (a gradient penalty
+"""layer_norm's, group_norm's and batch_norm's backward as Tensor ops, for create_graph=True (a gradient penalty
 on a critic with layer norm differentiates through it).
 
 On NumPy they save xhat and rstd, not their input; `derived_in_graph` puts both back in the graph
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ...autograd import Function
 from ...graph_backward import derived_in_graph, saved_in_graph
+from ...tensor import _wrap
 from .normalization import _normalization_backward, _size
 
 
@@ -71,18 +72,43 @@ def _standardized(x, axes, eps):
     return centered * rstd, rstd
 
 
-def _gradients(ctx, grad, xhat, rstd, weight, axes, param_shape, reduce_axes, first_param=1):
+def _gradients(ctx, grad, xhat, rstd, weight, axes, param_shape, reduce_axes, first_param=1, training=True):
     """(grad x, grad weight, grad bias) where needed; xhat in the shape the normalisation works in
-    (group_norm's (N, G, -1)), grad in x's shape, weight a Tensor or None."""
+    (group_norm's (N, G, -1)), grad in x's shape, weight a Tensor or None. training=False: the
+    statistics are constants (batch_norm in eval mode), so xhat's Jacobian is just rstd."""
     needs = ctx.needs_input_grad
     x_shape = tuple(grad.shape)
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
         gxhat = (grad * weight.reshape(param_shape) if weight is not None else grad).reshape(tuple(xhat.shape))
-        centered = gxhat - gxhat.mean(axes, keepdim=True) - xhat * (gxhat * xhat).mean(axes, keepdim=True)
-        grad_x = (centered * rstd).reshape(x_shape)
+        if training:
+            gxhat = gxhat - gxhat.mean(axes, keepdim=True) - xhat * (gxhat * xhat).mean(axes, keepdim=True)
+        grad_x = (gxhat * rstd).reshape(x_shape)
     if needs[first_param] and weight is not None:
         grad_weight = (grad * xhat.reshape(x_shape)).sum(reduce_axes).reshape(tuple(weight.shape))
     if len(needs) > first_param + 1 and needs[first_param + 1]:
         grad_bias = grad.sum(reduce_axes)
     return grad_x, grad_weight, grad_bias
+
+
+class Scaled(Function):
+    """The node behind batch_norm's xhat in eval mode: input x -> (x - running mean) * rstd."""
+
+    arguments = 1
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.rstd
+
+
+def batch_norm_backward_graph(ctx, grad):
+    axes, shape, training = ctx.args
+    if training:
+        xhat, rstd, weight = _saved_in_graph(ctx, grad, axes, weight_index=2)
+    else:  # running statistics: rstd is a constant, xhat is x scaled by it
+        xhat_array, rstd_array, _ = ctx.saved_tensors
+        xhat = derived_in_graph(ctx, xhat_array, 0, Scaled, rstd=rstd_array)
+        rstd, weight = _wrap(rstd_array), saved_in_graph(ctx)[2]
+    grad_x, grad_weight, grad_bias = _gradients(ctx, grad, xhat, rstd, weight, axes, shape, axes, first_param=3,
+                                                training=training)
+    return grad_x, None, None, grad_weight, grad_bias, None, None, None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
+from ...graph_backward import LinearBackward
 from ...tensor import Tensor
 
 # ------------------------------------------------------------------------------------ geometry
@@ -320,6 +321,10 @@ class AvgPool2d(Function):
                 view += g
         grad_x = _crop(padded, rows, cols)
         return grad_x if ctx.batched else grad_x[0], None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return LinearBackward.apply(grad, ctx, (ctx.rows, ctx.cols, ctx.divisor)), None, None, None
 
 
 def _divisor(rows, cols, count_include_pad, divisor_override):
