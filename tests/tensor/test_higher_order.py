@@ -77,6 +77,8 @@ CASES = {
     "layer_norm": (lambda x, w, b: F.layer_norm(x * x, (3, 4), w, b).tanh(), [(2, 3, 4), (3, 4), (3, 4)], None),
     "layer_norm plain": (lambda x: F.layer_norm(x, (4,)) * x, [(3, 4)], None),
     "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b) ** 2, [(2, 4, 3), (4,), (4,)], None),
+    "rms_norm": (lambda x, w: F.rms_norm(x * x + 0.5, (4,), w, eps=1e-6) * x, [(2, 3, 4), (4,)], None),
+    "rms_norm plain": (lambda x: F.rms_norm(x, (2, 3)).exp(), [(2, 2, 3)], None),
     "batch_norm train": (lambda x, w, b: F.batch_norm(x * x, None, None, w, b, training=True).tanh(),
                          [(3, 2, 2, 2), (2,), (2,)], None),
     "batch_norm eval": (lambda x, w: F.batch_norm(x, tensor.tensor([0.1, -0.2], dtype=tensor.float64),

@@ -153,6 +153,12 @@ class RMSNorm(Function):
         grad_weight = (grad * xhat).sum(axis=leading) if ctx.needs_input_grad[1] else None
         return grad_x, grad_weight, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .normalization_graph import rms_norm_backward_graph
+
+        return rms_norm_backward_graph(ctx, grad)
+
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):
     """x / sqrt(mean(x^2) + eps) * weight over the trailing dims; eps=None uses the dtype's epsilon."""

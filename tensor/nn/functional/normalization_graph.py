@@ -1,4 +1,4 @@
-"""layer_norm's, group_norm's and batch_norm's backward as Tensor ops, for create_graph=True (a gradient penalty
+"""The normalisations' backward (layer_norm, group_norm, batch_norm, rms_norm) as Tensor ops, for create_graph=True (a gradient penalty
 on a critic with layer norm differentiates through it).
 
 On NumPy they save xhat and rstd, not their input; `derived_in_graph` puts both back in the graph
@@ -17,17 +17,23 @@ from .normalization import _normalization_backward, _size
 
 
 class Standardized(Function):
-    """The node behind a saved xhat: input x (of shape `x_shape`) -> (x - mean) * rstd over `axes`."""
+    """The node behind a saved xhat: input x (of shape `x_shape`) -> (x - mean) * rstd over `axes`,
+    or with centered=False (rms_norm) x * rstd, rstd then being 1 / rms."""
 
     arguments = 1
+    centered = True
 
     @staticmethod
     def backward(ctx, grad):
-        return _normalization_backward(grad, ctx.xhat, ctx.rstd, ctx.axes).reshape(ctx.x_shape)
+        if ctx.centered:
+            return _normalization_backward(grad, ctx.xhat, ctx.rstd, ctx.axes).reshape(ctx.x_shape)
+        projection = (grad * ctx.xhat).mean(axis=ctx.axes, keepdims=True)
+        return ((grad - ctx.xhat * projection) * ctx.rstd).reshape(ctx.x_shape)
 
 
 class InverseStd(Function):
-    """The node behind a saved rstd: input x -> (var(x) + eps)^-1/2 over `axes` (kept as size 1)."""
+    """The node behind a saved rstd: input x -> (var(x) + eps)^-1/2 over `axes` (kept as size 1);
+    the same derivative holds for rms_norm's (mean(x^2) + eps)^-1/2, with its own xhat."""
 
     arguments = 1
 
@@ -57,13 +63,13 @@ def group_norm_backward_graph(ctx, grad):
     return grad_x, None, grad_weight, grad_bias, None
 
 
-def _saved_in_graph(ctx, grad, axes, weight_index):
+def _saved_in_graph(ctx, grad, axes, weight_index, centered=True):
     """(xhat, rstd, weight) as Tensors in the graph, from what forward saved: (xhat, rstd, weight)."""
     xhat, rstd, _ = ctx.saved_tensors
     weight = saved_in_graph(ctx)[weight_index]
     node = dict(xhat=xhat, rstd=rstd, axes=axes, x_shape=tuple(grad.shape))
-    return (derived_in_graph(ctx, xhat, 0, Standardized, **node), derived_in_graph(ctx, rstd, 0, InverseStd, **node),
-            weight)
+    return (derived_in_graph(ctx, xhat, 0, Standardized, centered=centered, **node),
+            derived_in_graph(ctx, rstd, 0, InverseStd, **node), weight)
 
 
 def _standardized(x, axes, eps):
@@ -72,18 +78,23 @@ def _standardized(x, axes, eps):
     return centered * rstd, rstd
 
 
-def _gradients(ctx, grad, xhat, rstd, weight, axes, param_shape, reduce_axes, first_param=1, training=True):
+def _gradients(ctx, grad, xhat, rstd, weight, axes, param_shape, reduce_axes, first_param=1, training=True,
+               centered=True):
     """(grad x, grad weight, grad bias) where needed; xhat in the shape the normalisation works in
     (group_norm's (N, G, -1)), grad in x's shape, weight a Tensor or None. training=False: the
-    statistics are constants (batch_norm in eval mode), so xhat's Jacobian is just rstd."""
+    statistics are constants (batch_norm in eval mode), so xhat's Jacobian is just rstd;
+    centered=False: no mean was subtracted (rms_norm)."""
     needs = ctx.needs_input_grad
     x_shape = tuple(grad.shape)
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
         gxhat = (grad * weight.reshape(param_shape) if weight is not None else grad).reshape(tuple(xhat.shape))
+        result = gxhat
         if training:
-            gxhat = gxhat - gxhat.mean(axes, keepdim=True) - xhat * (gxhat * xhat).mean(axes, keepdim=True)
-        grad_x = (gxhat * rstd).reshape(x_shape)
+            if centered:
+                result = result - gxhat.mean(axes, keepdim=True)
+            result = result - xhat * (gxhat * xhat).mean(axes, keepdim=True)
+        grad_x = (result * rstd).reshape(x_shape)
     if needs[first_param] and weight is not None:
         grad_weight = (grad * xhat.reshape(x_shape)).sum(reduce_axes).reshape(tuple(weight.shape))
     if len(needs) > first_param + 1 and needs[first_param + 1]:
@@ -99,6 +110,15 @@ class Scaled(Function):
     @staticmethod
     def backward(ctx, grad):
         return grad * ctx.rstd
+
+
+def rms_norm_backward_graph(ctx, grad):
+    axes = ctx.axes
+    xhat, rrms, weight = _saved_in_graph(ctx, grad, axes, weight_index=2, centered=False)
+    leading = tuple(range(grad.ndim - len(axes)))
+    grad_x, grad_weight, _ = _gradients(ctx, grad, xhat, rrms, weight, axes,
+                                        tuple(grad.shape[grad.ndim - len(axes):]), leading, centered=False)
+    return grad_x, grad_weight, None, None
 
 
 def batch_norm_backward_graph(ctx, grad):
