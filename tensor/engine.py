@@ -12,10 +12,10 @@ import heapq
 import itertools
 import threading
 
-from .autograd import AccumulateGrad, _accumulate, refresh_view
+from .autograd import AccumulateGrad, _accumulate, enable_grad, refresh_view
 from .errors import AutogradError, ShapeError
 from .graph_backward import accumulate_leaf as graph_accumulate_leaf
-from .graph_backward import run_graph
+from .graph_backward import call_backward_graph, run_graph_hooks
 from .tensor import Tensor, _wrap
 
 
@@ -29,7 +29,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     roots = _roots(tensors, grad_tensors, create_graph)
     with _callback_scope():
         capture = None if inputs is None else _capture_keys(inputs)
-        grads = run_graph(roots, retain_graph, capture) if create_graph else _run(roots, retain_graph, capture)
+        grads = _run(roots, retain_graph, capture, create_graph)
         if inputs is None:
             return
         for t, g in zip(_as_tuple(inputs), grads):
@@ -53,8 +53,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise AutogradError(f"grad: input {i} does not require grad; call requires_grad_() on it first")
     roots = _roots(outputs, grad_outputs, create_graph)
     with _callback_scope():
-        run = run_graph if create_graph else _run
-        grads = run(roots, retain_graph, capture=_capture_keys(inputs))
+        grads = _run(roots, retain_graph, _capture_keys(inputs), create_graph)
     result = []
     for i, g in enumerate(grads):
         if g is None and not allow_unused:
@@ -109,8 +108,8 @@ def _as_tuple(x):
 
 
 def _roots(tensors, grad_tensors, create_graph=False):
-    """(node, output number, gradient, owned) per root; for create_graph, (node, output number,
-    gradient Tensor): a gradient the caller passed keeps its own history there."""
+    """(node, output number, gradient, owned) per root; for create_graph the gradient is a Tensor
+    (one the caller passed keeps its own history)."""
     tensors = _as_tuple(tensors)
     grads = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(tensors)
     if len(grads) != len(tensors):
@@ -142,10 +141,8 @@ def _roots(tensors, grad_tensors, create_graph=False):
                 raise ShapeError(f"backward: gradient shape {g.shape} does not match tensor shape {t.data.shape}")
         node = t.grad_fn if t.grad_fn is not None else t._grad_accumulator()
         if create_graph:
-            given = grads[i]
-            roots.append((node, t._output_nr, given if isinstance(given, Tensor) else _wrap(g)))
-        else:
-            roots.append((node, t._output_nr, g, owned))
+            g = grads[i] if isinstance(grads[i], Tensor) else _wrap(g)
+        roots.append((node, t._output_nr, g, owned))
     return roots
 
 
@@ -175,7 +172,16 @@ def _dependencies(roots):
     return deps
 
 
-def _run(roots, retain_graph, capture):
+def _run(roots, retain_graph, capture, create_graph=False):
+    """Walk the graph from the roots; returns the captured gradients (autograd.grad) or None.
+    create_graph: gradients are Tensors and each node runs its backward_graph (graph_backward.py)."""
+    if create_graph:
+        with enable_grad():
+            return _walk(roots, retain_graph, capture, call_backward_graph, graph_accumulate_leaf, run_graph_hooks)
+    return _walk(roots, retain_graph, capture, _call_backward, _accumulate_leaf, _run_tensor_hooks)
+
+
+def _walk(roots, retain_graph, capture, call_backward, accumulate_leaf, run_tensor_hooks):
     buffers = {}
     handed_to_leaves = set()  # ids of gradient arrays a leaf may not keep without copying
     for node, nr, g, owned in roots:
@@ -191,7 +197,7 @@ def _run(roots, retain_graph, capture):
         node = heapq.heappop(ready)[2]
         grads = buffers.pop(node, None)
         if grads is not None and node._tensor_hooks:
-            _run_tensor_hooks(node, grads)
+            run_tensor_hooks(node, grads)
         if capture and grads is not None:
             for nr, g in enumerate(grads):
                 slot = capture.get((node, nr))
@@ -199,9 +205,9 @@ def _run(roots, retain_graph, capture):
                     captured[slot] = g
         if isinstance(node, AccumulateGrad):
             if capture is None and grads is not None and grads[0] is not None:
-                _accumulate_leaf(node.variable, grads[0], handed_to_leaves)
+                accumulate_leaf(node.variable, grads[0], handed_to_leaves)
             continue
-        input_grads = _call_backward(node, grads, retain_graph)
+        input_grads = call_backward(node, grads, retain_graph)
         for edge, g in zip(node.next_functions, input_grads):
             if edge is None:
                 continue
@@ -219,7 +225,7 @@ def _add_grad(buffers, node, nr, g):
     slots = buffers.get(node)
     if slots is None:
         slots = buffers[node] = [None] * len(node.output_meta)
-    # Out of place: the existing array may be shared with another consumer.
+    # Out of place: the existing array (or Tensor) may be shared with another consumer.
     slots[nr] = g if slots[nr] is None else slots[nr] + g
 
 

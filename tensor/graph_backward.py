@@ -1,9 +1,10 @@
 """create_graph=True: a backward pass that is itself recorded, for higher-order gradients.
 
-The ordinary engine (engine.py) runs each node's `backward` on raw arrays: fast, and nothing is
-recorded. With create_graph=True it runs this walk instead: gradients are Tensors, and each node's
-`backward_graph(ctx, *grads)` computes its input gradients with Tensor ops under grad mode, so the
-gradients come out with a history of their own (gradient penalties, Hessian-vector products, MAML).
+The engine (engine.py) runs each node's `backward` on raw arrays: fast, and nothing is recorded.
+With create_graph=True the same walk runs with this module's pieces instead: gradients are Tensors,
+and each node's `backward_graph(ctx, *grads)` computes its input gradients with Tensor ops under
+grad mode, so they come out with a history of their own (gradient penalties, Hessian-vector
+products, MAML).
 
 `backward_graph` needs the node's saved arrays as Tensors wired into the graph, as PyTorch's
 SavedVariable unpacks them: `saved_in_graph(ctx)` gives a saved input back with the input's history
@@ -14,12 +15,9 @@ User Functions opt in by defining `backward_graph` (see Function).
 """
 from __future__ import annotations
 
-import heapq
-import itertools
-
 import numpy as np
 
-from .autograd import AccumulateGrad, Function, _sequence, enable_grad
+from .autograd import AccumulateGrad, Function, _sequence
 from .errors import AutogradError
 from .tensor import Tensor, _wrap
 
@@ -93,55 +91,8 @@ class LinearBackward(Function):
         return type(ctx.node).apply(gg, *ctx.forward_args), None, None
 
 
-def run_graph(roots, retain_graph, capture):
-    """engine._run's twin for create_graph=True (roots: (node, output number, Tensor gradient))."""
-    from .engine import _check_grad_shape, _dependencies  # engine imports this module
-
-    buffers = {}
-    for node, nr, g in roots:
-        _add_grad(buffers, node, nr, g)
-    deps = _dependencies(list(buffers))
-    tie = itertools.count()
-    ready = [(-node.sequence_nr, next(tie), node) for node in buffers if deps.get(node, 0) == 0]
-    heapq.heapify(ready)
-    captured = [None] * len(capture) if capture else None
-    handed = set()  # ids of gradients already kept by a leaf
-    with enable_grad():
-        while ready:
-            node = heapq.heappop(ready)[2]
-            grads = buffers.pop(node, None)
-            if grads is not None and node._tensor_hooks:
-                _run_tensor_hooks(node, grads)
-            if capture and grads is not None:
-                for nr, g in enumerate(grads):
-                    slot = capture.get((node, nr))
-                    if slot is not None:
-                        captured[slot] = g
-            if isinstance(node, AccumulateGrad):
-                if capture is None and grads is not None and grads[0] is not None:
-                    accumulate_leaf(node.variable, grads[0], handed)
-                continue
-            for edge, g in zip(node.next_functions, _call_backward_graph(node, grads, retain_graph)):
-                if edge is None:
-                    continue
-                nxt, nr = edge
-                if g is not None:
-                    _check_grad_shape(node, nxt, nr, g)
-                    _add_grad(buffers, nxt, nr, g)
-                deps[nxt] -= 1
-                if deps[nxt] == 0:
-                    heapq.heappush(ready, (-nxt.sequence_nr, next(tie), nxt))
-    return captured
-
-
-def _add_grad(buffers, node, nr, g):
-    slots = buffers.get(node)
-    if slots is None:
-        slots = buffers[node] = [None] * len(node.output_meta)
-    slots[nr] = g if slots[nr] is None else slots[nr] + g
-
-
-def _call_backward_graph(node, grads, retain_graph):
+def call_backward_graph(node, grads, retain_graph):
+    """engine._call_backward for create_graph: the node's backward_graph, on Tensor gradients."""
     count = len(node.next_functions)
     if grads is None:
         return (None,) * count
@@ -169,7 +120,8 @@ def _call_backward_graph(node, grads, retain_graph):
     return result
 
 
-def _run_tensor_hooks(node, grads):
+def run_graph_hooks(node, grads):
+    """engine._run_tensor_hooks for create_graph: hooks see and return Tensors with a history."""
     for nr, hooks in node._tensor_hooks.items():
         if grads[nr] is None:
             continue
