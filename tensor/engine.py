@@ -4,6 +4,8 @@ No recursion (a 100,000-op chain is fine): dependencies are counted with an expl
 nodes run from a heap keyed on creation order, newest first, as soon as every consumer of their
 outputs has sent its gradient. Each node's saved arrays are released right after it runs.
 `queue_callback(fn)` (from a hook) runs fn once the current backward has finished.
+With create_graph=True the same walk runs on Tensor gradients with each node's backward_graph, so the
+backward is itself recorded (graph_backward.py).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             if g is None:
                 continue
             if create_graph:
-                graph_accumulate_leaf(t, g, set())
+                graph_accumulate_leaf(t, g, set(), hooks=False)
             else:
                 _accumulate(t, g, owned=False)
 

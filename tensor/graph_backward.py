@@ -131,9 +131,10 @@ def run_graph_hooks(node, grads):
                 grads[nr] = result if isinstance(result, Tensor) else _wrap(result)
 
 
-def accumulate_leaf(variable, g, handed):
-    """variable.grad, out of place, keeping g's history (PyTorch's create_graph accumulation)."""
-    for hook in list((variable._hooks or {}).values()):
+def accumulate_leaf(variable, g, handed, hooks=True):
+    """variable.grad, out of place, keeping g's history (PyTorch's create_graph accumulation);
+    hooks=False skips the leaf's gradient hooks (backward(inputs=...), like the array path)."""
+    for hook in list((variable._hooks or {}).values()) if hooks else ():
         result = hook(g)
         if result is not None:
             g = result if isinstance(result, Tensor) else _wrap(result)
