@@ -98,12 +98,10 @@ def call_backward_graph(node, grads, retain_graph):
         return (None,) * count
     backward_graph = type(node).backward_graph
     if backward_graph is None:
-        hint = getattr(node, "no_graph_hint", None) or (
-            "see README.md for the ops that have one; for your own Function, define backward_graph(ctx, *grads) "
-            "with Tensor ops")
         raise AutogradError(
             f"backward with create_graph=True reached {type(node).__name__}, which has no backward that records "
-            f"a graph, so higher-order gradients cannot flow through it: {hint}"
+            "a graph, so higher-order gradients cannot flow through it (README.md lists the ops that have one); "
+            "for your own Function, define backward_graph(ctx, *grads) with Tensor ops"
         )
     grads = [_wrap(node.xp.zeros(shape, dtype)) if g is None and dtype.kind == "f" else g
              for g, (shape, dtype) in zip(grads, node.output_meta)]

@@ -75,8 +75,6 @@ def _times(array, factor):
 class CrossEntropy(Function):
     """cross_entropy with class-index targets; label smoothing mixes in the uniform target."""
 
-    # It saves the probabilities, not the logits, so it cannot put its backward in a graph.
-    no_graph_hint = "for higher-order gradients, write it as F.nll_loss(F.log_softmax(logits, 1), target)"
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction, may_ignore):
@@ -125,6 +123,12 @@ class CrossEntropy(Function):
             result -= _class_axis(spread, probs.ndim) * per_class
         return (result[0] if ctx.unbatched else result), None, None, None, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .loss_graph import cross_entropy_backward_graph  # it builds on this module's helpers
+
+        return cross_entropy_backward_graph(ctx, grad)
+
 
 def _smoothing_term(shifted, weight, ndim):
     """sum_c w_c * shifted_c per element: the logit part of the uniform target's cross-entropy."""
@@ -136,11 +140,10 @@ def _smoothing_term(shifted, weight, ndim):
 class FusedCrossEntropy(Function):
     """CrossEntropy on CUDA for (N, C) or (C,) logits: one kernel forward, one backward."""
 
-    no_graph_hint = CrossEntropy.no_graph_hint
-
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction):
         ctx.unbatched = logits.ndim == 1
+        ctx.save_for_backward(logits, target)  # as given (backward_graph needs the input itself)
         if ctx.unbatched:
             logits, target = logits[None], target.reshape(1)
         rows = kernels.cross_entropy_forward(logits, target, weight, ignore_index, smoothing)
@@ -149,17 +152,24 @@ class FusedCrossEntropy(Function):
             out = rows.loss[0] if ctx.unbatched else rows.loss
         else:
             out = rows.loss.sum() if reduction == "sum" else rows.loss.sum() / denominator
-        ctx.save_for_backward(logits, target)
         ctx.args = (weight, rows, ignore_index, smoothing, reduction, denominator)
         return out.astype(logits.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         logits, target = ctx.saved_tensors
+        if ctx.unbatched:
+            logits, target = logits[None], target.reshape(1)
         weight, rows, ignore_index, smoothing, reduction, denominator = ctx.args
         scale = grad / denominator if reduction == "mean" else grad  # per row ('none') or for all
         grad_logits = kernels.cross_entropy_backward(logits, target, weight, rows, scale, ignore_index, smoothing)
         return (grad_logits[0] if ctx.unbatched else grad_logits), None, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .loss_graph import fused_cross_entropy_backward_graph
+
+        return fused_cross_entropy_backward_graph(ctx, grad)
 
 
 class CrossEntropyProbs(Function):
