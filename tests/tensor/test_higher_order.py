@@ -95,6 +95,10 @@ CASES = {
                                    * a[:, 0], [(2, 3, 2)], None),
     "cross_entropy unbatched sum": (lambda a: F.cross_entropy(a * a, tensor.tensor(1), reduction="sum",
                                                               label_smoothing=0.1), [(4,)], None),
+    "max_pool2d": (lambda x: F.max_pool2d(x * x, 2) * F.max_pool2d(x, 2), [(2, 2, 4, 5)], None),
+    "max_pool2d padded unbatched indices": (lambda x: F.max_pool2d(x.tanh(), 2, padding=1, return_indices=True)[0]
+                                            ** 2, [(2, 3, 4)], None),
+    "max_pool1d": (lambda x: F.max_pool1d(x, 3) * x[:, :, :2], [(1, 2, 7)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }

@@ -195,6 +195,12 @@ class MaxPool2d(Function):
             grad_x = _crop(padded, rows, cols)
         return grad_x if len(ctx.in_shape) == 4 else grad_x[0], None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad, *_):
+        from .pooling_graph import max_pool_backward_graph  # it builds on this class's backward
+
+        return max_pool_backward_graph(ctx, grad)
+
 
 # Tiled windows (kernel == stride, no padding or dilation: the common 2x2 pool) reduce in two
 # stages, along W within each tile, then along H, on the input in its memory order: the W stage
