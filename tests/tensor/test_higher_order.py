@@ -179,6 +179,34 @@ def test_wgan_gradient_penalty_through_convolutions_matches_pytorch():
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
+def test_maml_step_on_a_convolutional_net_matches_pytorch():
+    """The Omniglot-style MAML block (conv, batch norm, relu, max pool) then a linear head."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    rng = np.random.default_rng(4)
+    x_np = rng.standard_normal((4, 1, 6, 6))
+    weights = [rng.standard_normal(s) * 0.5 for s in ((3, 1, 3, 3), (3,), (3,), (3,), (2, 27))]
+    labels = [0, 1, 1, 0]
+
+    def outer_loss(lib, fn, x, *params):
+        target = lib.tensor(labels)
+
+        def loss(w, b, gamma, beta, head):
+            h = fn.conv2d(x, w, b, padding=1)
+            h = fn.max_pool2d(fn.relu(fn.batch_norm(h, None, None, gamma, beta, training=True)), 2)
+            return fn.cross_entropy(fn.linear(h.flatten(1), head), target)
+
+        grads = lib.autograd.grad(loss(*params), params, create_graph=True)
+        return loss(*[p - 0.1 * g for p, g in zip(params, grads)])
+
+    ours = [tensor.tensor(a, requires_grad=True) for a in weights]
+    theirs = [torch.tensor(a, requires_grad=True) for a in weights]
+    outer_loss(tensor, F, tensor.tensor(x_np), *ours).backward()
+    outer_loss(torch, torch.nn.functional, torch.tensor(x_np), *theirs).backward()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-8, atol=1e-11)
+
+
 def test_hessian_vector_product(device):
     x = leaf((4,), device)
     v = tensor.tensor(np.arange(4.0), device=device)
