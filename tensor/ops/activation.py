@@ -15,7 +15,8 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from ..graph_backward import saved_in_graph
-from .unary import _erf, _floating, _FromOutput, _sigmoid
+from ._erf import _erf
+from .unary import _floating, _FromOutput, _sigmoid
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_TANH_SCALE, _GELU_TANH_CUBIC = math.sqrt(2.0 / math.pi), 0.044715
