@@ -251,60 +251,6 @@ def _link_outputs(ctx, args, raw, edges, track):
     return wrapped
 
 
-def refresh_view(view):
-    """Give `view` a node made from its parent's current history.
-
-    A view's node is made when the view is. An in-place change to the storage it shares with its
-    base (through the base or through any view of it, the view itself included) gives the base, or
-    the view's parent, a newer history; the view's old node would send gradients to the history from
-    before the change. Function.apply and backward() call this for a view whose version counter
-    moved since its node was made: the view op runs again on the (refreshed) parent, and the view
-    takes that node. Its data is untouched: it already shows the change.
-    """
-    cls, args, view_of, nr = view._view_src
-    parent = args[view_of]
-    if parent._view_src is not None and parent._view_version != parent._version_box[0]:
-        refresh_view(parent)
-    previous = _mode.enabled
-    _mode.enabled = True
-    try:
-        fresh = cls.apply(*args)
-    finally:
-        _mode.enabled = previous
-    if nr is not None:
-        fresh = fresh[nr]
-    view._view_version = view._version_box[0]
-    view._take_new_node(fresh.grad_fn, fresh._output_nr, fresh._requires_grad)
-
-
-def replay_view(view, array, xp):
-    """The view of `array` that `view` is of its root base: the chain of view ops from the root,
-    run on raw arrays. `array` must be laid out as the root's data is, so that each op is a view."""
-    chain = []
-    node = view
-    while node._view_src is not None:
-        chain.append(node._view_src)
-        _, args, view_of, _ = node._view_src
-        node = args[view_of]
-    for cls, args, view_of, nr in reversed(chain):
-        ctx = _new(cls)
-        ctx.xp = xp
-        raw = [array if i == view_of else (a.data if isinstance(a, Tensor) else a) for i, a in enumerate(args)]
-        array = cls.forward(ctx, *raw)
-        if nr is not None:
-            array = array[nr]
-    return array
-
-
-def _mark_view(base, view):
-    """Make `view` share `base`'s version counter, so in-place changes through either are seen."""
-    counter = base._version_box
-    if counter is None:
-        counter = base._version_box = [0]
-    view._version_box = counter
-    view._base = base if base._base is None else base._base
-
-
 def grad_accumulator(leaf):
     """The leaf's AccumulateGrad node, shared by every graph alive that uses the leaf.
 
@@ -400,10 +346,11 @@ def _accumulate(variable: Tensor, grad, owned: bool):
 
 # ------------------------------------------------------------------------------------------- engine
 
+from .view_history import _mark_view, refresh_view  # noqa: E402  (they need _mode and _new above)
 from .engine import backward, grad, queue_callback  # noqa: E402  (the engine needs Function/AccumulateGrad above)
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .graph_backward import saved_in_graph  # noqa: E402
-from . import autograd_functional as functional  # noqa: E402  (tensor.autograd.functional.jacobian, ...)
+from . import autograd_functional as functional  # noqa: E402, F401  (tensor.autograd.functional.jacobian, ...)
 
 __all__ = [
     "Function",

@@ -14,7 +14,8 @@ import heapq
 import itertools
 import threading
 
-from .autograd import AccumulateGrad, _accumulate, enable_grad, refresh_view
+from .autograd import AccumulateGrad, _accumulate, enable_grad
+from .view_history import refresh_view
 from .errors import AutogradError, ShapeError
 from .graph_backward import accumulate_leaf as graph_accumulate_leaf
 from .graph_backward import call_backward_graph, run_graph_hooks

@@ -10,12 +10,13 @@ stale value.
 Through a view (`x[:, 0] += 1`, `x.t().mul_(2)`), as in PyTorch: the change is recorded on the
 view's root base, as a ViewAssign node (the base's old history, with the view's region replaced
 by the op's result), and every view of that base, this one included, takes a node made from the
-new history when next used (autograd.refresh_view). A view of a leaf that requires grad is refused.
+new history when next used (view_history.refresh_view). A view of a leaf that requires grad is refused.
 """
 from __future__ import annotations
 
 from .. import dtypes
-from ..autograd import Function, is_grad_enabled, refresh_view, replay_view
+from ..autograd import Function, is_grad_enabled
+from ..view_history import refresh_view, replay_view
 from ..errors import AutogradError, DeviceError, DTypeError, ShapeError
 from ..tensor import Tensor, _wrap
 from . import arithmetic, convert

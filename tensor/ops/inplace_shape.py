@@ -3,7 +3,7 @@
 PyTorch changes only the tensor's metadata. Here the tensor takes the view's array, which is
 only safe while nothing else refers to its old shape: no graph is recorded through it, no view
 of it exists (each view knows how to remake itself from the tensor at its old shape, see
-autograd.refresh_view) and no node saved it. A tensor gets a version counter the first time any
+view_history.refresh_view) and no node saved it. A tensor gets a version counter the first time any
 of those happens, so that is the test; otherwise the op is refused with the out-of-place
 alternative (`x = x.unsqueeze(0)`), which is always correct.
 """
