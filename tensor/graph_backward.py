@@ -70,25 +70,40 @@ def derived_in_graph(ctx, array, input_index, node_cls, **attributes):
 
 
 class LinearBackward(Function):
-    """The backward of an op that is linear in its first input, with its other arguments fixed
-    (average pooling, padding, ...), as an op of its own: forward runs the op's backward on the
-    gradient; its own backward runs the op's forward, since the adjoint of the adjoint is the op."""
+    """The backward of an op that is linear in one input with its other arguments fixed (average
+    pooling, padding, gather, embedding, ...) as an op of its own: forward runs the op's backward on
+    the gradient; its own backward runs the op's forward, the adjoint of the adjoint being the op.
+
+    forward_args: the op's other arguments, in order; position: where the linear input goes."""
 
     @staticmethod
-    def forward(ctx, grad, node, forward_args):
-        ctx.node, ctx.forward_args = node, forward_args
-        return type(node).backward(node, grad)[0]
+    def forward(ctx, grad, node, forward_args, position=0):
+        ctx.node, ctx.forward_args, ctx.position = node, forward_args, position
+        return type(node).backward(node, grad)[position]
 
     @staticmethod
     def backward(ctx, gg):
         op = type(ctx.node)
         fresh = op.__new__(op)
         fresh.xp, fresh.needs_input_grad = ctx.xp, (False,) * (1 + len(ctx.forward_args))
-        return op.forward(fresh, gg, *ctx.forward_args), None, None
+        return op.forward(fresh, *LinearBackward._arguments(ctx, gg)), None, None, None
 
     @staticmethod
     def backward_graph(ctx, gg):
-        return type(ctx.node).apply(gg, *ctx.forward_args), None, None
+        return type(ctx.node).apply(*LinearBackward._arguments(ctx, gg)), None, None, None
+
+    @staticmethod
+    def _arguments(ctx, gg):
+        args = list(ctx.forward_args)
+        args.insert(ctx.position, gg)
+        return args
+
+
+def linear_backward_graph(ctx, grad, forward_args, position=0):
+    """backward_graph for an op linear in input `position`: that input's gradient, None for the rest."""
+    grads = [None] * (len(forward_args) + 1)
+    grads[position] = LinearBackward.apply(grad, ctx, tuple(forward_args), position)
+    return tuple(grads)
 
 
 def call_backward_graph(node, grads, retain_graph):

@@ -15,6 +15,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function, is_grad_enabled
 from ..errors import AutogradError, DTypeError, ShapeError
+from ..graph_backward import linear_backward_graph
 from ..tensor import Tensor, _wrap
 from . import convert
 from ._util import normalize_dim, sum_to
@@ -107,6 +108,11 @@ class Gather(Function):
         else:
             add_at(xp, g, positions, grad)
         return g, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return linear_backward_graph(ctx, grad, (index, ctx.dim))
 
 
 def gather(x, dim, index):
@@ -215,6 +221,11 @@ class IndexSelect(Function):
         add_at(ctx.xp, g, (slice(None),) * ctx.dim + (index,), grad)
         return g, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return linear_backward_graph(ctx, grad, (index, ctx.dim))
+
 
 def index_select(x, dim, index):
     """x's slices at the 1-D `index` along `dim` (repeats allowed)."""
@@ -251,6 +262,11 @@ class TakeAlongDim(Function):
         g = xp.zeros(broadcast, grad.dtype)
         add_at(xp, g, along_dim(xp, xp.broadcast_to(index, grad.shape), dim), grad)
         return sum_to(g, shape), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return linear_backward_graph(ctx, grad, (index, ctx.dim))
 
 
 def take_along_dim(x, indices, dim=None):

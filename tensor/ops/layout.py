@@ -9,6 +9,7 @@ import operator
 
 from ..autograd import Function
 from ..errors import ShapeError
+from ..graph_backward import linear_backward_graph
 from ._util import normalize_dim, normalize_dims
 from .shape import sizes_arg
 
@@ -30,6 +31,10 @@ class Repeat(Function):
         pairs = [n for pair in zip(reps, padded) for n in pair]
         folded = grad.reshape(pairs).sum(axis=tuple(range(0, len(pairs), 2)))
         return folded.reshape(in_shape), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.reps,))
 
 
 def repeat(x, *sizes):
@@ -66,6 +71,10 @@ class Flip(Function):
     def backward(ctx, grad):
         return ctx.xp.flip(grad, ctx.axes), None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.axes,))
+
 
 def flip(x, *dims):
     """Reverse the order of elements along `dims` (ints, or one tuple/list)."""
@@ -82,6 +91,10 @@ class Roll(Function):
     def backward(ctx, grad):
         back = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
         return ctx.xp.roll(grad, back, ctx.axes), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.shifts, ctx.axes))
 
 
 def roll(x, shifts, dims=None):
@@ -110,6 +123,10 @@ class Tril(Function):
     def backward(ctx, grad):
         return ctx.xp.tril(grad, ctx.diagonal), None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.diagonal,))
+
 
 class Triu(Function):
     @staticmethod
@@ -120,6 +137,10 @@ class Triu(Function):
     @staticmethod
     def backward(ctx, grad):
         return ctx.xp.triu(grad, ctx.diagonal), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.diagonal,))
 
 
 def tril(x, diagonal=0):
@@ -149,7 +170,7 @@ class Pad(Function):
 
     @staticmethod
     def forward(ctx, x, widths, mode, value):
-        ctx.in_shape, ctx.mode = x.shape, mode
+        ctx.in_shape, ctx.mode, ctx.widths = x.shape, mode, widths
         ctx.crop = _crop_slices(widths) if any(b < 0 or a < 0 for b, a in widths) else None
         inner = x[ctx.crop] if ctx.crop else x
         grow = ctx.grow = tuple((max(b, 0), max(a, 0)) for b, a in widths)
@@ -176,6 +197,12 @@ class Pad(Function):
             full[ctx.crop] = g
             g = full
         return g, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        # Linear in x only without the fill value: its adjoint pads with zeros (the value's part of
+        # the output does not depend on x).
+        return linear_backward_graph(ctx, grad, (ctx.widths, ctx.mode, 0))
 
 
 def _crop_slices(widths):

@@ -17,7 +17,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..errors import AutogradError, DTypeError, ShapeError
-from ..graph_backward import saved_in_graph
+from ..graph_backward import linear_backward_graph, saved_in_graph
 from ..tensor import Tensor
 from ._util import normalize_dim, normalize_dims
 
@@ -331,7 +331,7 @@ def argmin(x, dim=None, keepdim=False):
 class Cumsum(Function):
     @staticmethod
     def forward(ctx, x, dim, dtype):
-        ctx.meta = (dim, x.dtype)
+        ctx.meta, ctx.dtype_arg = (dim, x.dtype), dtype
         if x.ndim == 0:
             return x.astype(dtype or x.dtype)  # a copy: the running sum of one element
         return ctx.xp.cumsum(x, axis=dim, dtype=dtype)
@@ -345,6 +345,10 @@ class Cumsum(Function):
         xp = ctx.xp
         reversed_sum = xp.flip(xp.cumsum(xp.flip(grad, dim), axis=dim, dtype=dtype), dim)
         return reversed_sum, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.meta[0], ctx.dtype_arg))
 
 
 def cumsum(x, dim, *, dtype=None):

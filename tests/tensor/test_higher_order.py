@@ -99,6 +99,15 @@ CASES = {
     "max_pool2d padded unbatched indices": (lambda x: F.max_pool2d(x.tanh(), 2, padding=1, return_indices=True)[0]
                                             ** 2, [(2, 3, 4)], None),
     "max_pool1d": (lambda x: F.max_pool1d(x, 3) * x[:, :, :2], [(1, 2, 7)], None),
+    "flip roll repeat": (lambda a: a.flip(0).roll(1, 1).repeat(2, 1) * a.repeat(2, 1) ** 2, [(2, 3)], None),
+    "tril triu cumsum": (lambda a: (a.tril() * a.triu(1).cumsum(1)).exp(), [(3, 3)], None),
+    "pad": (lambda a: F.pad(a * a, (1, 2, 0, 1), value=3.0) * F.pad(a, (1, 2, 0, 1), mode="reflect"), [(1, 2, 3)],
+            None),
+    "gather index_select take_along_dim": (
+        lambda a: a.gather(1, tensor.tensor([[0, 2], [1, 1]])) * a.index_select(1, tensor.tensor([2, 2]))
+        * a.take_along_dim(tensor.tensor([[1], [0]]), 1) ** 2, [(2, 3)], None),
+    "unfold fold": (lambda x: F.fold(F.unfold(x * x, 2) * F.unfold(x, 2), (3, 3), 2), [(1, 1, 3, 3)], None),
+    "embedding": (lambda w: F.embedding(tensor.tensor([[0, 2], [2, 1]]), w * w).tanh(), [(3, 2)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ...autograd import Function
 from ...errors import ShapeError
+from ...graph_backward import linear_backward_graph
 from .conv import _col2im, _from_columns, _Geometry, _im2col, _to_columns
 
 
@@ -51,6 +52,10 @@ class Unfold(Function):
         cols = blocks.blocks_to_columns(grad, ctx.xp)
         return _col2im(cols, blocks.geo, ctx.channels, grad.shape[0], ctx.xp), None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.blocks,))
+
 
 class Fold(Function):
     """blocks (N, C*kh*kw, L) -> x (N, C, H, W), overlapping entries summed."""
@@ -65,6 +70,10 @@ class Fold(Function):
     def backward(ctx, grad):
         blocks = ctx.blocks
         return blocks.columns_to_blocks(_im2col(grad, blocks.geo, ctx.xp), grad.shape[0]), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.blocks,))
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):

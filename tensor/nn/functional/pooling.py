@@ -11,7 +11,7 @@ from __future__ import annotations
 from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError, ShapeError
-from ...graph_backward import LinearBackward
+from ...graph_backward import linear_backward_graph
 from ...tensor import Tensor
 
 # ------------------------------------------------------------------------------------ geometry
@@ -330,7 +330,7 @@ class AvgPool2d(Function):
 
     @staticmethod
     def backward_graph(ctx, grad):
-        return LinearBackward.apply(grad, ctx, (ctx.rows, ctx.cols, ctx.divisor)), None, None, None
+        return linear_backward_graph(ctx, grad, (ctx.rows, ctx.cols, ctx.divisor))
 
 
 def _divisor(rows, cols, count_include_pad, divisor_override):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...autograd import Function
-from ...errors import DTypeError, ShapeError
+from ...errors import AutogradError, DTypeError, ShapeError
+from ...graph_backward import linear_backward_graph
 from ...ops.gather import one_hot  # noqa: F401 - re-exported as F.one_hot
 
 
@@ -32,6 +33,15 @@ class Embedding(Function):
         if padding_idx is not None:
             result[padding_idx] = 0  # the padding row is never trained
         return None, result, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        indices, _, padding_idx = ctx.args
+        if padding_idx is not None:
+            # The padding row's gradient is forced to zero, which the lookup (this backward's own
+            # derivative) does not know about.
+            raise AutogradError("embedding: higher-order gradients with padding_idx are not supported")
+        return linear_backward_graph(ctx, grad, (indices, None), position=1)
 
 
 def _add_rows_sorted(result, indices, rows):
