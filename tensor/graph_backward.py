@@ -22,6 +22,17 @@ from .errors import AutogradError
 from .tensor import Tensor, _wrap
 
 
+def saved_copy_in_graph(ctx, index, input_index):
+    """Saved array `index`, which forward took from input `input_index` as is or as a contiguous
+    copy, as a Tensor in the graph (a copy's gradient is the input's: a Clone node links them)."""
+    owner = (ctx._saved_versions or {}).get(index)
+    if owner is not None:
+        return saved_in_graph(ctx)[index]
+    from .ops.convert import Clone
+
+    return derived_in_graph(ctx, ctx.saved_tensors[index], input_index, Clone)
+
+
 def saved_in_graph(ctx) -> tuple:
     """ctx's saved arrays as Tensors in the graph (None stays None); for use in `backward_graph`."""
     arrays = ctx.saved_tensors  # refuses a released graph or a saved tensor changed in place
@@ -48,18 +59,21 @@ def _as_graph_tensor(ctx, array, owner):
 
 
 def derived_in_graph(ctx, array, input_index, node_cls, **attributes):
-    """A saved array that forward computed from one input (convolution columns, ...) as a Tensor in
-    the graph: its node is a fresh `node_cls` (with `attributes` set, as its forward would) linked
-    to that input, whose backward maps the array's gradient to the input's (`node_cls.arguments`:
-    how many arguments its forward takes, the input first). The input itself need not be saved,
-    which is why the op saved the array instead."""
-    edge = ctx.next_functions[input_index]
+    """A saved array that forward computed from its inputs (convolution columns, a copy, attention
+    probabilities, ...) as a Tensor in the graph: its node is a fresh `node_cls` (with `attributes`
+    set, as its forward would) linked to those inputs, whose backward maps the array's gradient to
+    theirs. input_index: one input's index, or a tuple of them, in the order node_cls.backward
+    returns their gradients (`node_cls.arguments`, default 1, counts its forward's arguments, those
+    inputs first). The inputs themselves need not be saved, which is why the op saved the array."""
+    indices = input_index if isinstance(input_index, tuple) else (input_index,)
+    edges = [ctx.next_functions[i] for i in indices]
     t = _wrap(array)
-    if edge is None:
+    if all(edge is None for edge in edges):
         return t
+    extra = getattr(node_cls, "arguments", 1) - len(indices)
     node = node_cls.__new__(node_cls)
-    node.needs_input_grad = (True,) + (False,) * (node_cls.arguments - 1)
-    node.next_functions = [edge] + [None] * (node_cls.arguments - 1)
+    node.needs_input_grad = tuple(edge is not None for edge in edges) + (False,) * extra
+    node.next_functions = edges + [None] * extra
     node.sequence_nr = next(_sequence)
     node.output_meta = ((array.shape, array.dtype),)
     node.xp = ctx.xp

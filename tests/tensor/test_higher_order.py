@@ -7,6 +7,7 @@ import tensor.nn.functional as F
 from tensor import Function
 from tensor.autograd import gradgradcheck
 from tensor.errors import AutogradError
+from tensor.nn.functional.attention import attention
 
 try:
     import torch
@@ -108,9 +109,25 @@ CASES = {
         * a.take_along_dim(tensor.tensor([[1], [0]]), 1) ** 2, [(2, 3)], None),
     "unfold fold": (lambda x: F.fold(F.unfold(x * x, 2) * F.unfold(x, 2), (3, 3), 2), [(1, 1, 3, 3)], None),
     "embedding": (lambda w: F.embedding(tensor.tensor([[0, 2], [2, 1]]), w * w).tanh(), [(3, 2)], None),
+    "attention": (lambda q, k, v: F.scaled_dot_product_attention(q * q, k, v), [(2, 3, 4), (2, 5, 4), (2, 5, 3)],
+                  None),
+    "attention causal, strided k and v": (
+        lambda q, k, v: F.scaled_dot_product_attention(q, k.mT, v.transpose(0, 1), is_causal=True) ** 2,
+        [(2, 4, 3), (2, 3, 4), (4, 2, 3)], None),
+    "attention bool and float masks": (
+        lambda q, kv, m: F.scaled_dot_product_attention(q, kv, kv, tensor.tensor([[True, False, True]] * 2))
+        + F.scaled_dot_product_attention(q, kv, kv * kv, m * m), [(2, 2), (3, 2), (2, 3)], None),
+    "attention dropout and weights": (lambda q, k, v: _attention_with_weights(q, k, v), [(1, 3, 2), (1, 3, 2), (1, 3, 2)],
+                                      None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }
+
+
+def _attention_with_weights(q, k, v):
+    tensor.manual_seed(0)  # the same dropout mask on every call
+    out, weights = attention(q, k, v * v, dropout_p=0.3, need_weights=True)
+    return out * out.sum(), weights.exp()
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -214,6 +231,15 @@ def test_maml_step_on_a_convolutional_net_matches_pytorch():
     outer_loss(torch, torch.nn.functional, torch.tensor(x_np), *theirs).backward()
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-8, atol=1e-11)
+
+
+def test_transformer_layer_differentiates_twice(device):
+    """Multi-head attention, layer norm, linear and gelu together (nn.TransformerEncoderLayer, causal)."""
+    tensor.manual_seed(0)
+    layer = tensor.nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, activation="gelu",
+                                              batch_first=True, norm_first=True).to(device=device, dtype=tensor.float64)
+    mask = tensor.nn.Transformer.generate_square_subsequent_mask(3).to(device=device, dtype=tensor.float64)
+    assert gradgradcheck(lambda x: layer(x, src_mask=mask, is_causal=True), [leaf((2, 3, 4), device)])
 
 
 def test_hessian_vector_product(device):

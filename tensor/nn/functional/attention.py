@@ -88,6 +88,12 @@ class ScaledDotProductAttention(Function):
         grad_mask = sum_to(grad_scores, ctx.float_mask_shape) if need_mask and ctx.float_mask_shape else None
         return grad_q, grad_k, grad_v, grad_mask, None, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad, grad_weights=None):
+        from .attention_graph import attention_backward_graph  # it builds on this module's helpers
+
+        return attention_backward_graph(ctx, grad, grad_weights)
+
 
 def _softmax_backward(probs, grad):
     """dS = P * (dP - sum(dP * P, -1)), overwriting `grad` (dP)."""
