@@ -106,6 +106,16 @@ class Elu(Function):
         negative_slope = (negative_part + ctx.alpha) * ~positive  # d/dx alpha (e^x - 1) = alpha e^x
         return grad * (negative_slope + positive), None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .compare import minimum
+        from .unary import expm1
+
+        x = saved_in_graph(ctx)[0]  # the saved negative part was made inside forward: recomputed
+        positive = x > 0
+        negative_slope = (expm1(minimum(x, 0.0)) * ctx.alpha + ctx.alpha) * ~positive
+        return grad * (negative_slope + positive), None
+
 
 class Softplus(Function):
     """log(1 + e^(beta x)) / beta, and x itself where beta x > threshold (PyTorch's linear regime)."""

@@ -168,7 +168,15 @@ class Outer(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        return Outer.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return Outer.vjp(ctx, grad, *saved_in_graph(ctx))
+
+    @staticmethod
+    def vjp(ctx, grad, a, b):
+        """The input gradients, on arrays (backward) or on Tensors (backward_graph)."""
         need_a, need_b = ctx.needs_input_grad
         return (grad @ b if need_a else None), (a @ grad if need_b else None)
 
@@ -212,6 +220,13 @@ class Einsum(Function):
             grads.append(_einsum_grad(ctx.xp, grad, arrays, inputs, output, i) if need else None)
         return tuple(grads)
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        operands = saved_in_graph(ctx)
+        inputs, output, _ = ctx.spec
+        return (None,) + tuple(_einsum_grad_graph(ctx.xp, grad, operands, inputs, output, i) if need else None
+                               for i, need in enumerate(ctx.needs_input_grad[1:]))
+
 
 # Planning a contraction order (and handing it to BLAS) costs ~20 us in NumPy: worth it only for
 # two or more operands with enough elements to multiply.
@@ -238,6 +253,18 @@ def _einsum_grad(xp, grad, arrays, inputs, output, i):
     # Broadcasting in forward (a size-1 dim meeting size n) is undone by sum_to above where operand i
     # had the 1, and by broadcasting here where another operand had it.
     return result if result.shape == target.shape else xp.broadcast_to(result, target.shape)
+
+
+def _einsum_grad_graph(xp, grad, operands, inputs, output, i):
+    """_einsum_grad on Tensors: the same einsum, recorded (the eye/ones operands are constants)."""
+    target = operands[i]
+    equation, extras = _grad_equation(inputs, output, i)
+    extra = [Tensor(xp.eye(target.shape[axis], dtype=grad.dtype) if kind == "eye"
+                    else xp.ones(target.shape[axis], grad.dtype)) for kind, axis in extras]
+    lhs, _, rhs = equation.partition("->")
+    result = Einsum.apply((tuple(lhs.split(",")), rhs, equation), grad, *operands[:i], *operands[i + 1:], *extra)
+    result = sum_to(result, tuple(target.shape))
+    return result if tuple(result.shape) == tuple(target.shape) else result.expand(tuple(target.shape))
 
 
 @functools.lru_cache(maxsize=1024)

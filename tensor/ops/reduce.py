@@ -18,7 +18,7 @@ from .. import dtypes
 from ..autograd import Function
 from ..errors import AutogradError, DTypeError, ShapeError
 from ..graph_backward import linear_backward_graph, saved_in_graph
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap
 from ._util import normalize_dim, normalize_dims
 
 return_types = SimpleNamespace(  # torch.return_types: `values, indices = x.max(dim=1)`, or `.values`
@@ -211,6 +211,14 @@ class _Extreme(Function):
         share = _keep(grad, x.shape, dims, keepdim) / hits.sum(axis=dims, keepdims=True)
         return hits * share, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x, out = saved_in_graph(ctx)
+        dims, keepdim = ctx.meta
+        hits = x == _keep(out, x.shape, dims, keepdim)  # a constant mask
+        share = _keep(grad, x.shape, dims, keepdim) / hits.sum(dims, keepdim=True)
+        return hits * share, None, None
+
 
 class Amax(_Extreme):
     pick, reduce = "max", staticmethod(_max_reduce)
@@ -249,6 +257,15 @@ class _ExtremeAlongDim(Function):
         (indices,) = ctx.saved_tensors
         positions = ctx.xp.arange(shape[dim]).reshape((-1,) + (1,) * (len(shape) - dim - 1))
         return _keep(grad, shape, (dim,), keepdim) * (positions == indices), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad, _indices_grad):
+        shape, dim, keepdim = ctx.meta
+        if not shape:
+            return grad, None, None
+        (indices,) = ctx.saved_tensors
+        positions = ctx.xp.arange(shape[dim]).reshape((-1,) + (1,) * (len(shape) - dim - 1))
+        return _keep(grad, shape, (dim,), keepdim) * _wrap(positions == indices), None, None
 
 
 class MaxAlongDim(_ExtremeAlongDim):

@@ -10,7 +10,7 @@ import math
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
-from ..graph_backward import saved_in_graph
+from ..graph_backward import derived_in_graph, saved_in_graph
 from .reduce import _count, _keep, _kept_shape, _require_nonempty, amax, amin, reduction_dims, sum
 
 
@@ -34,6 +34,12 @@ class Var(Function):
         dims, keepdim, scale = ctx.meta
         return centered * (_keep(grad, centered.shape, dims, keepdim) * (2 * scale)), None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        dims, keepdim, scale = ctx.meta
+        centered = _centered_in_graph(ctx, dims)
+        return centered * (_keep(grad, centered.shape, dims, keepdim) * (2 * scale)), None, None, None
+
 
 class Std(Function):
     @staticmethod
@@ -52,6 +58,27 @@ class Std(Function):
         # std == 0 only where every centered value is 0: divide by 1 there, and the product is 0 (PyTorch).
         factor = _keep(grad, centered.shape, dims, keepdim) * scale / (out + (out == 0))
         return centered * factor, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        dims, keepdim, scale = ctx.meta
+        centered, out = _centered_in_graph(ctx, dims), saved_in_graph(ctx)[1]
+        out = _keep(out, centered.shape, dims, keepdim)
+        factor = _keep(grad, centered.shape, dims, keepdim) * scale / (out + (out == 0))
+        return centered * factor, None, None, None
+
+
+class Centered(Function):
+    """The node behind a saved x - mean(x) over `dims`: its gradient is g - mean(g) (a projection)."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad - grad.mean(axis=ctx.dims, keepdims=True)
+
+
+def _centered_in_graph(ctx, dims):
+    """Var's and Std's saved x - mean (made inside forward) as a Tensor on the graph of x."""
+    return derived_in_graph(ctx, ctx.saved_tensors[0], 0, Centered, dims=dims)
 
 
 def _variance(xp, x, dims, correction, keepdim):

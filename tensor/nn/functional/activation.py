@@ -163,6 +163,12 @@ class Hardtanh(Function):
         low, high = ctx.bounds
         return grad * ((x > low) & (x < high)), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (x,) = saved_in_graph(ctx)
+        low, high = ctx.bounds
+        return grad * ((x > low) & (x < high)), None, None
+
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """min_val where x < min_val, max_val where x > max_val, else x."""
