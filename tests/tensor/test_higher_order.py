@@ -126,6 +126,15 @@ CASES = {
     "outer einsum": (lambda a, b: tensor.outer(a, b).exp() + tensor.einsum("i,j,ii->j", a, b * b, tensor.outer(a, a)),
                      [(3,), (2,)], None),
     "einsum batched": (lambda a, b: tensor.einsum("bij,bjk->bik", a, b * b).tanh(), [(2, 3, 4), (2, 4, 2)], None),
+    "l1 smooth_l1 huber": (lambda a, b: F.l1_loss(a * a, b) + F.smooth_l1_loss(a * b, b, beta=0.8)
+                           + F.huber_loss(a, b * b, delta=0.5, reduction="sum"), [(3, 2), (3, 2)], None),
+    "binary_cross_entropy": (lambda a, b: F.binary_cross_entropy(a.sigmoid(), b.sigmoid(), weight=b * b), [(4,), (4,)],
+                             None),
+    "binary_cross_entropy_with_logits": (
+        lambda a, b: F.binary_cross_entropy_with_logits(a * a, b.sigmoid(), pos_weight=(b * b)[:1] + 0.5), [(4,), (4,)],
+        None),
+    "kl_div": (lambda a, b: F.kl_div(F.log_softmax(a, 1), F.softmax(b, 1), reduction="batchmean")
+               + F.kl_div(a, b, log_target=True, reduction="sum"), [(2, 3), (2, 3)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }

@@ -13,8 +13,9 @@ import numpy as np
 
 from ...autograd import Function
 from ...errors import ShapeError
-from ...graph_backward import saved_in_graph
+from ...graph_backward import derived_in_graph, saved_in_graph
 from ...ops._util import promote, sum_to
+from ...tensor import _wrap
 from ._reduction import check_reduction, grad_of_reduction, legacy_reduction, reduce_elementwise
 
 
@@ -73,6 +74,11 @@ class L1Loss(Function):
         sign = ctx.xp.sign(diff)
         return (*_grads(ctx, grad, lambda: sign, lambda: -sign, ctx.shapes), None)
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        sign = _wrap(ctx.xp.sign(ctx.saved_tensors[0]))  # piecewise constant: no history needed
+        return (*_grads(ctx, grad, lambda: sign, lambda: -sign, ctx.shapes), None)
+
 
 class SmoothL1Loss(Function):
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta; huber is beta * smooth_l1 with beta=delta."""
@@ -94,6 +100,17 @@ class SmoothL1Loss(Function):
         xp = ctx.xp
         beta = ctx.beta
         local = (xp.clip(diff, -beta, beta) / beta if beta else xp.sign(diff)) * ctx.scale
+        return (*_grads(ctx, grad, lambda: local, lambda: -local, ctx.shapes), None, None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        (diff_array,) = ctx.saved_tensors
+        beta = ctx.beta
+        if beta:
+            diff = derived_in_graph(ctx, diff_array, (0, 1), Difference, shapes=ctx.shapes)
+            local = diff.clamp(-beta, beta) * (ctx.scale / beta)
+        else:
+            local = _wrap(ctx.xp.sign(diff_array) * ctx.scale)
         return (*_grads(ctx, grad, lambda: local, lambda: -local, ctx.shapes), None, None, None)
 
 
@@ -125,6 +142,16 @@ class BinaryCrossEntropy(Function):
             return w * (x - t) / xp.maximum((1 - x) * x, 1e-12)
 
         return (*_grads(ctx, grad, d_input, lambda: w * (log_1mx - log_x), ctx.shapes), None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from ...ops.compare import maximum
+
+        x, t, weight = saved_in_graph(ctx)
+        w = 1.0 if weight is None else weight
+        log_x, log_1mx = maximum(x.log(), -100.0), maximum((-x).log1p(), -100.0)
+        return (*_grads(ctx, grad, lambda: w * (x - t) / maximum((1 - x) * x, 1e-12),
+                        lambda: w * (log_1mx - log_x), ctx.shapes), None, None)
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -162,6 +189,20 @@ class BinaryCrossEntropyWithLogits(Function):
 
         return (*_grads(ctx, grad, d_input, d_target, ctx.shapes), None, None, None)
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x, t, weight, pos_weight = saved_in_graph(ctx)
+        w = 1.0 if weight is None else weight
+        softplus_neg = (-x).softplus()
+        sigmoid = x.sigmoid()
+        if pos_weight is None:
+            d_input = w * (sigmoid - t)
+        else:
+            d_input = w * (sigmoid * ((pos_weight - 1) * t + 1) - pos_weight * t)
+        pw = 1.0 if pos_weight is None else pos_weight
+        return (*_grads(ctx, grad, lambda: d_input, lambda: w * ((pw - 1) * softplus_neg - x), ctx.shapes),
+                None, None, None)
+
 
 class KLDiv(Function):
     """target * (log target - input) for log-probability inputs; 0 where target == 0."""
@@ -190,6 +231,25 @@ class KLDiv(Function):
         if ctx.log_target:
             return (*_grads(ctx, grad, lambda: -xp.exp(t), lambda: xp.exp(t) * (t - x + 1), ctx.shapes), None, None)
         return (*_grads(ctx, grad, lambda: -t, lambda: xp.log(t) + 1 - x, ctx.shapes), None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        x, t = saved_in_graph(ctx)
+        if ctx.log_target:
+            return (*_grads(ctx, grad, lambda: -t.exp(), lambda: t.exp() * (t - x + 1), ctx.shapes), None, None)
+        return (*_grads(ctx, grad, lambda: -t, lambda: t.log() + 1 - x, ctx.shapes), None, None)
+
+
+class Difference(Function):
+    """The node behind a saved x - y (broadcast): its gradient goes to x, and negated to y."""
+
+    arguments = 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        need_x, need_y = ctx.needs_input_grad
+        shape_x, shape_y = ctx.shapes
+        return (sum_to(grad, shape_x) if need_x else None), (sum_to(-grad, shape_y) if need_y else None)
 
 
 # ------------------------------------------------------------------------------------ functions
