@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function
+from ..graph_backward import linear_backward_graph
 from ..errors import ShapeError
 from ..tensor import Tensor, _wrap
 from . import compare, shape
@@ -76,6 +77,10 @@ class Diagonal(Function):
         _diagonal_view(ctx.xp, g, offset, dim1, dim2)[...] = grad
         return g, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, ctx.meta[1:])
+
 
 def diagonal(x, offset=0, dim1=0, dim2=1):
     """The diagonal over dims (dim1, dim2) as a new last dim (a view); offset > 0 is above the main one."""
@@ -103,6 +108,10 @@ class DiagEmbed(Function):
     @staticmethod
     def backward(ctx, grad):
         return ctx.xp.diagonal(grad, ctx.offset).copy(), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.offset,))
 
 
 def diag(x, diagonal=0):

@@ -135,6 +135,11 @@ CASES = {
         None),
     "kl_div": (lambda a, b: F.kl_div(F.log_softmax(a, 1), F.softmax(b, 1), reduction="batchmean")
                + F.kl_div(a, b, log_target=True, reduction="sum"), [(2, 3), (2, 3)], None),
+    "interpolate adaptive_avg_pool2d": (
+        lambda x: F.interpolate(x * x, scale_factor=2, mode="bilinear", align_corners=False)[..., :2, :2]
+        * F.adaptive_avg_pool2d(x.repeat(1, 1, 2, 2), 2) + F.interpolate(x, size=(2, 2), mode="nearest") ** 2,
+        [(1, 1, 2, 2)], None),
+    "diagonal diag": (lambda a: a.diagonal(1).exp() * tensor.diag(a[0] * a[1], 0)[:2].sum(0)[:2], [(3, 3)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...autograd import Function
+from ...graph_backward import linear_backward_graph
 from ...errors import DTypeError
 from .pooling import _batched, _check_input, _unbatched_like
 
@@ -16,7 +17,7 @@ class BlockMean(Function):
     def forward(ctx, x, out_hw):
         x4 = _batched(x)
         (N, C, H, W), (oh, ow) = x4.shape, out_hw
-        ctx.shape, ctx.batched = x4.shape, x.ndim == 4
+        ctx.shape, ctx.batched, ctx.out_hw = x4.shape, x.ndim == 4, out_hw
         out = x4.reshape(N, C, oh, H // oh, ow, W // ow).mean(axis=(3, 5))
         return _unbatched_like(out, x)
 
@@ -28,6 +29,10 @@ class BlockMean(Function):
         spread = g[:, :, :, None, :, None] / ((H // oh) * (W // ow))
         grad_x = ctx.xp.broadcast_to(spread, (N, C, oh, H // oh, ow, W // ow)).reshape(N, C, H, W)
         return grad_x if ctx.batched else grad_x[0], None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.out_hw,))
 
 
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002

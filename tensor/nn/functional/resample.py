@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ...autograd import Function
+from ...graph_backward import linear_backward_graph
 from ...errors import DTypeError, ShapeError
 from ...tensor import Tensor
 
@@ -26,6 +27,7 @@ class Resample2d(Function):
     def forward(ctx, x, mh, mw, rows, cols):
         N, C, H, W = x.shape
         ctx.save_for_backward(mh, mw)
+        ctx.picks = (rows, cols)
         if rows is not None:
             return x.take(rows, axis=2).take(cols, axis=3)
         across = (x.reshape(-1, W) @ mw.T).reshape(N, C, H, mw.shape[0])  # one product over all rows
@@ -38,6 +40,10 @@ class Resample2d(Function):
         down = mh.T @ grad  # (N, C, H, ow)
         H = down.shape[2]
         return (down.reshape(-1, ow) @ mw).reshape(N, C, H, mw.shape[1]), None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (*ctx.saved_tensors, *ctx.picks))
 
 
 def resample(x, mh, mw, rows=None, cols=None):
