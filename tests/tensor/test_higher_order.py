@@ -74,6 +74,10 @@ CASES = {
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1).tanh(), [(2, 2, 4, 4), (3, 2, 3, 3), (3,)], None),
     "conv2d stride dilation groups": (lambda x, w: F.conv2d(x, w, stride=(2, 1), dilation=(1, 2), groups=2) ** 2,
                                       [(1, 4, 5, 6), (2, 2, 2, 2)], None),
+    "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x * x, w, b, stride=2, padding=1, output_padding=1)
+                         .tanh(), [(1, 2, 3, 3), (2, 2, 3, 3), (2,)], None),
+    "conv_transpose1d groups": (lambda x, w: F.conv_transpose1d(x, w * w, groups=2, dilation=2) ** 2,
+                                [(1, 4, 4), (4, 1, 2)], None),
     "conv1d unbatched same": (lambda x, w: F.softplus(F.conv1d(x, w, padding="same")), [(2, 7), (3, 2, 3)], None),
     "layer_norm": (lambda x, w, b: F.layer_norm(x * x, (3, 4), w, b).tanh(), [(2, 3, 4), (3, 4), (3, 4)], None),
     "layer_norm plain": (lambda x: F.layer_norm(x, (4,)) * x, [(3, 4)], None),

@@ -242,6 +242,12 @@ class ConvTransposeNd(Function):
             grad_b = g4.sum(axis=(0, 2, 3))
         return grad_x, grad_w, grad_b, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        from .conv_graph import conv_transpose_backward_graph
+
+        return conv_transpose_backward_graph(ctx, grad)
+
 
 def _transposed_geometry(in_hw, kernel, spec):
     """The convolution whose adjoint this is: its input is our output, its output our input."""

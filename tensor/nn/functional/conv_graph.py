@@ -1,9 +1,11 @@
-"""The convolution's backward as Tensor ops, for create_graph=True (a gradient penalty on a
-convolutional critic, as in WGAN-GP, differentiates through it).
+"""The convolutions' backward as Tensor ops, for create_graph=True (a gradient penalty on a
+convolutional critic, as in WGAN-GP, differentiates through it; a generator's path-length penalty
+through the transposed ones).
 
 ConvNd saves the im2col columns, not its input; `derived_in_graph` puts the columns back in the
-graph as the output of an Im2Col node linked to the input. The gradients are then the same two
-products as ConvNd.backward, on Tensors, with Col2Im (im2col's adjoint) for the input gradient.
+graph as the output of an Im2Col node linked to the input (ConvTransposeNd: its input as columns,
+a ToColumns node). The gradients are then the same products as the array backwards, on Tensors,
+with Im2Col and Col2Im (each the other's adjoint) as recorded ops.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from ...autograd import Function
 from ...creation import zeros
 from ...graph_backward import derived_in_graph, saved_in_graph
 from ...ops.join import cat
-from .conv import _col2im, _grouped, _im2col, _ungrouped
+from .conv import _col2im, _from_columns, _grouped, _im2col, _ungrouped
 
 
 class Im2Col(Function):
@@ -80,3 +82,39 @@ def _columns_of_output(y, geo):
     if geo.Wq != geo.Wo:
         moved = cat([moved, zeros((O, N, geo.Ho, geo.Wq - geo.Wo), dtype=y.dtype, device=y.device)], 3)
     return moved.reshape(O, N * geo.columns)
+
+
+class ToColumns(Function):
+    """The node behind ConvTransposeNd's saved x as columns (C, N*H*Wq): its gradient drops the junk
+    columns and comes back in x's layout."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.spec.from_4d(_from_columns(grad, ctx.geo, ctx.batch))
+
+
+def conv_transpose_backward_graph(ctx, grad):
+    """ConvTransposeNd.backward on Tensors."""
+    xmat_array, _ = ctx.saved_tensors
+    weight = saved_in_graph(ctx)[1]
+    spec, geo = ctx.spec, ctx.geo
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    g4 = spec.to_4d(grad)
+    batch = g4.shape[0]
+    cols = Im2Col.apply(grad, spec, geo)  # (O*kh*kw, N*H*Wq)
+    wmat = spec.weight_4d(weight).reshape(weight.shape[0], -1)
+    grad_x = grad_w = grad_b = None
+    if need_x:
+        gx = _ungrouped(_grouped(wmat, spec.groups) @ _grouped(cols, spec.groups))
+        grad_x = spec.from_4d(_output_of_columns(gx, geo, batch))
+    if need_w:
+        xmat = derived_in_graph(ctx, xmat_array, 0, ToColumns, spec=spec, geo=geo, batch=batch)
+        grad_w = _ungrouped(_grouped(xmat, spec.groups) @ _grouped(cols, spec.groups).mT).reshape(weight.shape)
+    if need_b:
+        grad_b = g4.sum((0, 2, 3))
+    return grad_x, grad_w, grad_b, None
+
+
+def _output_of_columns(mat, geo, batch):
+    """conv._from_columns on a Tensor: (O, N*Ho*Wq) -> (N, O, Ho, Wo), junk columns dropped."""
+    return mat.reshape(-1, batch, geo.Ho, geo.Wq)[..., : geo.Wo].permute(1, 0, 2, 3)
