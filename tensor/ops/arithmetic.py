@@ -10,7 +10,7 @@ import math
 from .. import dtypes
 from ..autograd import Function
 from ..graph_backward import saved_in_graph
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap
 from ._util import promote, sum_to
 
 
@@ -162,6 +162,8 @@ class FloorDiv(Function):
     def backward(ctx, grad):
         return None, None
 
+    backward_graph = backward
+
 
 class Remainder(Function):
     """a % b with the sign of b (Python's and torch.remainder's convention)."""
@@ -177,6 +179,15 @@ class Remainder(Function):
         need_a, need_b = ctx.needs_input_grad
         ga = sum_to(grad, _shape(a)) if need_a else None
         gb = sum_to(-grad * ctx.xp.floor_divide(a, b), _shape(b)) if need_b else None
+        return ga, gb
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        quotient = _wrap(ctx.xp.floor_divide(a, b))  # piecewise constant: no history needed
+        ga = sum_to(grad, _shape(a)) if need_a else None
+        gb = sum_to(-grad * quotient, _shape(b)) if need_b else None
         return ga, gb
 
 

@@ -41,6 +41,15 @@ class Fmod(Function):
         gb = sum_to(-grad * ctx.xp.trunc(a / b), _shape(b)) if need_b else None
         return ga, gb
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        quotient = _wrap(ctx.xp.trunc(a / b))  # piecewise constant: no history needed
+        ga = sum_to(grad, _shape(a)) if need_a else None
+        gb = sum_to(-grad * quotient, _shape(b)) if need_b else None
+        return ga, gb
+
 
 def fmod(a, b):
     """Elementwise remainder of a / b with the sign of the dividend a (torch.fmod)."""

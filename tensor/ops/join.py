@@ -261,6 +261,17 @@ class SliceSplit(Function):
             grad[lead + (slice(start, stop),)] += piece
         return grad, None, None
 
+    @staticmethod
+    def backward_graph(ctx, *grads):
+        from .index import IndexGradient
+
+        lead = (slice(None),) * ctx.dim
+        total = None
+        for (start, stop), piece in zip(ctx.bounds, grads):  # pieces may overlap: each is added in place
+            placed = IndexGradient.apply(piece, ctx.shape, lead + (slice(start, stop),), None)
+            total = placed if total is None else total + placed
+        return total, None, None
+
 
 def tensor_split(x, indices_or_sections, dim=0):
     """Views of x along `dim`: `sections` (an int) nearly equal pieces, the first size % sections one

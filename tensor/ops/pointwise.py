@@ -10,7 +10,7 @@ import numbers
 
 from ..autograd import Function
 from ..errors import DTypeError, ShapeError
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap
 from . import arithmetic, compare, linalg, reduce
 from .unary import clamp
 
@@ -83,6 +83,10 @@ class NanToNum(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * ctx.xp.isfinite(x), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return grad * _wrap(ctx.xp.isfinite(ctx.saved_tensors[0])), None, None, None
 
 
 def nan_to_num(x, nan=0.0, posinf=None, neginf=None):

@@ -65,6 +65,17 @@ class _Selection(Function):
         return (g.reshape(ctx.shape),) + (None,) * (len(ctx.needs_input_grad) - 1)
 
     @staticmethod
+    def backward_graph(ctx, grad_values, grad_indices):
+        from .index import IndexGradient
+
+        (indices,) = ctx.saved_tensors
+        if ctx.scalar:
+            indices, grad_values = indices.reshape(-1), grad_values.reshape(-1)
+        shape = ctx.shape if not ctx.scalar else (1,)
+        g = IndexGradient.apply(grad_values, shape, along_dim(ctx.xp, indices, ctx.dim), False)
+        return (g.reshape(ctx.shape),) + (None,) * (len(ctx.needs_input_grad) - 1)
+
+    @staticmethod
     def finish(ctx, x, indices):
         values = x[along_dim(ctx.xp, indices, ctx.dim)]  # (faster than take_along_axis)
         if ctx.scalar and values.size == 1:  # a 0-d input gives 0-d results, as in PyTorch

@@ -144,6 +144,10 @@ CASES = {
         * F.adaptive_avg_pool2d(x.repeat(1, 1, 2, 2), 2) + F.interpolate(x, size=(2, 2), mode="nearest") ** 2,
         [(1, 1, 2, 2)], None),
     "diagonal diag": (lambda a: a.diagonal(1).exp() * tensor.diag(a[0] * a[1], 0)[:2].sum(0)[:2], [(3, 3)], None),
+    "sort topk": (lambda a: a.sort(1)[0] * a.topk(2, 1).values.sum(1, keepdim=True) ** 2, [(2, 4)], None),
+    "tensor_split overlapping": (lambda a: a.tensor_split([2, 1], 0)[1] * a.sum(0), [(3, 2)], 0.5),
+    "remainder fmod floor_divide": (lambda a, b: (a % (b * b + 0.5)) * (a.fmod(b + 3) + a // 2), [(4,), (4,)], None),
+    "nan_to_num": (lambda a: (a * a).masked_fill(a < 0, float("inf")).nan_to_num(posinf=2.0) * a, [(6,)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }
