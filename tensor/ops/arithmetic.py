@@ -176,19 +176,23 @@ class Remainder(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(grad, _shape(a)) if need_a else None
-        gb = sum_to(-grad * ctx.xp.floor_divide(a, b), _shape(b)) if need_b else None
-        return ga, gb
+        return quotient_grads(ctx, grad, ctx.xp.floor_divide(a, b))
 
     @staticmethod
     def backward_graph(ctx, grad):
         a, b = ctx.saved_tensors
-        need_a, need_b = ctx.needs_input_grad
-        quotient = _wrap(ctx.xp.floor_divide(a, b))  # piecewise constant: no history needed
-        ga = sum_to(grad, _shape(a)) if need_a else None
-        gb = sum_to(-grad * quotient, _shape(b)) if need_b else None
-        return ga, gb
+        return quotient_grads(ctx, grad, _wrap(ctx.xp.floor_divide(a, b)))  # piecewise constant
+
+
+def quotient_grads(ctx, grad, quotient):
+    """The gradients of a - quotient * b (remainder, fmod) for a whole-number quotient, which is
+    piecewise constant: grad for a, -grad * quotient for b. On arrays, or on Tensors (then the
+    quotient is a constant Tensor)."""
+    a, b = ctx.saved_tensors
+    need_a, need_b = ctx.needs_input_grad
+    ga = sum_to(grad, _shape(a)) if need_a else None
+    gb = sum_to(-grad * quotient, _shape(b)) if need_b else None
+    return ga, gb
 
 
 # The wrappers below skip promote() for two plain Tensors of one dtype, the common case, to save

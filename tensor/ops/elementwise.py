@@ -11,13 +11,9 @@ from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
 from ..tensor import Tensor, _wrap
-from ._util import promote, sum_to
-from .arithmetic import pow as _pow, sub
+from ._util import promote
+from .arithmetic import pow as _pow, quotient_grads, sub
 from .unary import sign, trunc
-
-
-def _shape(x):
-    return getattr(x, "shape", ())
 
 
 def _require_tensor(op, x):
@@ -36,19 +32,12 @@ class Fmod(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(grad, _shape(a)) if need_a else None
-        gb = sum_to(-grad * ctx.xp.trunc(a / b), _shape(b)) if need_b else None
-        return ga, gb
+        return quotient_grads(ctx, grad, ctx.xp.trunc(a / b))
 
     @staticmethod
     def backward_graph(ctx, grad):
         a, b = ctx.saved_tensors
-        need_a, need_b = ctx.needs_input_grad
-        quotient = _wrap(ctx.xp.trunc(a / b))  # piecewise constant: no history needed
-        ga = sum_to(grad, _shape(a)) if need_a else None
-        gb = sum_to(-grad * quotient, _shape(b)) if need_b else None
-        return ga, gb
+        return quotient_grads(ctx, grad, _wrap(ctx.xp.trunc(a / b)))  # piecewise constant
 
 
 def fmod(a, b):

@@ -251,21 +251,21 @@ class _ExtremeAlongDim(Function):
 
     @staticmethod
     def backward(ctx, grad, _indices_grad):
-        shape, dim, keepdim = ctx.meta
-        if not shape:
-            return grad, None, None
-        (indices,) = ctx.saved_tensors
-        positions = ctx.xp.arange(shape[dim]).reshape((-1,) + (1,) * (len(shape) - dim - 1))
-        return _keep(grad, shape, (dim,), keepdim) * (positions == indices), None, None
+        return _ExtremeAlongDim.route(ctx, grad, lambda mask: mask)
 
     @staticmethod
     def backward_graph(ctx, grad, _indices_grad):
+        return _ExtremeAlongDim.route(ctx, grad, _wrap)  # the mask is a constant of the graph
+
+    @staticmethod
+    def route(ctx, grad, constant):
+        """grad (array or Tensor) put at each line's chosen index; constant() wraps the mask."""
         shape, dim, keepdim = ctx.meta
         if not shape:
             return grad, None, None
         (indices,) = ctx.saved_tensors
         positions = ctx.xp.arange(shape[dim]).reshape((-1,) + (1,) * (len(shape) - dim - 1))
-        return _keep(grad, shape, (dim,), keepdim) * _wrap(positions == indices), None, None
+        return _keep(grad, shape, (dim,), keepdim) * constant(positions == indices), None, None
 
 
 class MaxAlongDim(_ExtremeAlongDim):
