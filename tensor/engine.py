@@ -175,6 +175,32 @@ def _dependencies(roots):
     return deps
 
 
+def _needed(roots, targets):
+    """The nodes from which a target node can be reached, targets included: the only ones that
+    autograd.grad (or backward(inputs=...)) must run. Iterative post-order, like _dependencies."""
+    needed, done = set(), set()
+    stack = [(node, False) for node in roots]
+    while stack:
+        node, children_done = stack.pop()
+        if node in done:
+            continue
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((edge[0], False) for edge in node.next_functions if edge is not None and edge[0] not in done)
+            continue
+        done.add(node)
+        if node in targets or _feeds(node, needed):
+            needed.add(node)
+    return needed
+
+
+def _feeds(node, needed):
+    for edge in node.next_functions:
+        if edge is not None and edge[0] in needed:
+            return True
+    return False
+
+
 def _run(roots, retain_graph, capture, create_graph=False):
     """Walk the graph from the roots; returns the captured gradients (autograd.grad) or None.
     create_graph: gradients are Tensors and each node runs its backward_graph (graph_backward.py)."""
@@ -192,6 +218,10 @@ def _walk(roots, retain_graph, capture, call_backward, accumulate_leaf, run_tens
         if not owned:
             handed_to_leaves.add(id(g))
     deps = _dependencies(list(buffers))
+    # With inputs to capture, only the nodes on a path to them run (PyTorch prunes the same way):
+    # a gradient penalty's grad(D(x), x) skips the weights' backward, and a grad() started inside a
+    # backward_graph stops at its inputs instead of walking the graph they came from.
+    needed = None if capture is None else _needed(list(buffers), {node for node, _ in capture})
     tie = itertools.count()
     ready = [(-node.sequence_nr, next(tie), node) for node in buffers if deps.get(node, 0) == 0]
     heapq.heapify(ready)
@@ -210,6 +240,8 @@ def _walk(roots, retain_graph, capture, call_backward, accumulate_leaf, run_tens
             if capture is None and grads is not None and grads[0] is not None:
                 accumulate_leaf(node.variable, grads[0], handed_to_leaves)
             continue
+        if needed is not None and not _feeds(node, needed):
+            continue  # nothing asked for lies below this node
         input_grads = call_backward(node, grads, retain_graph)
         for edge, g in zip(node.next_functions, input_grads):
             if edge is None:

@@ -126,6 +126,28 @@ def test_autograd_grad_unused_input(device):
     assert gu is None
 
 
+def test_autograd_grad_runs_only_the_nodes_on_a_path_to_its_inputs(device):
+    calls = []
+
+    class Traced(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            calls.append(1)
+            return grad
+
+    x, w = leaf((3,), device), leaf((3,), device, seed=1)
+    y = (x * Traced.apply(w)).sum()  # w's branch is not asked for
+    (gx,) = tensor.autograd.grad(y, x, retain_graph=True)
+    np.testing.assert_allclose(gx.cpu().numpy(), w.detach().cpu().numpy())
+    assert calls == [] and w.grad is None
+    y.backward()  # the branch still runs when its leaf wants a gradient
+    assert calls == [1]
+
+
 def test_hooks_on_leaf_and_non_leaf(device):
     x = leaf((3,), device)
     seen = []
