@@ -41,6 +41,13 @@ def saved_in_graph(ctx) -> tuple:
                  for index, array in enumerate(arrays))
 
 
+def input_in_graph(ctx, index, array):
+    """Argument `index` of ctx's forward (its raw `array`, kept by the op) as a Tensor in the graph."""
+    if array is None:
+        return None
+    return _as_graph_tensor(ctx, array, (None, None, index))
+
+
 def _as_graph_tensor(ctx, array, owner):
     if owner is None:  # made inside forward: a constant (the op's backward_graph must make sure it is one)
         if isinstance(array, (bool, int, float, complex, np.generic)):

@@ -271,6 +271,41 @@ def test_transformer_layer_differentiates_twice(device):
     assert gradgradcheck(lambda x: layer(x, src_mask=mask, is_causal=True), [leaf((2, 3, 4), device)])
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_recurrent_layers_gradient_penalty_matches_pytorch(kind):
+    """Two bidirectional layers: the penalty on d(output)/d(x) differentiates the recurrence twice."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    tensor.manual_seed(0)
+    ours = getattr(tensor.nn, kind)(3, 4, num_layers=2, batch_first=True, bidirectional=True).double()
+    theirs = getattr(torch.nn, kind)(3, 4, num_layers=2, batch_first=True, bidirectional=True).double()
+    theirs.load_state_dict({k: torch.tensor(v.detach().numpy()) for k, v in ours.state_dict().items()})
+    x_np = np.random.default_rng(5).standard_normal((2, 5, 3))
+
+    def penalty(lib, model, x):
+        out = model(x)[0]
+        (grad_x,) = lib.autograd.grad((out * out).sum(), x, create_graph=True)
+        return (grad_x ** 2).sum()
+
+    penalty(tensor, ours, tensor.tensor(x_np, requires_grad=True)).backward()
+    penalty(torch, theirs, torch.tensor(x_np, requires_grad=True)).backward()
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-8, atol=1e-11, err_msg=name)
+
+
+def test_packed_lstm_differentiates_twice(device):
+    lstm = tensor.nn.LSTM(2, 3).to(device=device, dtype=tensor.float64)
+    lengths = [4, 2]
+
+    def run(x):
+        packed = tensor.nn.utils.rnn.pack_padded_sequence(x, lengths)
+        out, (h, c) = lstm(packed)
+        padded, _ = tensor.nn.utils.rnn.pad_packed_sequence(out)
+        return padded.tanh(), h * c
+
+    assert gradgradcheck(run, [leaf((4, 2, 2), device)])
+
+
 def test_hessian_vector_product(device):
     x = leaf((4,), device)
     v = tensor.tensor(np.arange(4.0), device=device)

@@ -138,6 +138,7 @@ class LSTMLayer(Function):
             else:  # the step's output is the new state: no copy
                 h, c = h_t, c_t
         ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
+        ctx.biases, ctx.state_count = (b_ih, b_hh), 2  # for backward_graph, which runs the layer again
         ctx.save_for_backward(x, h0, c0, w_hh, acts, cells, out)
         return out, h.copy(), c.copy()
 
@@ -173,6 +174,14 @@ class LSTMLayer(Function):
         need_h0, need_c0 = ctx.needs_input_grad[1:3]
         grads = gx, (dh if need_h0 else None), (dc if need_c0 else None), gwih, gwhh, gbih, gbhh, None
         return _one_per_input(ctx, grads)
+
+    @staticmethod
+    def backward_graph(ctx, *grads):
+        from .rnn_graph import lstm_cell, recurrent_backward_graph  # it builds on this module
+
+        x, h0, c0, w_hh = ctx.saved_tensors[:4]
+        inputs = [(0, x), (1, h0), (2, c0), (3, ctx.w_ih), (4, w_hh), (5, ctx.biases[0]), (6, ctx.biases[1])]
+        return recurrent_backward_graph(ctx, grads, inputs, lstm_cell)
 
 
 class GRULayer(Function):
@@ -214,6 +223,7 @@ class GRULayer(Function):
             else:
                 h = h_new
         ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
+        ctx.biases, ctx.state_count = (b_ih, b_hh), 1
         ctx.save_for_backward(x, h0, w_hh, acts, hidden_n, out)
         return out, h.copy()
 
@@ -244,6 +254,14 @@ class GRULayer(Function):
         grads = gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None
         return _one_per_input(ctx, grads)
 
+    @staticmethod
+    def backward_graph(ctx, *grads):
+        from .rnn_graph import gru_cell, recurrent_backward_graph
+
+        x, h0, w_hh = ctx.saved_tensors[:3]
+        inputs = [(0, x), (1, h0), (2, ctx.w_ih), (3, w_hh), (4, ctx.biases[0]), (5, ctx.biases[1])]
+        return recurrent_backward_graph(ctx, grads, inputs, gru_cell)
+
 
 class RNNLayer(Function):
     """One Elman layer over a sequence -> (output (T, B, H), h_n (B, H)).
@@ -272,6 +290,7 @@ class RNNLayer(Function):
             else:
                 h = a
         ctx.reverse, ctx.relu, ctx.w_ih, ctx.sizes = reverse, relu, w_ih, sizes
+        ctx.biases, ctx.state_count, ctx.H = (b_ih, b_hh), 1, H
         ctx.save_for_backward(x, h0, w_hh, out)
         return out, h.copy()
 
@@ -294,3 +313,11 @@ class RNNLayer(Function):
         gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, d_pre, d_pre, x, h_before)
         grads = gx, (dh if ctx.needs_input_grad[1] else None), gwih, gwhh, gbih, gbhh, None, None
         return _one_per_input(ctx, grads)
+
+    @staticmethod
+    def backward_graph(ctx, *grads):
+        from .rnn_graph import elman_cell, recurrent_backward_graph
+
+        x, h0, w_hh = ctx.saved_tensors[:3]
+        inputs = [(0, x), (1, h0), (2, ctx.w_ih), (3, w_hh), (4, ctx.biases[0]), (5, ctx.biases[1])]
+        return recurrent_backward_graph(ctx, grads, inputs, elman_cell(ctx.relu))

@@ -19,6 +19,7 @@ import numpy as np
 from ...autograd import Function
 from ...creation import tensor as _tensor
 from ...errors import ShapeError  # a RuntimeError and a ValueError, as PyTorch's errors here
+from ...graph_backward import linear_backward_graph
 from ...ops.gather import index_select
 from ...tensor import Tensor
 
@@ -82,6 +83,10 @@ class _GatherRows(Function):
         full[ctx.rows] = grad  # rows are distinct: no accumulation needed
         return full.reshape(ctx.shape), None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return linear_backward_graph(ctx, grad, (ctx.rows,))
+
 
 class _ScatterRows(Function):
     """data (N, *) written at flat indices `rows` of a (T, B) grid filled with padding_value: (T, B, *)."""
@@ -89,7 +94,7 @@ class _ScatterRows(Function):
     @staticmethod
     def forward(ctx, data, rows, steps, batch, padding_value):
         rows = ctx.xp.asarray(rows)
-        ctx.rows = rows
+        ctx.rows, ctx.grid = rows, (steps, batch)
         full = ctx.xp.full((steps * batch,) + data.shape[1:], padding_value, dtype=data.dtype)
         full[rows] = data
         return full.reshape((steps, batch) + data.shape[1:])
@@ -97,6 +102,11 @@ class _ScatterRows(Function):
     @staticmethod
     def backward(ctx, grad):
         return grad.reshape((-1,) + grad.shape[2:])[ctx.rows], None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        # Linear in data once the padding value is taken out: the adjoint pads with zeros.
+        return linear_backward_graph(ctx, grad, (ctx.rows, *ctx.grid, 0.0))
 
 
 def packed_rows(padded, batch_sizes):
@@ -129,6 +139,8 @@ class _PadSequences(Function):
     @staticmethod
     def backward(ctx, grad):
         return (None, None) + tuple(grad[span, column] for column, span in enumerate(ctx.spans))
+
+    backward_graph = backward  # Tensor indexing is recorded
 
 
 def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="right"):
