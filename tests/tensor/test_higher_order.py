@@ -143,6 +143,7 @@ CASES = {
         lambda x: F.interpolate(x * x, scale_factor=2, mode="bilinear", align_corners=False)[..., :2, :2]
         * F.adaptive_avg_pool2d(x.repeat(1, 1, 2, 2), 2) + F.interpolate(x, size=(2, 2), mode="nearest") ** 2,
         [(1, 1, 2, 2)], None),
+    "adaptive_avg_pool2d uneven": (lambda x: F.adaptive_avg_pool2d(x * x, (2, 2)) ** 2, [(1, 2, 3, 3)], None),
     "diagonal diag": (lambda a: a.diagonal(1).exp() * tensor.diag(a[0] * a[1], 0)[:2].sum(0)[:2], [(3, 3)], None),
     "sort topk": (lambda a: a.sort(1)[0] * a.topk(2, 1).values.sum(1, keepdim=True) ** 2, [(2, 4)], None),
     "tensor_split overlapping": (lambda a: a.tensor_split([2, 1], 0)[1] * a.sum(0), [(3, 2)], 0.5),
