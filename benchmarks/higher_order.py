@@ -46,7 +46,8 @@ def _both(arrays):
 def wgan_gp(rng):
     shapes = [(16, 1, 4, 4), (16,), (32, 16, 4, 4), (32,), (1, 32 * 5 * 5), (1,)]
     weights = [rng.standard_normal(s) * 0.1 for s in shapes]
-    real, fake, mix = rng.standard_normal((64, 1, 28, 28)), rng.standard_normal((64, 1, 28, 28)), rng.random((64, 1, 1, 1))
+    real, fake = rng.standard_normal((2, 64, 1, 28, 28))
+    mix = rng.random((64, 1, 1, 1))
 
     def make(lib, F, params):
         w1, b1, w2, b2, head, hb = params
@@ -78,8 +79,8 @@ def maml(rng):
     weights = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         weights += [rng.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in), np.zeros(fan_out)]
-    tasks = [(rng.standard_normal((5, 64)), rng.integers(0, 5, 5), rng.standard_normal((15, 64)), rng.integers(0, 5, 15))
-             for _ in range(4)]
+    tasks = [(rng.standard_normal((5, 64)), rng.integers(0, 5, 5), rng.standard_normal((15, 64)),
+              rng.integers(0, 5, 15)) for _ in range(4)]
 
     def make(lib, F, params):
         data = [tuple(lib.tensor(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in task) for task in tasks]

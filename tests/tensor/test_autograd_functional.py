@@ -53,7 +53,7 @@ def test_hessian_matches_finite_differences(device):
 
 def test_products_agree_with_the_full_matrices(device):
     rng = np.random.default_rng(2)
-    x, v, u = t64(rng.standard_normal(3), device), t64(rng.standard_normal(3), device), t64(rng.standard_normal(2), device)
+    x, v, u = (t64(rng.standard_normal(n), device) for n in (3, 3, 2))
     w = t64(rng.standard_normal((2, 3)), device)
 
     def f(t):

@@ -22,6 +22,11 @@ def leaf(shape, device, seed=0, low=None):
     return tensor.tensor(data, device=device, requires_grad=True)
 
 
+def on(like, values, **kwargs):
+    """A constant (indices, masks, class weights) on the device of the tensor `like`."""
+    return tensor.tensor(values, device=like.device, **kwargs)
+
+
 # Each case: a function of float64 leaves, their shapes (broadcasting where the op broadcasts), and
 # the smallest magnitude the inputs need (for log, sqrt, division).
 CASES = {
@@ -51,7 +56,7 @@ CASES = {
     "reshape permute expand": (lambda a: (a.reshape(2, 6).t() * a.permute(1, 0).reshape(6, 2))
                                .unsqueeze(0).expand(2, 6, 2) ** 2, [(4, 3)], None),
     "index": (lambda a: a[1:, ::2] * a[0, 1::2], [(3, 4)], None),
-    "index arrays": (lambda a: a[tensor.tensor([0, 2, 0])] ** 2, [(3, 2)], None),
+    "index arrays": (lambda a: a[on(a, [0, 2, 0])] ** 2, [(3, 2)], None),
     "cat stack split": (lambda a, b: tensor.cat([a * b, a], 0).split(2, 0)[1] * tensor.stack([a, b]).sum(0),
                         [(2, 3), (2, 3)], None),
     "matmul 2-D": (lambda a, b: (a @ b) ** 2, [(3, 4), (4, 2)], None),
@@ -64,12 +69,12 @@ CASES = {
                           [(3, 4), (4,)], None),
     "maximum minimum": (lambda a, b: tensor.maximum(a * a, b) * tensor.minimum(a, b * b), [(5,), (5,)], None),
     "norm logsumexp": (lambda a: a.norm(dim=1) * a.logsumexp(0).sum() + a.norm(), [(3, 4)], None),
-    "nll_loss log_softmax": (lambda a: F.nll_loss(F.log_softmax(a * a, 1), tensor.tensor([2, 0, 3])), [(3, 4)],
+    "nll_loss log_softmax": (lambda a: F.nll_loss(F.log_softmax(a * a, 1), on(a, [2, 0, 3])), [(3, 4)],
                              None),
-    "nll_loss weighted ignored": (lambda a: F.nll_loss(F.log_softmax(a * a, 1), tensor.tensor([2, -100, 3]),
-                                                        weight=tensor.tensor([1.0, 2.0, 0.5, 3.0], dtype=tensor.float64)),
+    "nll_loss weighted ignored": (lambda a: F.nll_loss(F.log_softmax(a * a, 1), on(a, [2, -100, 3]),
+                                                        weight=on(a, [1.0, 2.0, 0.5, 3.0], dtype=tensor.float64)),
                                   [(3, 4)], None),
-    "nll_loss none unbatched": (lambda a: F.nll_loss(F.log_softmax(a, 0) * a, tensor.tensor(1), reduction="none"),
+    "nll_loss none unbatched": (lambda a: F.nll_loss(F.log_softmax(a, 0) * a, on(a, 1), reduction="none"),
                                 [(4,)], None),
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1).tanh(), [(2, 2, 4, 4), (3, 2, 3, 3), (3,)], None),
     "conv2d stride dilation groups": (lambda x, w: F.conv2d(x, w, stride=(2, 1), dilation=(1, 2), groups=2) ** 2,
@@ -86,19 +91,20 @@ CASES = {
     "rms_norm plain": (lambda x: F.rms_norm(x, (2, 3)).exp(), [(2, 2, 3)], None),
     "batch_norm train": (lambda x, w, b: F.batch_norm(x * x, None, None, w, b, training=True).tanh(),
                          [(3, 2, 2, 2), (2,), (2,)], None),
-    "batch_norm eval": (lambda x, w: F.batch_norm(x, tensor.tensor([0.1, -0.2], dtype=tensor.float64),
-                                                  tensor.tensor([0.5, 2.0], dtype=tensor.float64), w) ** 2,
+    "batch_norm eval": (lambda x, w: F.batch_norm(x, on(x, [0.1, -0.2], dtype=tensor.float64),
+                                                  on(x, [0.5, 2.0], dtype=tensor.float64), w) ** 2,
                         [(2, 2, 3), (2,)], None),
-    "avg_pool2d dropout": (lambda x: F.dropout(F.avg_pool2d(x * x, 2, padding=1, count_include_pad=False), 0.3,
-                                               generator=tensor.Generator().manual_seed(0)) * x[:, :, :3, :3],
-                           [(1, 2, 4, 4)], None),
-    "cross_entropy": (lambda a: F.cross_entropy(a * a, tensor.tensor([2, 0, 3])), [(3, 4)], None),
+    "avg_pool2d dropout": (
+        lambda x: F.dropout(F.avg_pool2d(x * x, 2, padding=1, count_include_pad=False), 0.3,
+                            generator=tensor.Generator(device=x.device).manual_seed(0)) * x[:, :, :3, :3],
+        [(1, 2, 4, 4)], None),
+    "cross_entropy": (lambda a: F.cross_entropy(a * a, on(a, [2, 0, 3])), [(3, 4)], None),
     "cross_entropy weighted smoothed ignored": (
-        lambda a: F.cross_entropy(a.tanh() * 3, tensor.tensor([2, -1, 3]), ignore_index=-1, label_smoothing=0.2,
-                                  weight=tensor.tensor([1.0, 2.0, 0.5, 3.0], dtype=tensor.float64)), [(3, 4)], None),
-    "cross_entropy spatial none": (lambda a: F.cross_entropy(a, tensor.tensor([[0, 2], [1, 1]]), reduction="none")
+        lambda a: F.cross_entropy(a.tanh() * 3, on(a, [2, -1, 3]), ignore_index=-1, label_smoothing=0.2,
+                                  weight=on(a, [1.0, 2.0, 0.5, 3.0], dtype=tensor.float64)), [(3, 4)], None),
+    "cross_entropy spatial none": (lambda a: F.cross_entropy(a, on(a, [[0, 2], [1, 1]]), reduction="none")
                                    * a[:, 0], [(2, 3, 2)], None),
-    "cross_entropy unbatched sum": (lambda a: F.cross_entropy(a * a, tensor.tensor(1), reduction="sum",
+    "cross_entropy unbatched sum": (lambda a: F.cross_entropy(a * a, on(a, 1), reduction="sum",
                                                               label_smoothing=0.1), [(4,)], None),
     "max_pool2d": (lambda x: F.max_pool2d(x * x, 2) * F.max_pool2d(x, 2), [(2, 2, 4, 5)], None),
     "max_pool2d padded unbatched indices": (lambda x: F.max_pool2d(x.tanh(), 2, padding=1, return_indices=True)[0]
@@ -109,20 +115,20 @@ CASES = {
     "pad": (lambda a: F.pad(a * a, (1, 2, 0, 1), value=3.0) * F.pad(a, (1, 2, 0, 1), mode="reflect"), [(1, 2, 3)],
             None),
     "gather index_select take_along_dim": (
-        lambda a: a.gather(1, tensor.tensor([[0, 2], [1, 1]])) * a.index_select(1, tensor.tensor([2, 2]))
-        * a.take_along_dim(tensor.tensor([[1], [0]]), 1) ** 2, [(2, 3)], None),
+        lambda a: a.gather(1, on(a, [[0, 2], [1, 1]])) * a.index_select(1, on(a, [2, 2]))
+        * a.take_along_dim(on(a, [[1], [0]]), 1) ** 2, [(2, 3)], None),
     "unfold fold": (lambda x: F.fold(F.unfold(x * x, 2) * F.unfold(x, 2), (3, 3), 2), [(1, 1, 3, 3)], None),
-    "embedding": (lambda w: F.embedding(tensor.tensor([[0, 2], [2, 1]]), w * w).tanh(), [(3, 2)], None),
+    "embedding": (lambda w: F.embedding(on(w, [[0, 2], [2, 1]]), w * w).tanh(), [(3, 2)], None),
     "attention": (lambda q, k, v: F.scaled_dot_product_attention(q * q, k, v), [(2, 3, 4), (2, 5, 4), (2, 5, 3)],
                   None),
     "attention causal, strided k and v": (
         lambda q, k, v: F.scaled_dot_product_attention(q, k.mT, v.transpose(0, 1), is_causal=True) ** 2,
         [(2, 4, 3), (2, 3, 4), (4, 2, 3)], None),
     "attention bool and float masks": (
-        lambda q, kv, m: F.scaled_dot_product_attention(q, kv, kv, tensor.tensor([[True, False, True]] * 2))
+        lambda q, kv, m: F.scaled_dot_product_attention(q, kv, kv, on(q, [[True, False, True]] * 2))
         + F.scaled_dot_product_attention(q, kv, kv * kv, m * m), [(2, 2), (3, 2), (2, 3)], None),
-    "attention dropout and weights": (lambda q, k, v: _attention_with_weights(q, k, v), [(1, 3, 2), (1, 3, 2), (1, 3, 2)],
-                                      None),
+    "attention dropout and weights": (lambda q, k, v: _attention_with_weights(q, k, v),
+                                      [(1, 3, 2), (1, 3, 2), (1, 3, 2)], None),
     "var std": (lambda a: a.var(1) * a.std(0, keepdim=True).sum() + a.std(), [(3, 4)], None),
     "amax amin max min": (lambda a: (a * a).amax(1) * a.amin(0).sum() + a.max(1)[0] * a.min(1).values, [(3, 4)],
                           None),

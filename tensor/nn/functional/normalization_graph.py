@@ -1,5 +1,5 @@
-"""The normalisations' backward (layer_norm, group_norm, batch_norm, rms_norm) as Tensor ops, for create_graph=True (a gradient penalty
-on a critic with layer norm differentiates through it).
+"""The normalisations' backward (layer_norm, group_norm, batch_norm, rms_norm) as Tensor ops, for
+create_graph=True (a gradient penalty on a critic with layer norm differentiates through it).
 
 On NumPy they save xhat and rstd, not their input; `derived_in_graph` puts both back in the graph
 as the outputs of nodes linked to the input, whose backwards are the exact Jacobians:
