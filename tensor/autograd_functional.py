@@ -53,7 +53,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False, st
     with enable_grad():
         inputs, tuple_in = _prepare(inputs, "inputs", "jacobian", create_graph)
         outputs, tuple_out = _outputs(func(*inputs), "jacobian")
-        blocks = tuple(_jacobian_of(out, i, inputs, create_graph, strict) for i, out in enumerate(outputs))
+        blocks = tuple(_jacobian_of(out, inputs, create_graph, strict) for out in outputs)
     blocks = tuple(_finish(row, create_graph, tuple_in) for row in blocks)
     return blocks if tuple_out else blocks[0]
 
@@ -159,7 +159,7 @@ def _grad(outputs, inputs, grad_outputs, create_graph, strict, op):
     return tuple(result)
 
 
-def _jacobian_of(out, index, inputs, create_graph, strict):
+def _jacobian_of(out, inputs, create_graph, strict):
     flat = out.reshape(-1)
     rows = [[] for _ in inputs]
     for element in range(flat.numel()):
