@@ -15,11 +15,9 @@ import itertools
 import threading
 
 from .autograd import AccumulateGrad, _accumulate, enable_grad
-from .view_history import refresh_view
 from .errors import AutogradError, ShapeError
-from .graph_backward import accumulate_leaf as graph_accumulate_leaf
-from .graph_backward import call_backward_graph, run_graph_hooks
 from .tensor import Tensor, _wrap
+from .view_history import refresh_view
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
@@ -39,7 +37,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             if g is None:
                 continue
             if create_graph:
-                graph_accumulate_leaf(t, g, set(), hooks=False)
+                _accumulate_graph(t, g, set())
             else:
                 _accumulate(t, g, owned=False)
 
@@ -206,11 +204,11 @@ def _run(roots, retain_graph, capture, create_graph=False):
     create_graph: gradients are Tensors and each node runs its backward_graph (graph_backward.py)."""
     if create_graph:
         with enable_grad():
-            return _walk(roots, retain_graph, capture, call_backward_graph, graph_accumulate_leaf, run_graph_hooks)
-    return _walk(roots, retain_graph, capture, _call_backward, _accumulate_leaf, _run_tensor_hooks)
+            return _walk(roots, retain_graph, capture, graph=True)
+    return _walk(roots, retain_graph, capture, graph=False)
 
 
-def _walk(roots, retain_graph, capture, call_backward, accumulate_leaf, run_tensor_hooks):
+def _walk(roots, retain_graph, capture, graph):
     buffers = {}
     handed_to_leaves = set()  # ids of gradient arrays a leaf may not keep without copying
     for node, nr, g, owned in roots:
@@ -230,7 +228,7 @@ def _walk(roots, retain_graph, capture, call_backward, accumulate_leaf, run_tens
         node = heapq.heappop(ready)[2]
         grads = buffers.pop(node, None)
         if grads is not None and node._tensor_hooks:
-            run_tensor_hooks(node, grads)
+            _run_tensor_hooks(node, grads, graph)
         if capture and grads is not None:
             for nr, g in enumerate(grads):
                 slot = capture.get((node, nr))
@@ -238,11 +236,11 @@ def _walk(roots, retain_graph, capture, call_backward, accumulate_leaf, run_tens
                     captured[slot] = g
         if isinstance(node, AccumulateGrad):
             if capture is None and grads is not None and grads[0] is not None:
-                accumulate_leaf(node.variable, grads[0], handed_to_leaves)
+                _accumulate_leaf(node.variable, grads[0], handed_to_leaves, graph)
             continue
         if needed is not None and not _feeds(node, needed):
             continue  # nothing asked for lies below this node
-        input_grads = call_backward(node, grads, retain_graph)
+        input_grads = _call_backward(node, grads, retain_graph, graph)
         for edge, g in zip(node.next_functions, input_grads):
             if edge is None:
                 continue
@@ -264,25 +262,35 @@ def _add_grad(buffers, node, nr, g):
     slots[nr] = g if slots[nr] is None else slots[nr] + g
 
 
-def _call_backward(node, grads, retain_graph):
+def _call_backward(node, grads, retain_graph, graph):
+    """The node's backward on array gradients, or (graph) its backward_graph on Tensor gradients."""
     count = len(node.next_functions)
     if grads is None:  # no consumer sent a gradient: nothing flows further down
         return (None,) * count
+    method = "backward_graph" if graph else "backward"
+    backward = getattr(type(node), method)
+    if graph and backward is None:
+        raise AutogradError(
+            f"backward with create_graph=True reached {type(node).__name__}, which has no backward that records "
+            "a graph, so higher-order gradients cannot flow through it (README.md lists the ops that have one); "
+            "for your own Function, define backward_graph(ctx, *grads) with Tensor ops"
+        )
     for g in grads:  # a plain loop: cheaper than any() over a generator for the usual one output
         if g is None:
             # Zeros for unused float outputs, as PyTorch does; integer outputs (indices) stay None.
             xp = node.xp
             grads = [
-                xp.zeros(shape, dtype) if g is None and dtype.kind == "f" else g
+                (_wrap(xp.zeros(shape, dtype)) if graph else xp.zeros(shape, dtype)) if g is None and dtype.kind == "f"
+                else g
                 for g, (shape, dtype) in zip(grads, node.output_meta)
             ]
             break
-    result = type(node).backward(node, *grads)
+    result = backward(node, *grads)
     if not isinstance(result, tuple):
         result = (result,)
     if len(result) != count:
         raise AutogradError(
-            f"{type(node).__name__}.backward returned {len(result)} gradients but forward took {count} arguments"
+            f"{type(node).__name__}.{method} returned {len(result)} gradients but forward took {count} arguments"
         )
     if not retain_graph and node._saved:
         node._saved = ()
@@ -299,22 +307,44 @@ def _check_grad_shape(node, nxt, nr, g):
         )
 
 
-def _accumulate_leaf(variable, g, handed):
-    for hook in list((variable._hooks or {}).values()):
-        result = hook(_wrap(g))
-        if result is not None:
-            g = result.data if isinstance(result, Tensor) else result
+def _accumulate_leaf(variable, g, handed, graph):
+    g = _apply_hooks((variable._hooks or {}).values(), g, graph)
+    if graph:
+        _accumulate_graph(variable, g, handed)
+        return
     # The same array can reach two leaves (x + y passes one gradient to both): keep it only once.
     owned = id(g) not in handed
     handed.add(id(g))
     _accumulate(variable, g, owned)
 
 
-def _run_tensor_hooks(node, grads):
+def _accumulate_graph(variable, g, handed):
+    """variable.grad, out of place, keeping g's history (PyTorch's create_graph accumulation)."""
+    if g.dtype != variable.dtype:
+        g = g.to(variable.dtype)
+    if id(g) in handed:  # one gradient reaching two leaves (x + y): each keeps its own
+        g = g.clone()
+    handed.add(id(g))
+    current = variable._grad
+    variable._grad = g if current is None else current + g
+    for hook in list((variable._post_acc_hooks or {}).values()):
+        hook(variable)
+
+
+def _run_tensor_hooks(node, grads, graph):
     for nr, hooks in node._tensor_hooks.items():
-        if grads[nr] is None:
-            continue
-        for hook in list(hooks.values()):
-            result = hook(_wrap(grads[nr]))
-            if result is not None:
-                grads[nr] = result.data if isinstance(result, Tensor) else result
+        if grads[nr] is not None:
+            grads[nr] = _apply_hooks(hooks.values(), grads[nr], graph)
+
+
+def _apply_hooks(hooks, g, graph):
+    """g through each hook in turn; a hook sees a Tensor and may return a replacement (Tensor or array).
+    On the array path g is a raw array; with create_graph it is a Tensor with a history."""
+    for hook in list(hooks):
+        result = hook(g if graph else _wrap(g))
+        if result is not None:
+            if graph:
+                g = result if isinstance(result, Tensor) else _wrap(result)
+            else:
+                g = result.data if isinstance(result, Tensor) else result
+    return g

@@ -1,25 +1,24 @@
 """create_graph=True: a backward pass that is itself recorded, for higher-order gradients.
 
 The engine (engine.py) runs each node's `backward` on raw arrays: fast, and nothing is recorded.
-With create_graph=True the same walk runs with this module's pieces instead: gradients are Tensors,
-and each node's `backward_graph(ctx, *grads)` computes its input gradients with Tensor ops under
+With create_graph=True the same walk runs on Tensor gradients and calls each node's
+`backward_graph(ctx, *grads)` instead, which computes its input gradients with Tensor ops under
 grad mode, so they come out with a history of their own (gradient penalties, Hessian-vector
-products, MAML).
+products, MAML). This module holds what ops need to write a backward_graph.
 
 `backward_graph` needs the node's saved arrays as Tensors wired into the graph, as PyTorch's
 SavedVariable unpacks them: `saved_in_graph(ctx)` gives a saved input back with the input's history
 (a leaf as the leaf itself), a saved output as this node's output, anything else as a constant.
 
-An op without `backward_graph` raises AutogradError naming it when a create_graph walk reaches it.
-User Functions opt in by defining `backward_graph` (see Function).
+An op without `backward_graph` raises AutogradError naming it when a create_graph walk reaches it
+(engine._call_backward). User Functions opt in by defining `backward_graph` (see Function).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .autograd import AccumulateGrad, Function, _sequence
-from .errors import AutogradError
-from .tensor import Tensor, _wrap
+from .tensor import _wrap
 
 
 def saved_copy_in_graph(ctx, index, input_index):
@@ -125,59 +124,3 @@ def linear_backward_graph(ctx, grad, forward_args, position=0):
     grads = [None] * (len(forward_args) + 1)
     grads[position] = LinearBackward.apply(grad, ctx, tuple(forward_args), position)
     return tuple(grads)
-
-
-def call_backward_graph(node, grads, retain_graph):
-    """engine._call_backward for create_graph: the node's backward_graph, on Tensor gradients."""
-    count = len(node.next_functions)
-    if grads is None:
-        return (None,) * count
-    backward_graph = type(node).backward_graph
-    if backward_graph is None:
-        raise AutogradError(
-            f"backward with create_graph=True reached {type(node).__name__}, which has no backward that records "
-            "a graph, so higher-order gradients cannot flow through it (README.md lists the ops that have one); "
-            "for your own Function, define backward_graph(ctx, *grads) with Tensor ops"
-        )
-    grads = [_wrap(node.xp.zeros(shape, dtype)) if g is None and dtype.kind == "f" else g
-             for g, (shape, dtype) in zip(grads, node.output_meta)]
-    result = backward_graph(node, *grads)
-    if not isinstance(result, tuple):
-        result = (result,)
-    if len(result) != count:
-        raise AutogradError(
-            f"{type(node).__name__}.backward_graph returned {len(result)} gradients but forward took {count} arguments"
-        )
-    if not retain_graph and node._saved:
-        node._saved = ()
-        node._released = True
-    return result
-
-
-def run_graph_hooks(node, grads):
-    """engine._run_tensor_hooks for create_graph: hooks see and return Tensors with a history."""
-    for nr, hooks in node._tensor_hooks.items():
-        if grads[nr] is None:
-            continue
-        for hook in list(hooks.values()):
-            result = hook(grads[nr])
-            if result is not None:
-                grads[nr] = result if isinstance(result, Tensor) else _wrap(result)
-
-
-def accumulate_leaf(variable, g, handed, hooks=True):
-    """variable.grad, out of place, keeping g's history (PyTorch's create_graph accumulation);
-    hooks=False skips the leaf's gradient hooks (backward(inputs=...), like the array path)."""
-    for hook in list((variable._hooks or {}).values()) if hooks else ():
-        result = hook(g)
-        if result is not None:
-            g = result if isinstance(result, Tensor) else _wrap(result)
-    if g.dtype != variable.dtype:
-        g = g.to(variable.dtype)
-    if id(g) in handed:  # one gradient reaching two leaves (x + y): each keeps its own
-        g = g.clone()
-    handed.add(id(g))
-    current = variable._grad
-    variable._grad = g if current is None else current + g
-    for hook in list((variable._post_acc_hooks or {}).values()):
-        hook(variable)
