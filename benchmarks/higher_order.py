@@ -43,6 +43,21 @@ def _both(arrays):
     return ours, theirs
 
 
+def _mlp_weights(sizes, rng):
+    """[weight, bias, weight, bias, ...] of an MLP with these layer sizes (weights ~ N(0, 1/fan_in))."""
+    weights = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        weights += [rng.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in), np.zeros(fan_out)]
+    return weights
+
+
+def _mlp(F, x, weights, activation):
+    """The MLP of _mlp_weights on x: activation between the layers, none after the last."""
+    for i in range(0, len(weights) - 2, 2):
+        x = activation(F.linear(x, weights[i], weights[i + 1]))
+    return F.linear(x, weights[-2], weights[-1])
+
+
 def wgan_gp(rng):
     shapes = [(16, 1, 4, 4), (16,), (32, 16, 4, 4), (32,), (1, 32 * 5 * 5), (1,)]
     weights = [rng.standard_normal(s) * 0.1 for s in shapes]
@@ -75,29 +90,22 @@ def wgan_gp(rng):
 
 
 def maml(rng):
-    sizes = [64, 128, 128, 5]
-    weights = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        weights += [rng.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in), np.zeros(fan_out)]
+    weights = _mlp_weights([64, 128, 128, 5], rng)
     tasks = [(rng.standard_normal((5, 64)), rng.integers(0, 5, 5), rng.standard_normal((15, 64)),
               rng.integers(0, 5, 15)) for _ in range(4)]
 
     def make(lib, F, params):
         data = [tuple(lib.tensor(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in task) for task in tasks]
 
-        def net(x, ws):
-            for i in range(0, len(ws) - 2, 2):
-                x = F.relu(F.linear(x, ws[i], ws[i + 1]))
-            return F.linear(x, ws[-2], ws[-1])
-
         def step():
             for p in params:
                 p.grad = None
             total = 0
             for x_in, y_in, x_out, y_out in data:
-                grads = lib.autograd.grad(F.cross_entropy(net(x_in, params), y_in), params, create_graph=True)
+                loss = F.cross_entropy(_mlp(F, x_in, params, F.relu), y_in)
+                grads = lib.autograd.grad(loss, params, create_graph=True)
                 adapted = [p - 0.4 * g for p, g in zip(params, grads)]
-                total = total + F.cross_entropy(net(x_out, adapted), y_out)
+                total = total + F.cross_entropy(_mlp(F, x_out, adapted, F.relu), y_out)
             total.backward()
             return total.item()
 
@@ -108,10 +116,7 @@ def maml(rng):
 
 
 def hvp(rng):
-    sizes = [256, 256, 256, 1]
-    weights = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        weights += [rng.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in), np.zeros(fan_out)]
+    weights = _mlp_weights([256, 256, 256, 1], rng)
     x, y = rng.standard_normal((512, 256)), rng.standard_normal((512, 1))
     vectors = [rng.standard_normal(w.shape) for w in weights]
 
@@ -120,10 +125,7 @@ def hvp(rng):
         v = [lib.tensor(a.astype(np.float32)) for a in vectors]
 
         def step():
-            h = x_t
-            for i in range(0, len(params) - 2, 2):
-                h = F.softplus(F.linear(h, params[i], params[i + 1]))
-            loss = F.mse_loss(F.linear(h, params[-2], params[-1]), y_t)
+            loss = F.mse_loss(_mlp(F, x_t, params, F.softplus), y_t)
             grads = lib.autograd.grad(loss, params, create_graph=True)
             dot = sum((g * u).sum() for g, u in zip(grads, v))
             products = lib.autograd.grad(dot, params)
