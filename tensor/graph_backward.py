@@ -89,6 +89,20 @@ def derived_in_graph(ctx, array, input_index, node_cls, **attributes):
     return t
 
 
+class SavedVjp(Function):
+    """A Function whose gradient formula `vjp(ctx, grad, *saved)` is written with operators (and
+    sum_to) only, so it runs on arrays and on Tensors alike: backward calls it with the saved
+    arrays, backward_graph with them as Tensors in the graph. Subclasses give forward and vjp."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.vjp(ctx, grad, *ctx.saved_tensors)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return ctx.vjp(ctx, grad, *saved_in_graph(ctx))
+
+
 class LinearBackward(Function):
     """The backward of an op that is linear in one input with its other arguments fixed (average
     pooling, padding, gather, embedding, ...) as an op of its own: forward runs the op's backward on

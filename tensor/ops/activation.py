@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function
-from ..graph_backward import saved_in_graph
+from ..graph_backward import SavedVjp, saved_in_graph
 from ._erf import _erf
 from .unary import _floating, _FromOutput, _sigmoid
 
@@ -66,21 +66,13 @@ class Relu(_FromOutput):
         return grad * (y > 0)
 
 
-class LeakyRelu(Function):
+class LeakyRelu(SavedVjp):
     @staticmethod
     def forward(ctx, x, slope):
         ctx.save_for_backward(x)
         ctx.slope = slope
         xp = ctx.xp
         return xp.maximum(x, 0) + xp.minimum(x, 0) * slope
-
-    @staticmethod
-    def backward(ctx, grad):
-        return LeakyRelu.vjp(ctx, grad, *ctx.saved_tensors)
-
-    @staticmethod
-    def backward_graph(ctx, grad):
-        return LeakyRelu.vjp(ctx, grad, *saved_in_graph(ctx))
 
     @staticmethod
     def vjp(ctx, grad, x):

@@ -9,7 +9,7 @@ import math
 
 from .. import dtypes
 from ..autograd import Function
-from ..graph_backward import saved_in_graph
+from ..graph_backward import SavedVjp, saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._util import promote, sum_to
 
@@ -48,7 +48,7 @@ class Sub(Function):
     backward_graph = backward
 
 
-class Mul(Function):
+class Mul(SavedVjp):
     @staticmethod
     def forward(ctx, a, b):
         # Each operand is saved only for the other's gradient (as PyTorch does): `view * 2` keeps
@@ -59,14 +59,6 @@ class Mul(Function):
         return a * b
 
     @staticmethod
-    def backward(ctx, grad):
-        return Mul.vjp(ctx, grad, *ctx.saved_tensors)
-
-    @staticmethod
-    def backward_graph(ctx, grad):
-        return Mul.vjp(ctx, grad, *saved_in_graph(ctx))
-
-    @staticmethod
     def vjp(ctx, grad, b, a):
         """The input gradients, on arrays (backward) or on Tensors (backward_graph)."""
         need_a, need_b = ctx.needs_input_grad
@@ -74,19 +66,11 @@ class Mul(Function):
         return (sum_to(grad * b, shape_a) if need_a else None), (sum_to(grad * a, shape_b) if need_b else None)
 
 
-class Div(Function):
+class Div(SavedVjp):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         return a / b
-
-    @staticmethod
-    def backward(ctx, grad):
-        return Div.vjp(ctx, grad, *ctx.saved_tensors)
-
-    @staticmethod
-    def backward_graph(ctx, grad):
-        return Div.vjp(ctx, grad, *saved_in_graph(ctx))
 
     @staticmethod
     def vjp(ctx, grad, a, b):

@@ -18,7 +18,7 @@ from .. import dtypes
 from ..amp import autocast_inputs
 from ..autograd import Function
 from ..errors import ShapeError
-from ..graph_backward import saved_in_graph
+from ..graph_backward import SavedVjp, saved_in_graph
 from ..tensor import Tensor
 from ._util import cast, promote, sum_to
 
@@ -160,19 +160,11 @@ def _check_ndims(op, a, b, ndim, hint):
         raise _matmul_error(op, sa, sb)
 
 
-class Outer(Function):
+class Outer(SavedVjp):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         return ctx.xp.outer(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return Outer.vjp(ctx, grad, *ctx.saved_tensors)
-
-    @staticmethod
-    def backward_graph(ctx, grad):
-        return Outer.vjp(ctx, grad, *saved_in_graph(ctx))
 
     @staticmethod
     def vjp(ctx, grad, a, b):

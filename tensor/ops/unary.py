@@ -17,7 +17,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
-from ..graph_backward import saved_in_graph
+from ..graph_backward import SavedVjp, saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._erf import _erf
 from ._util import cast, sum_to
@@ -248,7 +248,7 @@ def erf(x):
 
 
 # -------------------------------------------------------------------------------------------- clamp
-class Clamp(Function):
+class Clamp(SavedVjp):
     """min(max(x, lo), hi); lo and hi are numbers, tensors or None. Gradients follow PyTorch's
     clamp_backward_min_max: x gets it where it was kept, a tensor bound where it was active."""
 
@@ -259,14 +259,6 @@ class Clamp(Function):
         out = out if hi is None else xp.minimum(out, hi)
         ctx.save_for_backward(x, lo, hi)
         return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return Clamp.vjp(ctx, grad, *ctx.saved_tensors)
-
-    @staticmethod
-    def backward_graph(ctx, grad):
-        return Clamp.vjp(ctx, grad, *saved_in_graph(ctx))
 
     @staticmethod
     def vjp(ctx, grad, x, lo, hi):

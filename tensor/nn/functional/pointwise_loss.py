@@ -13,7 +13,7 @@ import numpy as np
 
 from ...autograd import Function
 from ...errors import ShapeError
-from ...graph_backward import derived_in_graph, saved_in_graph
+from ...graph_backward import SavedVjp, derived_in_graph, saved_in_graph
 from ...ops._util import promote, sum_to
 from ...tensor import _wrap
 from ._reduction import check_reduction, grad_of_reduction, legacy_reduction, reduce_elementwise
@@ -39,20 +39,12 @@ def _finish(ctx, xp, loss, reduction):
     return reduce_elementwise(xp, loss, reduction)
 
 
-class MSELoss(Function):
+class MSELoss(SavedVjp):
     @staticmethod
     def forward(ctx, x, y, reduction):
         diff = _start(ctx, x, y, reduction)
         ctx.save_for_backward(x, y)  # the operands, not diff: backward_graph needs them in the graph
         return _finish(ctx, ctx.xp, diff * diff, reduction)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return MSELoss.vjp(ctx, grad, *ctx.saved_tensors)
-
-    @staticmethod
-    def backward_graph(ctx, grad):
-        return MSELoss.vjp(ctx, grad, *saved_in_graph(ctx))
 
     @staticmethod
     def vjp(ctx, grad, x, y):
