@@ -138,7 +138,7 @@ class LSTMLayer(Function):
             else:  # the step's output is the new state: no copy
                 h, c = h_t, c_t
         ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
-        ctx.biases, ctx.state_count = (b_ih, b_hh), 2  # for backward_graph, which runs the layer again
+        ctx.biases = b_ih, b_hh  # for backward_graph, which runs the layer again
         ctx.save_for_backward(x, h0, c0, w_hh, acts, cells, out)
         return out, h.copy(), c.copy()
 
@@ -181,7 +181,7 @@ class LSTMLayer(Function):
 
         x, h0, c0, w_hh = ctx.saved_tensors[:4]
         inputs = [(0, x), (1, h0), (2, c0), (3, ctx.w_ih), (4, w_hh), (5, ctx.biases[0]), (6, ctx.biases[1])]
-        return recurrent_backward_graph(ctx, grads, inputs, lstm_cell)
+        return recurrent_backward_graph(ctx, grads, inputs, lstm_cell, states=2)
 
 
 class GRULayer(Function):
@@ -223,7 +223,7 @@ class GRULayer(Function):
             else:
                 h = h_new
         ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
-        ctx.biases, ctx.state_count = (b_ih, b_hh), 1
+        ctx.biases = b_ih, b_hh
         ctx.save_for_backward(x, h0, w_hh, acts, hidden_n, out)
         return out, h.copy()
 
@@ -260,7 +260,7 @@ class GRULayer(Function):
 
         x, h0, w_hh = ctx.saved_tensors[:3]
         inputs = [(0, x), (1, h0), (2, ctx.w_ih), (3, w_hh), (4, ctx.biases[0]), (5, ctx.biases[1])]
-        return recurrent_backward_graph(ctx, grads, inputs, gru_cell)
+        return recurrent_backward_graph(ctx, grads, inputs, gru_cell, states=1)
 
 
 class RNNLayer(Function):
@@ -290,7 +290,7 @@ class RNNLayer(Function):
             else:
                 h = a
         ctx.reverse, ctx.relu, ctx.w_ih, ctx.sizes = reverse, relu, w_ih, sizes
-        ctx.biases, ctx.state_count, ctx.H = (b_ih, b_hh), 1, H
+        ctx.biases = b_ih, b_hh
         ctx.save_for_backward(x, h0, w_hh, out)
         return out, h.copy()
 
@@ -320,4 +320,4 @@ class RNNLayer(Function):
 
         x, h0, w_hh = ctx.saved_tensors[:3]
         inputs = [(0, x), (1, h0), (2, ctx.w_ih), (3, w_hh), (4, ctx.biases[0]), (5, ctx.biases[1])]
-        return recurrent_backward_graph(ctx, grads, inputs, elman_cell(ctx.relu))
+        return recurrent_backward_graph(ctx, grads, inputs, elman_cell(ctx.relu), states=1)

@@ -16,11 +16,12 @@ from .linear import linear
 from .rnn import _order
 
 
-def recurrent_backward_graph(ctx, grads, inputs, cell):
+def recurrent_backward_graph(ctx, grads, inputs, cell, states):
     """The layer's input gradients on Tensors. inputs: (forward argument index, raw array or None)
-    for each Tensor argument, in forward order; cell(x_t, state, *weights) -> (output, state)."""
+    for each Tensor argument in forward order: x, the `states` initial states, then w_ih, w_hh,
+    b_ih, b_hh; cell(x_t, state, *weights) -> (output, state)."""
     tensors = [input_in_graph(ctx, index, array) for index, array in inputs]
-    outputs = _unroll(ctx, tensors, cell)
+    outputs = _unroll(ctx, tensors, cell, states)
     wanted = [(i, t) for i, ((index, _), t) in enumerate(zip(inputs, tensors))
               if t is not None and ctx.needs_input_grad[index] and t.requires_grad]
     results = [None] * len(ctx.needs_input_grad)
@@ -31,18 +32,20 @@ def recurrent_backward_graph(ctx, grads, inputs, cell):
     return tuple(results)
 
 
-def _unroll(ctx, tensors, cell):
-    """(output (T, B, H), final state...) from x, initial states and weights, as the fused forward."""
+def _unroll(ctx, tensors, cell, count):
+    """(output (T, B, H), final state...) from x, `count` initial states and the weights, as the
+    fused forward."""
     x, *rest = tensors
-    states, weights = rest[: ctx.state_count], rest[ctx.state_count:]
+    states, weights = rest[:count], rest[count:]
     T, B = x.shape[:2]
-    states = [zeros((B, ctx.H), dtype=x.dtype, device=x.device) if s is None else s for s in states]
+    H = weights[1].shape[1]  # w_hh (G*H, H)
+    states = [zeros((B, H), dtype=x.dtype, device=x.device) if s is None else s for s in states]
     outputs = [None] * T
     for t in _order(T, ctx.reverse):
         b = ctx.sizes[t]
         h_t, new = cell(x[t, :b], [s[:b] for s in states], *weights)
         if b < B:  # packed: finished rows keep their state and output zeros
-            outputs[t] = cat([h_t, zeros((B - b, ctx.H), dtype=x.dtype, device=x.device)], 0)
+            outputs[t] = cat([h_t, zeros((B - b, H), dtype=x.dtype, device=x.device)], 0)
             states = [cat([n, s[b:]], 0) for n, s in zip(new, states)]
         else:
             outputs[t], states = h_t, new
