@@ -24,12 +24,13 @@ from .tensor import _wrap
 def saved_copy_in_graph(ctx, index, input_index):
     """Saved array `index`, which forward took from input `input_index` as is or as a contiguous
     copy, as a Tensor in the graph (a copy's gradient is the input's: a Clone node links them)."""
+    array = ctx.saved_tensors[index]
     owner = (ctx._saved_versions or {}).get(index)
     if owner is not None:
-        return saved_in_graph(ctx)[index]
+        return _as_graph_tensor(ctx, array, owner)
     from .ops.convert import Clone
 
-    return derived_in_graph(ctx, ctx.saved_tensors[index], input_index, Clone)
+    return derived_in_graph(ctx, array, input_index, Clone)
 
 
 def saved_in_graph(ctx) -> tuple:
