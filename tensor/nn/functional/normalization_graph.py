@@ -49,24 +49,24 @@ def layer_norm_backward_graph(ctx, grad):
         x, _, _, weight = saved_in_graph(ctx)
         xhat, rstd = _standardized(x, axes, ctx.eps)
     else:
-        xhat, rstd, weight = _saved_in_graph(ctx, grad, axes, weight_index=2)
+        xhat, rstd, weight = _statistics_in_graph(ctx, grad, axes)
     leading = tuple(range(grad.ndim - len(axes)))
     grads = _gradients(ctx, grad, xhat, rstd, weight, axes, tuple(grad.shape[grad.ndim - len(axes):]), leading)
     return grads + (None, None)
 
 
 def group_norm_backward_graph(ctx, grad):
-    xhat, rstd, weight = _saved_in_graph(ctx, grad, (2,), weight_index=2)
+    xhat, rstd, weight = _statistics_in_graph(ctx, grad, (2,))
     _, param_shape = ctx.shapes
     grad_x, grad_weight, grad_bias = _gradients(ctx, grad, xhat, rstd, weight, (2,), param_shape,
                                                 (0,) + tuple(range(2, grad.ndim)), first_param=2)
     return grad_x, None, grad_weight, grad_bias, None
 
 
-def _saved_in_graph(ctx, grad, axes, weight_index, centered=True):
+def _statistics_in_graph(ctx, grad, axes, centered=True):
     """(xhat, rstd, weight) as Tensors in the graph, from what forward saved: (xhat, rstd, weight)."""
     xhat, rstd, _ = ctx.saved_tensors
-    weight = saved_in_graph(ctx)[weight_index]
+    weight = saved_in_graph(ctx)[2]
     node = dict(xhat=xhat, rstd=rstd, axes=axes, x_shape=tuple(grad.shape))
     return (derived_in_graph(ctx, xhat, 0, Standardized, centered=centered, **node),
             derived_in_graph(ctx, rstd, 0, InverseStd, **node), weight)
@@ -114,7 +114,7 @@ class Scaled(Function):
 
 def rms_norm_backward_graph(ctx, grad):
     axes = ctx.axes
-    xhat, rrms, weight = _saved_in_graph(ctx, grad, axes, weight_index=2, centered=False)
+    xhat, rrms, weight = _statistics_in_graph(ctx, grad, axes, centered=False)
     leading = tuple(range(grad.ndim - len(axes)))
     grad_x, grad_weight, _ = _gradients(ctx, grad, xhat, rrms, weight, axes,
                                         tuple(grad.shape[grad.ndim - len(axes):]), leading, centered=False)
@@ -124,7 +124,7 @@ def rms_norm_backward_graph(ctx, grad):
 def batch_norm_backward_graph(ctx, grad):
     axes, shape, training = ctx.args
     if training:
-        xhat, rstd, weight = _saved_in_graph(ctx, grad, axes, weight_index=2)
+        xhat, rstd, weight = _statistics_in_graph(ctx, grad, axes)
     else:  # running statistics: rstd is a constant, xhat is x scaled by it
         xhat_array, rstd_array, _ = ctx.saved_tensors
         xhat = derived_in_graph(ctx, xhat_array, 0, Scaled, rstd=rstd_array)
