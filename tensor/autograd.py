@@ -186,7 +186,7 @@ class Function:
             ctx.xp = array_module(first)
         raw = cls.forward(ctx, *arrays)
         if type(raw) is tuple:
-            return _link_outputs(ctx, args, raw, edges if any_needed else None, track)
+            return _link_outputs(ctx, args, arrays, raw, edges if any_needed else None, track)
         if type(raw) is not np.ndarray and isinstance(raw, np.generic):
             raw = _from_scalar(ctx, raw)  # NumPy ufuncs return scalars for 0-d results
         out = _new(Tensor)  # _wrap, inlined
@@ -205,7 +205,7 @@ class Function:
                     box = out._version_box = [0]
                     ctx._saved_versions = {0: (box, 0, -1)}
                 else:
-                    _record_versions(ctx, args, (out,))
+                    _record_versions(ctx, args, arrays, (out,), (raw,))
         view_of = ctx.view_of
         if view_of is not None:  # a view shares its base's versions even when nothing is recorded
             base = args[view_of]  # _mark_view, inlined
@@ -224,7 +224,7 @@ _new = object.__new__
 _weakref = weakref.ref
 
 
-def _link_outputs(ctx, args, raw, edges, track):
+def _link_outputs(ctx, args, arrays, raw, edges, track):
     """Wrap the outputs of a multi-output node and, when `edges` (some input needs a gradient),
     record them: each points back at ctx with its output number."""
     wrapped = tuple(_wrap(r) for r in raw)
@@ -239,7 +239,7 @@ def _link_outputs(ctx, args, raw, edges, track):
                 t.grad_fn = ctx
                 t._output_nr = nr
         if ctx._saved:
-            _record_versions(ctx, args, wrapped)
+            _record_versions(ctx, args, arrays, wrapped, raw)
     view_of = ctx.view_of
     if view_of is not None:
         base = args[view_of]
@@ -272,23 +272,34 @@ def _from_scalar(ctx, scalar):
     return array
 
 
-def _record_versions(ctx, args, outputs):
+def _record_versions(ctx, args, arrays, outputs, raws):
     """Remember the version of each saved input/output so in-place changes are caught at backward,
     and whose it is (argument j as j, output k as -1 - k), so that create_graph can put it back in
     the graph (tensor/graph_backward.py).
 
-    Saved arrays are matched to their Tensors by identity, outputs first; arrays made inside
-    forward have no Tensor and need no check. Plain loops: ops save one to three arrays.
+    Saved arrays are matched by identity against the raw outputs first, then the raw arguments
+    (`arrays`, as forward got them); arrays made inside forward have no Tensor and need no check.
+    Plain loops with hand-kept counters: this runs on every op that saves an input (about 1 us
+    less than with enumerate and attribute lookups, on a small mul).
     """
     versions = {}
-    for index, array in enumerate(ctx._saved):
-        for nr, owner in enumerate(outputs):
-            if owner.data is array:
-                tag = -1 - nr
+    index = -1
+    for array in ctx._saved:
+        index += 1
+        if array is None:
+            continue
+        tag = 0
+        for data in raws:
+            tag -= 1
+            if data is array:
+                owner = outputs[-1 - tag]
                 break
         else:
-            for tag, owner in enumerate(args):
-                if isinstance(owner, Tensor) and owner.data is array:
+            tag = -1
+            for data in arrays:
+                tag += 1
+                if data is array and isinstance(args[tag], Tensor):
+                    owner = args[tag]
                     break
             else:
                 continue
