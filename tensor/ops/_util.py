@@ -33,6 +33,37 @@ def _ones(n, dtype_char, device_id):
     return ones
 
 
+# filled_like serves a full array for sizes in [FILLED_MIN, FILLED_LIMIT] and a 0-d one outside:
+# below, making the view costs more than the loop saves; above, both forms are memory-bound and a
+# full buffer would only cost memory.
+FILLED_MIN, FILLED_LIMIT = 1024, 1 << 20
+_FILLED = {}  # (dtype, value) -> [the 0-d array, a read-only 1-D buffer or None]
+
+
+def filled_like(x, value):
+    """A read-only NumPy array of x's dtype, every element `value`, that broadcasts against x: the
+    second operand of np.maximum / np.minimum against a constant. Against a 0-d operand NumPy's
+    maximum runs a loop without SIMD, which takes twice as long as against a full array on 4K to 1M
+    float32 elements (relu, sigmoid's clamp), so mid-sized x get a view of one cached buffer per
+    (dtype, value), grown on demand; the others get a cached 0-d array. Internal: -0.0 and 0.0
+    share an entry.
+    """
+    dtype = x.dtype
+    entry = _FILLED.get((dtype, value))
+    if entry is None:
+        entry = _FILLED[(dtype, value)] = [np.full((), value, dtype), None]
+    size = x.size
+    if size < FILLED_MIN or size > FILLED_LIMIT:
+        return entry[0]
+    buffer = entry[1]
+    if buffer is None or buffer.size < size:
+        # Doubling from 4K elements: a model's first few sizes settle the buffer for good.
+        grown = min(max(size, 4096, 0 if buffer is None else 2 * buffer.size), FILLED_LIMIT)
+        buffer = entry[1] = np.full(grown, value, dtype)
+        buffer.flags.writeable = False
+    return buffer[:size].reshape(x.shape)
+
+
 def sum_to(grad, shape):
     """Undo broadcasting: sum `grad` down to `shape` (the one helper every broadcasting op uses).
     `grad` is an array, or a Tensor in a backward_graph (then the sum is recorded)."""

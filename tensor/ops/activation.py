@@ -16,6 +16,7 @@ from .. import kernels
 from ..autograd import Function
 from ..graph_backward import SavedVjp, saved_in_graph
 from ._erf import _erf
+from ._util import filled_like
 from .unary import _floating, _FromOutput, _sigmoid
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -35,19 +36,10 @@ class Sigmoid(_FromOutput):
     vjp = staticmethod(lambda xp, y, g: g * (y * (1 - y)))
 
 
-_ZEROS = {}  # dtype -> a 0-d NumPy zero of that dtype
-
-
 def _relu(xp, x):
     if xp is np and x.dtype.kind == "f":
-        # Against a 0-d zero of x's own dtype: NumPy resolves a Python 0 anew on every call, which
-        # costs about as much as the whole maximum on a small tensor. (Bools keep the Python 0,
-        # which makes them integers.)
-        zero = _ZEROS.get(x.dtype)
-        if zero is None:
-            zero = _ZEROS[x.dtype] = np.zeros((), x.dtype)
-        return np.maximum(x, zero)
-    return xp.maximum(x, 0)
+        return np.maximum(x, filled_like(x, 0.0))  # see filled_like: twice as fast as against a 0-d zero
+    return xp.maximum(x, 0)  # integers keep their dtype against a Python 0 (and bools become integers)
 
 
 def _relu_vjp(xp, y, g):
@@ -72,7 +64,8 @@ class LeakyRelu(SavedVjp):
         ctx.save_for_backward(x)
         ctx.slope = slope
         xp = ctx.xp
-        return xp.maximum(x, 0) + xp.minimum(x, 0) * slope
+        zero = filled_like(x, 0.0) if xp is np else 0
+        return xp.maximum(x, zero) + xp.minimum(x, zero) * slope
 
     @staticmethod
     def vjp(ctx, grad, x):
@@ -85,8 +78,9 @@ class Elu(Function):
     @staticmethod
     def forward(ctx, x, alpha):
         xp = ctx.xp
-        negative_part = xp.expm1(xp.minimum(x, 0)) * alpha  # expm1 of min(x, 0): no overflow for large x
-        out = negative_part + xp.maximum(x, 0)
+        zero = filled_like(x, 0.0) if xp is np else 0
+        negative_part = xp.expm1(xp.minimum(x, zero)) * alpha  # expm1 of min(x, 0): no overflow for large x
+        out = negative_part + xp.maximum(x, zero)
         ctx.save_for_backward(x, negative_part)
         ctx.alpha = alpha
         return out

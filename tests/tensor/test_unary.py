@@ -256,3 +256,37 @@ def test_gelu_gradient_is_finite_for_huge_inputs(device, approximate):
             warnings.simplefilter("error")
             x.gelu(approximate=approximate).sum().backward()
         np.testing.assert_array_equal(to_numpy(x.grad), [0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (3, 700), (1030, 1030)], ids=["1600", "2100", "over_limit"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_activations_against_constant_buffers(device, shape, dtype):
+    # Mid-sized NumPy inputs take filled_like's full-array constants (relu's zero, sigmoid's clamp),
+    # the largest its 0-d form; both must agree with NumPy, also for a strided input.
+    a = (data(*shape) * 50).astype(dtype)
+    for values in (a, a[:, ::2]):
+        x = tensor.as_tensor(values, device=device)
+        np.testing.assert_array_equal(to_numpy(x.relu()), np.maximum(values, 0))
+        np.testing.assert_array_equal(to_numpy(x.leaky_relu(0.5)), np.where(values > 0, values, values * dtype(0.5)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sigmoid = to_numpy(x.sigmoid())
+        # float16 caps -x at 11 (e^11 is near its largest value): sigmoid bottoms out at a subnormal 1.7e-5
+        atol = 2e-5 if dtype == np.float16 else 1e-7
+        np.testing.assert_allclose(sigmoid, np_sigmoid(values.astype(np.float64)), rtol=2e-3, atol=atol)
+
+
+def test_filled_like_is_a_read_only_constant():
+    from tensor.ops._util import FILLED_LIMIT, FILLED_MIN, filled_like
+
+    x = np.ones((50, 60), np.float32)
+    c = filled_like(x, 2.5)
+    assert c.shape == x.shape and c.dtype == np.float32 and not c.flags.writeable
+    assert (c == 2.5).all()
+    with pytest.raises(ValueError):
+        c[0, 0] = 1
+    bigger = filled_like(np.ones(3 * 4096, np.float32), 2.5)  # the buffer grows; old views stay valid
+    assert bigger.shape == (3 * 4096,) and (bigger == 2.5).all() and (c == 2.5).all()
+    assert filled_like(np.ones(FILLED_MIN - 1), 2.5).shape == ()  # small: a 0-d array
+    assert filled_like(np.ones(FILLED_LIMIT + 1, np.float16), 2.5).shape == ()  # huge: no buffer
+    assert filled_like(x.astype(np.float64), 2.5).dtype == np.float64
