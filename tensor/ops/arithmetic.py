@@ -55,7 +55,7 @@ class Mul(SavedVjp):
         # no claim on the view, so a later in-place change to its storage does not void this node.
         need_a, need_b = ctx.needs_input_grad
         ctx.save_for_backward(b if need_a else None, a if need_b else None)
-        ctx.shapes = _shape(a), _shape(b)
+        ctx.shapes = getattr(a, "shape", None), getattr(b, "shape", None)  # a scalar has no shape
         return a * b
 
     @staticmethod
