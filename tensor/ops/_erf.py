@@ -67,13 +67,30 @@ _ERF_SINGLE_ARRAYS = tuple(tuple(np.full((), c) for c in coeffs) for coeffs in _
 _ERF_SINGLE_BOUNDS = np.full((), -4.0), np.full((), 4.0)
 
 
+# Elements per block in _erf_single: its float64 working arrays (about four at a time) stay in the
+# L2 cache, so the two dozen passes of the rational function read main memory once, not two dozen
+# times (3x faster on a million elements; small inputs are one block).
+_ERF_BLOCK = 1 << 14
+
+
 def _erf_single(x):
+    if x.size <= _ERF_BLOCK:
+        return _erf_single_block(x).astype(x.dtype)
+    flat = x.reshape(-1)  # a view when x is contiguous, else one copy
+    out = np.empty(flat.shape, x.dtype)
+    for start in range(0, flat.size, _ERF_BLOCK):
+        out[start:start + _ERF_BLOCK] = _erf_single_block(flat[start:start + _ERF_BLOCK])
+    return out.reshape(x.shape)
+
+
+def _erf_single_block(x):
+    """Eigen's rational erf of a float16/float32 array, computed in float64."""
     low, high = _ERF_SINGLE_BOUNDS
     clipped = np.maximum(x, low, dtype=np.float64)
     np.minimum(clipped, high, out=clipped)
     out = _rational(clipped * clipped, _ERF_SINGLE_ARRAYS)
     out *= clipped
-    return out.astype(x.dtype)
+    return out
 
 
 def _erf_cody(x):

@@ -165,6 +165,20 @@ def test_stable_at_extreme_inputs(device):
     assert np.isfinite(to_numpy(x.grad)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_erf_in_cache_blocks_equals_one_pass(dtype):
+    # Large float16/float32 inputs are evaluated block by block (ops/_erf.py); each element's value
+    # must be the one a single pass gives, also for a strided input and a ragged last block.
+    from tensor.ops._erf import _ERF_BLOCK, _erf_single, _erf_single_block
+
+    a = (data(3, _ERF_BLOCK + 7) * 3).astype(dtype)
+    for values in (a, a[:, ::2].T):
+        got = _erf_single(values)
+        assert got.shape == values.shape and got.dtype == dtype
+        np.testing.assert_array_equal(got, _erf_single_block(values).astype(dtype))
+        np.testing.assert_array_equal(tensor.as_tensor(values).erf().numpy(), got)
+
+
 @pytest.mark.parametrize("op", ["exp", "log", "sqrt", "sin", "tanh", "sigmoid", "erf", "gelu", "reciprocal", "rsqrt"])
 def test_integer_input_gives_default_float(device, op):
     x = make(np.array([1, 2, 3]), device)
