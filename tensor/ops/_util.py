@@ -37,7 +37,9 @@ def _ones(n, dtype_char, device_id):
 # below, making the view costs more than the loop saves; above, both forms are memory-bound and a
 # full buffer would only cost memory.
 FILLED_MIN, FILLED_LIMIT = 1024, 1 << 20
-_FILLED = {}  # (dtype, value) -> [the 0-d array, a read-only 1-D buffer or None]
+_FILLED_BUFFERS = {}  # (dtype char, value) -> a read-only 1-D buffer, grown on demand
+_FILLED = {}  # (shape, dtype char, value) -> the answer: a view of a buffer, or a 0-d array
+_FILLED_ANSWERS = 256  # at most this many shapes are remembered (then they are forgotten at once)
 
 
 def filled_like(x, value):
@@ -45,22 +47,33 @@ def filled_like(x, value):
     second operand of np.maximum / np.minimum against a constant. Against a 0-d operand NumPy's
     maximum runs a loop without SIMD, which takes twice as long as against a full array on 4K to 1M
     float32 elements (relu, sigmoid's clamp), so mid-sized x get a view of one cached buffer per
-    (dtype, value), grown on demand; the others get a cached 0-d array. Internal: -0.0 and 0.0
-    share an entry.
+    (dtype, value); the others get a 0-d array. Answers are remembered per shape: one dict lookup
+    on the hot path. Internal: -0.0 and 0.0 share an entry.
     """
-    dtype = x.dtype
-    entry = _FILLED.get((dtype, value))
-    if entry is None:
-        entry = _FILLED[(dtype, value)] = [np.full((), value, dtype), None]
+    key = (x.shape, x.dtype.char, value)
+    answer = _FILLED.get(key)
+    if answer is None:
+        answer = _filled_answer(x, value)
+        if len(_FILLED) >= _FILLED_ANSWERS:
+            _FILLED.clear()
+        _FILLED[key] = answer
+    return answer
+
+
+def _filled_answer(x, value):
     size = x.size
     if size < FILLED_MIN or size > FILLED_LIMIT:
-        return entry[0]
-    buffer = entry[1]
+        answer = np.full((), value, x.dtype)
+        answer.flags.writeable = False
+        return answer
+    buffer = _FILLED_BUFFERS.get((x.dtype.char, value))
     if buffer is None or buffer.size < size:
-        # Doubling from 4K elements: a model's first few sizes settle the buffer for good.
+        # Doubling from 4K elements: a model's first few sizes settle the buffer for good. The
+        # remembered views of the old buffer are dropped so that it can be freed.
         grown = min(max(size, 4096, 0 if buffer is None else 2 * buffer.size), FILLED_LIMIT)
-        buffer = entry[1] = np.full(grown, value, dtype)
+        buffer = _FILLED_BUFFERS[(x.dtype.char, value)] = np.full(grown, value, x.dtype)
         buffer.flags.writeable = False
+        _FILLED.clear()
     return buffer[:size].reshape(x.shape)
 
 
