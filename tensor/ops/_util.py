@@ -35,7 +35,8 @@ def _ones(n, dtype_char, device_id):
 
 # filled_like serves a full array for sizes in [FILLED_MIN, FILLED_LIMIT] and a 0-d one outside:
 # below, making the view costs more than the loop saves; above, both forms are memory-bound and a
-# full buffer would only cost memory.
+# full buffer would only cost memory. A buffer is thus at most 8 MB (float64), one per (dtype,
+# value) in use: relu's 0 and sigmoid's clamp limit.
 FILLED_MIN, FILLED_LIMIT = 1024, 1 << 20
 _FILLED_BUFFERS = {}  # (dtype char, value) -> a read-only 1-D buffer, grown on demand
 _FILLED = {}  # (shape, dtype char, value) -> the answer: a view of a buffer, or a 0-d array
