@@ -203,3 +203,24 @@ def test_sdpa_grouped_query_attention_matches_torch(device, rng):
     expected.sum().backward()
     for mine, ref in zip(ours, theirs):
         np.testing.assert_allclose(to_numpy(mine.grad), ref.grad.numpy(), rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_causal_equals_its_bool_mask_in_every_dtype(dtype, device, rng):
+    # is_causal masks by adding a cached 0/-inf array in float32/float64 on NumPy, by copyto elsewhere.
+    q, k, v = (make(rng.standard_normal(s).astype(dtype), device) for s in ((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 5)))
+    past = make(np.tril(np.ones((6, 6), bool)), device)
+    causal = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=past)
+    assert causal.dtype == masked.dtype
+    np.testing.assert_array_equal(to_numpy(causal), to_numpy(masked))
+
+
+def test_causal_ignores_an_overflowing_future_score_in_float16(device):
+    # q . k overflows float16 only where query 0 meets the future key 1: masked, it must not be NaN.
+    q = make(np.array([[[2.0], [1e-3]]], np.float16), device)
+    k = make(np.array([[[1.0], [6e4]]], np.float16), device)
+    v = make(np.array([[[1.0], [2.0]]], np.float16), device)
+    with np.errstate(over="ignore"):  # NumPy reports the overflow in q @ k^T, which is the point here
+        out = to_numpy(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert np.isfinite(out).all() and out[0, 0, 0] == 1.0

@@ -31,6 +31,23 @@ def _causal_block(L, S, like, xp):
     return block
 
 
+def _mask_future(scores, xp):
+    """Set the scores of future keys to -inf, in place. On NumPy in float32/float64 by adding a cached
+    (L, S) array of 0 and -inf: NumPy's copyto(where=) with a broadcast mask is 3x slower than the
+    addition on attention-sized scores (32 x 4 x 64 x 64: 0.42 against 0.13 ms). Not in float16,
+    where a score can overflow to +inf, and +inf - inf would be NaN where copyto gives -inf."""
+    L, S = scores.shape[-2], scores.shape[-1]
+    if xp is not np or scores.dtype.char not in "fd":
+        xp.copyto(scores, -xp.inf, where=_causal_block(L, S, scores, xp))
+        return
+    key = (L, S, "bias", scores.dtype.char)
+    bias = _causal_cache.get(key)
+    if bias is None:
+        bias = _causal_cache[key] = np.where(_causal_block(L, S, scores, np), -np.inf, 0).astype(scores.dtype)
+        bias.flags.writeable = False
+    scores += bias
+
+
 class ScaledDotProductAttention(Function):
     """softmax(q @ k^T * scale + mask) @ v over the last two dims, batch dims broadcasting.
 
@@ -48,7 +65,7 @@ class ScaledDotProductAttention(Function):
         k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
         scores = (q * scale) @ k.swapaxes(-1, -2)  # scaling q is cheaper than scaling the scores
         if causal:
-            xp.copyto(scores, -xp.inf, where=_causal_block(scores.shape[-2], scores.shape[-1], scores, xp))
+            _mask_future(scores, xp)
         if mask is not None:
             if mask.dtype == bool:
                 xp.copyto(scores, -xp.inf, where=~mask)
