@@ -205,15 +205,32 @@ def test_sdpa_grouped_query_attention_matches_torch(device, rng):
         np.testing.assert_allclose(to_numpy(mine.grad), ref.grad.numpy(), rtol=1e-6, atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_causal_equals_its_bool_mask_in_every_dtype(dtype, device, rng):
-    # is_causal masks by adding a cached 0/-inf array in float32/float64 on NumPy, by copyto elsewhere.
-    q, k, v = (make(rng.standard_normal(s).astype(dtype), device) for s in ((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 5)))
-    past = make(np.tril(np.ones((6, 6), bool)), device)
-    causal = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=past)
-    assert causal.dtype == masked.dtype
-    np.testing.assert_array_equal(to_numpy(causal), to_numpy(masked))
+def _np_attention(q, k, v, blocked):
+    """The float64 reference: scores -inf where blocked; a row blocked everywhere gives zeros."""
+    scores = q @ k.swapaxes(-1, -2) / np.sqrt(q.shape[-1])
+    scores = np.where(blocked, -np.inf, scores)
+    top = scores.max(-1, keepdims=True)
+    weights = np.exp(scores - np.where(np.isinf(top), 0, top))
+    total = weights.sum(-1, keepdims=True)
+    return (weights / np.where(total == 0, 1, total)) @ v
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float16, 2e-2), (np.float32, 1e-5), (np.float64, 1e-12)])
+def test_causal_and_padding_masks_in_every_dtype(dtype, rtol, device, rng):
+    # Blocked scores are set by adding 0/-inf (NumPy float32/float64, masks smaller than the
+    # scores) or by copyto (float16, CuPy): every way must give the reference.
+    q, k, v = (rng.standard_normal(s) for s in ((2, 3, 6, 4), (2, 3, 6, 4), (2, 3, 6, 5)))
+    padding = np.zeros((2, 1, 1, 6), bool)
+    padding[0, ..., 4:] = True  # batch 0: the last two keys are padding
+    padding[1] = True  # batch 1: every key is padding, so every row gives zeros
+    ours = [make(a.astype(dtype), device) for a in (q, k, v)]
+    causal = F.scaled_dot_product_attention(*ours, is_causal=True)
+    padded = F.scaled_dot_product_attention(*ours, attn_mask=make(~padding, device))
+    low = [a.astype(dtype).astype(np.float64) for a in (q, k, v)]
+    np.testing.assert_allclose(to_numpy(causal), _np_attention(*low, np.triu(np.ones((6, 6), bool), 1)),
+                               rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(to_numpy(padded), _np_attention(*low, padding), rtol=rtol, atol=rtol)
+    assert causal.dtype == padded.dtype == ours[0].dtype
 
 
 def test_causal_ignores_an_overflowing_future_score_in_float16(device):
