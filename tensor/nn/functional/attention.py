@@ -38,9 +38,10 @@ def _block(scores, blocked, xp):
     with a broadcast mask is 3-5x slower than the addition on attention-sized scores (32 x 4 x 64 x
     64: 0.42 against 0.13 ms for the causal block, 0.68 against 0.15 ms for a key padding mask). The
     one difference: a NaN or +inf score at a blocked position gives NaN, not -inf, so its row comes
-    out NaN; in float32/float64 that takes non-finite inputs, which make NaN anyway. In float16 a
-    score from finite inputs can overflow to +inf, so float16 keeps copyto; so does a mask nearly
-    as large as the scores, where np.where costs what the addition saves.
+    out NaN where PyTorch's would not; in float32/float64 that needs a NaN or inf in the inputs (a
+    padded key holding NaN, say), and the NaN shows it. In float16 a score from finite inputs can
+    overflow to +inf, so float16 keeps copyto; so does a mask nearly as large as the scores, where
+    np.where costs what the addition saves.
     """
     if xp is np and scores.dtype.char in "fd" and blocked.size * 4 <= scores.size:
         scores += np.where(blocked, scores.dtype.type(-np.inf), scores.dtype.type(0))
