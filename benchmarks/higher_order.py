@@ -36,11 +36,12 @@ except ImportError:
     threadpool_limits = None
 
 
-def _both(arrays):
-    """The same float32 arrays as raygrad leaves and torch leaves (requires_grad)."""
+def _steps(make, arrays):
+    """(raygrad step, torch step): `make(lib, F, params)` given the same float32 arrays as each
+    library's leaves (requires_grad)."""
     ours = [tensor.tensor(a.astype(np.float32), requires_grad=True) for a in arrays]
     theirs = [torch.tensor(a.astype(np.float32), requires_grad=True) for a in arrays]
-    return ours, theirs
+    return make(tensor, tensor.nn.functional, ours), make(torch, torch.nn.functional, theirs)
 
 
 def _mlp_weights(sizes, rng):
@@ -85,8 +86,7 @@ def wgan_gp(rng):
 
         return step
 
-    ours, theirs = _both(weights)
-    return make(tensor, tensor.nn.functional, ours), make(torch, torch.nn.functional, theirs)
+    return _steps(make, weights)
 
 
 def maml(rng):
@@ -111,8 +111,7 @@ def maml(rng):
 
         return step
 
-    ours, theirs = _both(weights)
-    return make(tensor, tensor.nn.functional, ours), make(torch, torch.nn.functional, theirs)
+    return _steps(make, weights)
 
 
 def hvp(rng):
@@ -133,8 +132,7 @@ def hvp(rng):
 
         return step
 
-    ours, theirs = _both(weights)
-    return make(tensor, tensor.nn.functional, ours), make(torch, torch.nn.functional, theirs)
+    return _steps(make, weights)
 
 
 WORKLOADS = {"wgan_gp": wgan_gp, "maml": maml, "hvp": hvp}
