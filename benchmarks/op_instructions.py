@@ -32,13 +32,21 @@ HERE = Path(__file__).resolve().parent
 _DETERMINISTIC = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _cases(sizes, only):
-    """[(op, shape label, shapes, fn)] from ops.py, in its order, filtered by --only."""
+def _ops():
+    """benchmarks/ops.py (and the tensor package beside it), importable from a checkout."""
+    for position, path in enumerate((HERE, HERE.parent)):
+        if str(path) not in sys.path:
+            sys.path.insert(position, str(path))
     import ops
 
+    return ops
+
+
+def _cases(sizes, only):
+    """[(op, shape label, shapes, fn)] from ops.py, in its order, filtered by --only."""
     rows = []
     for n in sizes:
-        for op, shapes, _, fn in ops.small_cases(n):
+        for op, shapes, _, fn in _ops().small_cases(n):
             if not only or any(word in op for word in only):
                 rows.append((op, f"{n}x{n}", shapes, fn))
     return rows
@@ -50,9 +58,7 @@ def _cases(sizes, only):
 def run_child(library, sizes, only, calls):
     if library == "raygrad":
         sys.modules["torch"] = None  # ops.py then runs without torch: its import is not counted
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(1, str(HERE.parent))
-    import ops
+    ops = _ops()
 
     if library == "torch":
         ops.torch.set_num_threads(1)
@@ -115,10 +121,8 @@ def main():
         return run_child(args.child, args.sizes, args.only, args.calls)
     if shutil.which("valgrind") is None:
         sys.exit("op_instructions: needs valgrind on PATH (apt install valgrind); benchmarks/ops.py times the same ops")
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(1, str(HERE.parent))
     cases = _cases(args.sizes, args.only)
-    with_torch = not args.no_torch and _has_torch()
+    with_torch = not args.no_torch and _ops().torch is not None  # ops.py imports torch when it can
     raygrad = count("raygrad", args.sizes, args.only, args.calls)
     torch = count("torch", args.sizes, args.only, args.calls) if with_torch else [None] * len(cases)
     print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; python {sys.version.split()[0]}")
@@ -132,14 +136,6 @@ def main():
         ratio = f"{mine / theirs:.2f}" if theirs else "—"
         theirs = f"{theirs:,.0f}" if theirs else "—"
         print(f"| {op} | {shape} | {mine:,.0f} | {theirs} | {ratio} |")
-
-
-def _has_torch():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":
