@@ -43,14 +43,17 @@ _FILLED = {}  # (shape, dtype char, value) -> the answer: a view of a buffer, or
 _FILLED_ANSWERS = 256  # at most this many shapes are remembered (then they are forgotten at once)
 
 
-def filled_like(x, value):
+def filled_like(x, value, xp=np):
     """A read-only NumPy array of x's dtype, every element `value`, that broadcasts against x: the
     second operand of np.maximum / np.minimum against a constant. Against a 0-d operand NumPy's
     maximum runs a loop without SIMD, which takes twice as long as against a full array on 4K to 1M
     float32 elements (relu, sigmoid's clamp), so mid-sized x get a view of one cached buffer per
     (dtype, value); the others get a 0-d array. Answers are remembered per shape: one dict lookup
-    on the hot path. Internal: -0.0 and 0.0 share an entry.
+    on the hot path. Internal: -0.0 and 0.0 share an entry. For CuPy (xp), `value` itself: its
+    elementwise kernels take a scalar at full speed.
     """
+    if xp is not np:
+        return value
     key = (x.shape, x.dtype.char, value)
     answer = _FILLED.get(key)
     if answer is None:

@@ -64,7 +64,7 @@ class LeakyRelu(SavedVjp):
         ctx.save_for_backward(x)
         ctx.slope = slope
         xp = ctx.xp
-        zero = filled_like(x, 0.0) if xp is np else 0
+        zero = filled_like(x, 0.0, xp)
         return xp.maximum(x, zero) + xp.minimum(x, zero) * slope
 
     @staticmethod
@@ -78,7 +78,7 @@ class Elu(Function):
     @staticmethod
     def forward(ctx, x, alpha):
         xp = ctx.xp
-        zero = filled_like(x, 0.0) if xp is np else 0
+        zero = filled_like(x, 0.0, xp)
         negative_part = xp.expm1(xp.minimum(x, zero)) * alpha  # expm1 of min(x, 0): no overflow for large x
         out = negative_part + xp.maximum(x, zero)
         ctx.save_for_backward(x, negative_part)
