@@ -29,7 +29,9 @@ METHODS = {
     "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty "
     "new_tensor",
     "inplace": "add_ sub_ mul_ div_ pow_ neg_ zero_ fill_ copy_ clamp_",
-    "inplace_math": "masked_fill_ abs_ exp_ log_ sqrt_ relu_ sigmoid_ tanh_ uniform_ normal_",
+    "inplace_math": "masked_fill_ abs_ exp_ log_ sqrt_ relu_ sigmoid_ tanh_",
+    "random_fills": "uniform_ normal_ log_normal_ exponential_ cauchy_ geometric_ bernoulli_ random_",
+    "sampling": "multinomial bernoulli",
     "pointwise": "clamp_min clamp_max lerp addcmul addcdiv addmm nan_to_num nansum nanmean",
     # views.where is the method form, x.where(condition, other); tensor.where stays compare's (FUNCTIONS)
     "views": "narrow select diagonal diag trace nonzero argwhere where",
@@ -94,6 +96,7 @@ FUNCTIONS = {
     "convert": "finfo iinfo",
     "ranking": "searchsorted bucketize",
     "distance": "cdist",
+    "sampling": "normal",
 }
 
 missing: list[str] = []  # filled while binding; tests/tensor/test_methods.py asserts it is empty

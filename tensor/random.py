@@ -91,6 +91,11 @@ def set_rng_state(state):
     default_generator("cpu").set_state(state)
 
 
+def rng_for(device, generator=None):
+    """The raw NumPy/CuPy generator that draws for `device`: `generator`'s, else the device's default."""
+    return _generator(generator, device).rng
+
+
 def _generator(generator, device):
     device = as_device(device)
     if generator is not None:
