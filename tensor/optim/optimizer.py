@@ -196,10 +196,13 @@ def _checked_param(p, index):
     return p
 
 
+_NUMBER_STATE = {"step": int, "mu_product": float}  # state entries kept as numbers, not buffers
+
+
 def _state_value_for(p: Tensor, name, value, index):
     """A loaded state entry in the form this optimizer uses: float buffers in the parameter's dtype and device."""
-    if name == "step":
-        return int(value.item()) if isinstance(value, Tensor) else value  # PyTorch saves step as a tensor
+    if name in _NUMBER_STATE:  # PyTorch saves these as 0-d tensors; we keep plain numbers
+        return _NUMBER_STATE[name](value.item()) if isinstance(value, Tensor) else value
     if not isinstance(value, Tensor):
         return value
     if value.ndim and tuple(value.shape) != tuple(p.shape):

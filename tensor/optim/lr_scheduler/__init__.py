@@ -7,11 +7,15 @@
 """
 from .base import LRScheduler
 from .compose import ChainedScheduler, SequentialLR
+from .cyclic import CosineAnnealingWarmRestarts, CyclicLR
 from .one_cycle import OneCycleLR
 from .plateau import ReduceLROnPlateau
-from .schedules import ConstantLR, CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR, StepLR
+from .schedules import (
+    ConstantLR, CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiplicativeLR, MultiStepLR, PolynomialLR, StepLR,
+)
 
 __all__ = [
     "LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR",
-    "CosineAnnealingLR", "SequentialLR", "ChainedScheduler", "OneCycleLR", "ReduceLROnPlateau",
+    "CosineAnnealingLR", "SequentialLR", "ChainedScheduler", "OneCycleLR", "ReduceLROnPlateau", "MultiplicativeLR",
+    "PolynomialLR", "CosineAnnealingWarmRestarts", "CyclicLR",
 ]

@@ -1,4 +1,5 @@
-"""The single schedules: LambdaLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR, CosineAnnealingLR.
+"""The single schedules: LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
+CosineAnnealingLR, PolynomialLR.
 
 Each `get_lr` is PyTorch's chainable form (next lr from the current `group["lr"]`), and each
 `_get_closed_form_lr` its closed form (from `base_lrs` and `last_epoch`), so that the values
@@ -23,16 +24,7 @@ class LambdaLR(LRScheduler):
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
         self.optimizer = optimizer
-        if isinstance(lr_lambda, (list, tuple)):
-            if len(lr_lambda) != len(optimizer.param_groups):
-                raise ValueError(f"LambdaLR: expected {len(optimizer.param_groups)} lr_lambdas (one per parameter "
-                                 f"group), got {len(lr_lambda)}")
-            self.lr_lambdas = list(lr_lambda)
-        else:
-            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
-        for fn in self.lr_lambdas:
-            if not callable(fn):
-                raise TypeError(f"LambdaLR: lr_lambda must be callable (epoch -> factor), got {type(fn).__name__}")
+        self.lr_lambdas = _lr_lambdas(self, optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -51,6 +43,42 @@ class LambdaLR(LRScheduler):
         for fn, attributes in zip(self.lr_lambdas, saved_lambdas):
             if attributes is not None:
                 fn.__dict__.update(attributes)
+
+
+def _lr_lambdas(scheduler, optimizer, lr_lambda) -> list:
+    """lr_lambda (one function, or one per parameter group) as a list with one function per group."""
+    owner = type(scheduler).__name__
+    if isinstance(lr_lambda, (list, tuple)):
+        if len(lr_lambda) != len(optimizer.param_groups):
+            raise ValueError(f"{owner}: expected {len(optimizer.param_groups)} lr_lambdas (one per parameter "
+                             f"group), got {len(lr_lambda)}")
+        lr_lambdas = list(lr_lambda)
+    else:
+        lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+    for fn in lr_lambdas:
+        if not callable(fn):
+            raise TypeError(f"{owner}: lr_lambda must be callable (epoch -> factor), got {type(fn).__name__}")
+    return lr_lambdas
+
+
+class MultiplicativeLR(LRScheduler):
+    """Multiply the learning rate by lr_lambda(epoch) every epoch (one function, or one per group).
+
+    As for LambdaLR, a callable object's attributes are saved in the state dict, functions are not.
+    """
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        self.optimizer = optimizer
+        self.lr_lambdas = _lr_lambdas(self, optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:
+            return group_values(self.optimizer, "lr")
+        return [group["lr"] * fn(self.last_epoch) for fn, group in zip(self.lr_lambdas, self.optimizer.param_groups)]
+
+    state_dict = LambdaLR.state_dict
+    load_state_dict = LambdaLR.load_state_dict
 
 
 class StepLR(LRScheduler):
@@ -188,4 +216,27 @@ class CosineAnnealingLR(LRScheduler):
 
     def _get_closed_form_lr(self):
         return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base_lr in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """Decay the learning rate to 0 over total_iters epochs as (1 - epoch / total_iters) ** power, then hold it."""
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        if not total_iters > 0:
+            raise ValueError(f"PolynomialLR: total_iters must be > 0 (the epochs the decay takes), "
+                             f"got total_iters={total_iters!r}")
+        self.total_iters = total_iters
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return group_values(self.optimizer, "lr")
+        epoch, total = self.last_epoch, self.total_iters
+        decay = ((1.0 - epoch / total) / (1.0 - (epoch - 1) / total)) ** self.power
+        return [group["lr"] * decay for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
                 for base_lr in self.base_lrs]
