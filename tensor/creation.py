@@ -21,7 +21,7 @@ def _to_array(data, dtype=None, device=None, copy=True):
         if hasattr(data, "__dlpack__") and not isinstance(data, (list, tuple)):
             data = from_dlpack(data).data
         else:
-            data = _from_python(data)
+            data = _from_python(data, dtype)
     target = device_of(data) if device is None else as_device(device)
     if data.dtype not in dtypes.SUPPORTED:
         raise DTypeError(f"arrays of dtype {data.dtype} are not supported; convert to one of float32, int64, bool, ...")
@@ -33,16 +33,30 @@ def _to_array(data, dtype=None, device=None, copy=True):
     return moved
 
 
-def _from_python(data):
-    """Nested lists and Python scalars follow PyTorch: floats -> default dtype, ints -> int64."""
+def _from_python(data, dtype=None):
+    """Nested lists and Python scalars follow PyTorch: floats -> default dtype, ints -> int64. With a
+    dtype, Python's numbers go straight to it (float64 values never pass through float32), and ints
+    that it cannot hold are refused, as in PyTorch."""
     array = np.asarray(data)
-    if array.dtype.kind == "f":
-        return array.astype(dtypes.get_default_dtype(), copy=False)
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64, copy=False)
-    if array.dtype.kind == "b":
-        return array
-    raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of numpy dtype {array.dtype}")
+    if array.dtype.kind not in "fiub":
+        raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of numpy dtype {array.dtype}")
+    if dtype is None:
+        dtype = {"f": dtypes.get_default_dtype(), "i": np.dtype(np.int64), "u": np.dtype(np.int64)}.get(
+            array.dtype.kind, array.dtype)
+    if dtype.kind in "iu" and array.dtype.kind in "iu" and array.size:
+        _check_int_range(array, dtype)  # (Python ints past int64 arrive as uint64)
+    with np.errstate(over="ignore"):  # 1e40 -> float32 is inf, as in PyTorch
+        return array.astype(dtype, copy=False)
+
+
+def _check_int_range(array, dtype):
+    info = np.iinfo(dtype)
+    low, high = int(array.min()), int(array.max())
+    if low < info.min and dtype.kind == "i" or high > info.max:
+        bad = high if high > info.max else low
+        fix = "pick a wider dtype such as int64" if dtype.itemsize < 8 else "no integer dtype is wider: use float64"
+        raise DTypeError(f"value {bad} cannot be converted to {dtype} without overflow ({dtype} holds "
+                         f"{info.min}..{info.max}); {fix}")
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):

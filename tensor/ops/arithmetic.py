@@ -185,7 +185,7 @@ def quotient_grads(ctx, grad, quotient):
 
 def add(a, b, alpha=1):
     if alpha != 1:
-        b = mul(b, alpha)
+        b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
         a, b = promote(a, b)
     return Add.apply(a, b)
@@ -193,7 +193,7 @@ def add(a, b, alpha=1):
 
 def sub(a, b, alpha=1):
     if alpha != 1:
-        b = mul(b, alpha)
+        b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
         a, b = promote(a, b)
     return Sub.apply(a, b)
@@ -210,8 +210,9 @@ def div(a, b, rounding_mode=None):
     if rounding_mode == "floor":
         return floor_divide(a, b)
     if rounding_mode == "trunc":
-        q = div(a, b)
-        return q.trunc() if q.dtype.kind == "f" else q
+        if dtypes.result_type(a, b).kind != "f":
+            return _trunc_divide_integers(a, b)
+        return div(a, b).trunc()
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
@@ -220,6 +221,13 @@ def div(a, b, rounding_mode=None):
         a = a.to(dtype=dtypes.get_default_dtype()) if isinstance(a, Tensor) else float(a)
         b = b.to(dtype=dtypes.get_default_dtype()) if isinstance(b, Tensor) else float(b)
     return Div.apply(a, b)
+
+
+def _trunc_divide_integers(a, b):
+    """Integer a / b rounded toward zero, in the integer dtype (as PyTorch): floor division, plus one
+    where the quotient is negative and inexact (there floor and trunc differ by one)."""
+    q = floor_divide(a, b)
+    return q + ((remainder(a, b) != 0) & (q < 0)).to(q.dtype)
 
 
 def pow(a, b):  # noqa: A001 - torch.pow

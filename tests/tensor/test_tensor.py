@@ -16,6 +16,21 @@ def test_default_dtypes_follow_pytorch(device):
     assert tensor.arange(0, 1, 0.25, device=device).dtype == tensor.float32
 
 
+def test_python_numbers_go_straight_to_the_requested_dtype(device):
+    # float64 values never pass through the float32 default on their way
+    assert tensor.tensor([0.1, 1e-300], dtype=tensor.float64, device=device).tolist() == [0.1, 1e-300]
+    assert tensor.tensor(1e40, dtype=tensor.float64, device=device).item() == 1e40
+    assert tensor.tensor([1e40], device=device).tolist() == [float("inf")]  # float32 overflows, as in PyTorch
+    assert tensor.tensor([2**62 + 1], dtype=tensor.int64, device=device).item() == 2**62 + 1
+    assert tensor.tensor([1.7, -1.7], dtype=tensor.int64, device=device).tolist() == [1, -1]
+    with pytest.raises(tensor.DTypeError, match="value 300 cannot be converted to uint8 without overflow"):
+        tensor.tensor([1, 300], dtype=tensor.uint8, device=device)
+    with pytest.raises(tensor.DTypeError, match=r"value -2147483649 cannot be converted to int32 .*int64"):
+        tensor.tensor([-(2**31) - 1], dtype=tensor.int32, device=device)
+    with pytest.raises(tensor.DTypeError, match="no integer dtype is wider"):
+        tensor.tensor([2**64 - 1], device=device)
+
+
 @pytest.mark.parametrize(
     "a, b, expected",
     [
@@ -42,6 +57,18 @@ def test_scalar_promotion(device):
     assert (i / 2).dtype == tensor.float32  # true division of ints gives floats
     zero_d = tensor.tensor(2.0, dtype=tensor.float64, device=device)
     assert (tensor.ones(3, device=device) * zero_d).dtype == tensor.float32  # 0-d tensor is weaker
+
+
+def test_integer_trunc_division_and_scalar_alpha(device):
+    a, b = tensor.tensor([7, -7, 7, -7, 6], device=device), tensor.tensor([2, 2, -2, -2, 3], device=device)
+    q = tensor.div(a, b, rounding_mode="trunc")
+    assert q.dtype == tensor.int64 and q.tolist() == [3, -3, -3, 3, 2]  # toward zero, in the integer dtype
+    assert tensor.div(a.to(tensor.int32), 2, rounding_mode="trunc").dtype == tensor.int32
+    assert tensor.div(-7, b, rounding_mode="trunc").tolist() == [-3, -3, 3, 3, -2]
+    assert tensor.div(a.float(), 2, rounding_mode="trunc").tolist() == [3.0, -3.0, 3.0, -3.0, 3.0]
+    assert tensor.div(a, b, rounding_mode="floor").tolist() == [3, -4, -4, 3, 2]
+    assert tensor.sub(a, 1, alpha=2).tolist() == [5, -9, 5, -9, 4]  # a Python number times alpha
+    assert tensor.add(a.float(), 3, alpha=0.5).tolist() == [8.5, -5.5, 8.5, -5.5, 7.5]
 
 
 def test_creation_functions(device):
