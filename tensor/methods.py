@@ -39,6 +39,10 @@ METHODS = {
     "ranking": "median mode unique histc",
     "elementwise": "fmod frac sgn logit signbit float_power",
     "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_",
+    "trig": "asin acos atan sinh cosh asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh "
+    "deg2rad rad2deg sinc atan2 arctan2 hypot",
+    "special": "exp2 erfc erfinv lgamma digamma i0 logaddexp logaddexp2 xlogy ldexp copysign fmax fmin "
+    "heaviside nextafter",
 }
 
 # operator -> (module, function, swap operands)
