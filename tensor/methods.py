@@ -43,6 +43,11 @@ METHODS = {
     "deg2rad rad2deg sinc atan2 arctan2 hypot",
     "special": "exp2 erfc erfinv lgamma digamma i0 logaddexp logaddexp2 xlogy ldexp copysign fmax fmin "
     "heaviside nextafter",
+    "index_ops": "index_add index_copy index_fill index_put take put masked_select masked_scatter",
+    "scatter_reduce": "scatter_reduce index_reduce",
+    "inplace_index": "scatter_ scatter_add_ scatter_reduce_ index_add_ index_copy_ index_fill_ index_reduce_ "
+    "index_put_ put_ masked_scatter_ tril_ triu_ fill_diagonal_",
+    "unfold": "unfold",
 }
 
 # operator -> (module, function, swap operands)
