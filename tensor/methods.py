@@ -21,8 +21,8 @@ METHODS = {
     "statistics": "var std logsumexp norm",
     "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
     "movedim swapaxes view_as reshape_as",
-    "layout": "repeat tile flip roll tril triu",
-    "join": "split chunk unbind tensor_split hsplit vsplit",
+    "layout": "repeat tile flip roll tril triu fliplr flipud rot90",
+    "join": "split chunk unbind tensor_split hsplit vsplit dsplit",
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
     "sort": "sort argsort topk",
@@ -39,6 +39,14 @@ METHODS = {
     "ranking": "median mode unique histc",
     "elementwise": "fmod frac sgn logit signbit float_power",
     "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_",
+    "aliases": "multiply subtract divide negative positive absolute not_equal greater greater_equal less less_equal "
+    "moveaxis swapdims ravel ndimension byte char short",
+    "introspect": "is_complex is_nonzero get_device data_ptr storage_offset",
+    "order_stats": "aminmax cummax cummin kthvalue nanmedian quantile nanquantile",
+    "counting": "count_nonzero bincount unique_consecutive histogram",
+    "moments": "cov corrcoef",
+    "construct": "diag_embed diagflat",
+    "dims": "sum_to_size",
     "trig": "asin acos atan sinh cosh asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh "
     "deg2rad rad2deg sinc atan2 arctan2 hypot",
     "special": "exp2 erfc erfinv lgamma digamma i0 logaddexp logaddexp2 xlogy ldexp copysign fmax fmin "
@@ -96,16 +104,23 @@ PROPERTIES = {"T": ("shape", "reverse_dims"), "mT": ("shape", "matrix_transpose"
 # Free functions only (tensor.cat, tensor.where, ...), beyond the methods above, which are exported too.
 FUNCTIONS = {
     "arithmetic": "rsub",
-    "join": "cat concat stack hstack vstack",
+    "join": "cat concat stack hstack vstack dstack column_stack",
     "index": "one_hot",
     "layout": "pad",
     "linalg": "einsum tensordot",
     "compare": "where",
-    "views": "broadcast_to broadcast_tensors meshgrid numel",
+    "views": "broadcast_to broadcast_tensors broadcast_shapes meshgrid numel",
     "convert": "finfo iinfo",
     "ranking": "searchsorted bucketize",
     "distance": "cdist",
     "sampling": "normal",
+    "aliases": "concatenate trapz",
+    "introspect": "is_floating_point",
+    "counting": "isin",
+    "moments": "var_mean std_mean",
+    "integrate": "trapezoid cumulative_trapezoid",
+    "construct": "block_diag vander cartesian_prod combinations",
+    "dims": "atleast_1d atleast_2d atleast_3d unravel_index",
 }
 
 missing: list[str] = []  # filled while binding; tests/tensor/test_methods.py asserts it is empty

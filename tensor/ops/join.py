@@ -1,4 +1,5 @@
-"""Joining tensors (cat, stack, hstack, vstack) and taking them apart (split, chunk, unbind).
+"""Joining tensors (cat, stack, hstack, vstack, dstack, column_stack) and taking them apart (split, chunk,
+unbind, tensor_split, hsplit, vsplit, dsplit).
 
 cat and stack promote mixed dtypes like torch.cat. split, chunk and unbind return a tuple of
 views made by ONE multi-output node, whose backward puts the pieces' gradients back together
@@ -109,6 +110,19 @@ def hstack(tensors):
 def vstack(tensors):
     """Join along dim 0, treating 1-D tensors of size n as rows of shape (1, n)."""
     return cat([_at_least(t, 2) for t in _checked_list(tensors, "vstack")], 0)
+
+
+def dstack(tensors):
+    """Join along dim 2 (depth), after giving each tensor 3 dims: (n,) -> (1, n, 1), (m, n) -> (m, n, 1)."""
+    from .dims import atleast_3d
+
+    return cat(atleast_3d(_checked_list(tensors, "dstack")), 2)
+
+
+def column_stack(tensors):
+    """Join along dim 1, 0-d and 1-D tensors first made into columns (n,) -> (n, 1)."""
+    tensors = _checked_list(tensors, "column_stack")
+    return cat([reshape(t, (t.data.size, 1)) if t.data.ndim < 2 else t for t in tensors], 1)
 
 
 def _at_least(t, ndim):
@@ -317,6 +331,13 @@ def vsplit(x, indices_or_sections):
     if x.data.ndim < 2:
         raise ShapeError(f"vsplit: expects a tensor with at least 2 dimensions, got shape {tuple(x.data.shape)}")
     return _even_split(x, indices_or_sections, 0, "vsplit")
+
+
+def dsplit(x, indices_or_sections):
+    """tensor_split along dim 2 of a tensor with at least 3 dims; an int must divide that dim evenly."""
+    if x.data.ndim < 3:
+        raise ShapeError(f"dsplit: expects a tensor with at least 3 dimensions, got shape {tuple(x.data.shape)}")
+    return _even_split(x, indices_or_sections, 2, "dsplit")
 
 
 def _even_split(x, indices_or_sections, dim, op):

@@ -1,4 +1,5 @@
-"""Ops that move or copy elements into a new layout: repeat, tile, flip, roll, tril, triu, pad.
+"""Ops that move or copy elements into a new layout: repeat, tile, flip (fliplr, flipud, rot90), roll, tril,
+triu, pad.
 
 Unlike the views in shape.py, every output here is a fresh array (as in PyTorch): NumPy's flip
 would return a view, which we copy so that a later in-place change to the input cannot reach it.
@@ -79,6 +80,42 @@ class Flip(Function):
 def flip(x, *dims):
     """Reverse the order of elements along `dims` (ints, or one tuple/list)."""
     return Flip.apply(x, normalize_dims(sizes_arg(dims, "flip"), x.data.ndim, "flip"))
+
+
+def fliplr(x):
+    """Reverse dim 1 (left/right) of a tensor with at least 2 dims."""
+    if x.data.ndim < 2:
+        raise ShapeError(f"fliplr: needs a tensor with at least 2 dims, got shape {tuple(x.data.shape)}")
+    return flip(x, 1)
+
+
+def flipud(x):
+    """Reverse dim 0 (up/down) of a tensor with at least 1 dim."""
+    if x.data.ndim < 1:
+        raise ShapeError("flipud: needs a tensor with at least 1 dim, got a 0-d tensor")
+    return flip(x, 0)
+
+
+def rot90(x, k=1, dims=(0, 1)):
+    """Rotate by 90 degrees k times in the plane of `dims`, from the first dim towards the second."""
+    from .shape import transpose
+
+    dims = tuple(dims)
+    if len(dims) != 2:
+        raise ShapeError(f"rot90: dims must name exactly 2 dims, got {dims}")
+    if x.data.ndim < 2:
+        raise ShapeError(f"rot90: needs a tensor with at least 2 dims, got shape {tuple(x.data.shape)}")
+    d0, d1 = (normalize_dim(d, x.data.ndim, "rot90") for d in dims)
+    if d0 == d1:
+        raise ValueError(f"rot90: the two dims must differ, both are {d0}")
+    k = operator.index(k) % 4
+    if k == 1:
+        return transpose(flip(x, d1), d0, d1)
+    if k == 2:
+        return flip(x, d0, d1)
+    if k == 3:
+        return flip(transpose(x, d0, d1), d1)
+    return x.clone()
 
 
 class Roll(Function):

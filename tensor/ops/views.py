@@ -11,7 +11,7 @@ import numpy as np
 from ..autograd import Function
 from ..graph_backward import linear_backward_graph
 from ..errors import ShapeError
-from ..tensor import Tensor, _wrap
+from ..tensor import Size, Tensor, _wrap
 from . import compare, shape
 from ._util import normalize_dim
 from .index import getitem
@@ -139,8 +139,10 @@ def broadcast_to(x, size):
 
 
 def broadcast_shapes(*shapes):
+    """The shape that tensors of `shapes` (tuples, or ints for 1-D) broadcast to, as a Size."""
+    shapes = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]
     try:
-        return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
+        return Size(np.broadcast_shapes(*shapes))
     except ValueError:
         raise ShapeError(f"broadcast: shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast "
                          "together; sizes must match or be 1 in each dim (counting from the last)") from None

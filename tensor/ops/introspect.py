@@ -1,0 +1,56 @@
+"""Facts about a tensor rather than ops on it: is_floating_point, is_complex, is_nonzero, get_device,
+data_ptr, storage_offset (PyTorch's names and results).
+
+A tensor's "storage" is the array its data is a view of: NumPy's outermost `.base`, or the CuPy
+allocation behind its memory pointer; storage_offset counts elements from its start.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+
+
+def is_floating_point(x):
+    return x.dtype.kind == "f"
+
+
+def is_complex(x):
+    """Always False: raygrad has no complex dtypes."""
+    return False
+
+
+def is_nonzero(x):
+    """bool(x) for a tensor of exactly one element; an error for any other size (PyTorch)."""
+    if x.numel() != 1:
+        what = "no values" if x.numel() == 0 else f"{x.numel()} values"
+        raise ShapeError(f"is_nonzero: the truth value of a tensor with {what} is ambiguous; it needs exactly one "
+                         "element (use .any() or .all() for several)")
+    return bool(x.data.reshape(()) != 0)
+
+
+def get_device(x):
+    """-1 for a cpu tensor, the CUDA device index otherwise."""
+    device = x.device
+    return -1 if device.type == "cpu" else device.index
+
+
+def data_ptr(x):
+    """The address of x's first element."""
+    data = x.data
+    if isinstance(data, np.ndarray):
+        return data.__array_interface__["data"][0]
+    return data.data.ptr
+
+
+def storage_offset(x):
+    """How many elements x's first element lies after the start of the array it views."""
+    data = x.data
+    if isinstance(data, np.ndarray):
+        root = data
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        start = root.__array_interface__["data"][0]
+    else:
+        start = data.data.mem.ptr
+    return (data_ptr(x) - start) // data.itemsize
