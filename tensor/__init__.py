@@ -46,6 +46,7 @@ from . import nn, optim  # noqa: E402  (after the methods: layers call them)
 from . import amp  # noqa: E402
 from . import utils  # noqa: E402
 from . import distributions  # noqa: E402
+from . import linalg  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"

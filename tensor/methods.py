@@ -25,6 +25,7 @@ METHODS = {
     "join": "split chunk unbind tensor_split hsplit vsplit dsplit",
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
+    "linalg_extra": "inverse det logdet slogdet cholesky svd pinverse matrix_power cross kron mv inner vdot",
     "sort": "sort argsort topk",
     "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty "
     "new_tensor",
@@ -108,6 +109,7 @@ FUNCTIONS = {
     "index": "one_hot",
     "layout": "pad",
     "linalg": "einsum tensordot",
+    "linalg_extra": "chain_matmul",
     "compare": "where",
     "views": "broadcast_to broadcast_tensors broadcast_shapes meshgrid numel",
     "convert": "finfo iinfo",

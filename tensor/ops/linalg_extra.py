@@ -1,0 +1,125 @@
+"""torch's top-level linear-algebra names and their Tensor methods (x.det(), tensor.inverse(x), ...),
+forwarding to tensor.linalg; plus kron, mv, inner, vdot and chain_matmul, built on products.
+
+Legacy forms keep torch's legacy signatures: svd returns V (not Vh) and takes some=True;
+cholesky takes upper=False positionally; cross without dim uses the first dim of size 3.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+from .. import linalg  # the tensor.linalg package (ops/linalg.py is matmul's family)
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .linalg import matmul, tensordot
+
+svd_result = namedtuple("svd", ["U", "S", "V"])  # torch.return_types.svd
+
+
+def inverse(x):
+    """torch.inverse: linalg.inv."""
+    return linalg.inv(x)
+
+
+def det(x):
+    """torch.det: linalg.det."""
+    return linalg.det(x)
+
+
+def slogdet(x):
+    """torch.slogdet: linalg.slogdet, (sign, logabsdet)."""
+    return linalg.slogdet(x)
+
+
+def logdet(x):
+    """torch.logdet: log(det(x)): NaN where det < 0 and -inf where det = 0; the gradient is x^-T."""
+    sign, logabs = linalg.slogdet(x)
+    return logabs.where(sign >= 0, float("nan"))
+
+
+def cholesky(x, upper=False):
+    """torch.cholesky (deprecated in torch): linalg.cholesky."""
+    return linalg.cholesky(x, upper=upper)
+
+
+def svd(x, some=True, compute_uv=True):
+    """torch.svd: U, S, V with x = U diag(S) V^T (V, not Vh); some=False gives full U and V.
+    compute_uv=False gives S and zero-filled U (m, m) and V (n, n), as torch does."""
+    if not compute_uv:
+        s = linalg.svdvals(x)
+        m, n = x.shape[-2:]
+        zeros = lambda k: x.new_zeros(tuple(x.shape[:-2]) + (k, k))  # noqa: E731
+        return svd_result(zeros(m), s, zeros(n))
+    u, s, vh = linalg.svd(x, full_matrices=not some)
+    return svd_result(u, s, vh.mT)
+
+
+def pinverse(x, rcond=1e-15):
+    """torch.pinverse: linalg.pinv with rtol=rcond."""
+    return linalg.pinv(x, rtol=rcond)
+
+
+def matrix_power(x, n):
+    """torch.matrix_power: linalg.matrix_power."""
+    return linalg.matrix_power(x, n)
+
+
+def cross(x, other, dim=None):
+    """torch.cross: like linalg.cross, but dim=None picks the first dim of size 3 (torch's legacy default)."""
+    if dim is None:
+        sizes = tuple(max(a, b) for a, b in zip(x.shape, other.shape))  # the broadcast shape
+        dim = next((d for d, n in enumerate(sizes) if n == 3), None)
+        if dim is None:
+            raise ShapeError(f"cross: no dimension of size 3 in shapes {tuple(x.shape)} and {tuple(other.shape)}; pass dim")
+    return linalg.products.cross_along("cross", x, other, dim)
+
+
+def kron(x, other):
+    """torch.kron: the Kronecker product; the shorter shape gets leading 1s, and
+    out[i*m + k, j*n + l, ...] = x[i, j, ...] * other[k, l, ...]."""
+    ndim = max(x.ndim, other.ndim)
+    a = x.reshape((1,) * (ndim - x.ndim) + tuple(x.shape))
+    b = other.reshape((1,) * (ndim - other.ndim) + tuple(other.shape))
+    # interleave: a's dims at even positions, b's at odd, then merge each pair
+    a = a.reshape(tuple(d for n in a.shape for d in (n, 1)))
+    b = b.reshape(tuple(d for n in b.shape for d in (1, n)))
+    return (a * b).reshape(tuple(p * q for p, q in zip(a.shape[::2], b.shape[1::2])))
+
+
+def mv(x, vec):
+    """torch.mv: matrix (n, m) times vector (m,)."""
+    if not isinstance(vec, Tensor) or x.ndim != 2 or vec.ndim != 1 or x.shape[1] != vec.shape[0]:
+        got = tuple(vec.shape) if isinstance(vec, Tensor) else type(vec).__name__
+        raise ShapeError(f"mv: expects a matrix (n, m) and a vector (m,), got {tuple(x.shape)} and {got}")
+    return matmul(x, vec)
+
+
+def inner(x, other):
+    """torch.inner: the sum over the last dims: shape x.shape[:-1] + other.shape[:-1]; a 0-d operand scales."""
+    if x.ndim == 0 or other.ndim == 0:
+        return x * other
+    if x.shape[-1] != other.shape[-1]:
+        raise ShapeError(f"inner: the last dims of {tuple(x.shape)} and {tuple(other.shape)} differ "
+                         f"({x.shape[-1]} != {other.shape[-1]})")
+    return tensordot(x, other, dims=([x.ndim - 1], [other.ndim - 1]))
+
+
+def vdot(x, other):
+    """torch.vdot: the dot product of two 1-D tensors (real, so no conjugation)."""
+    if not isinstance(other, Tensor) or x.ndim != 1 or other.ndim != 1:
+        got = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
+        raise ShapeError(f"vdot: expects two 1-D tensors, got shapes {tuple(x.shape)} and {got}")
+    if x.shape[0] != other.shape[0]:
+        raise ShapeError(f"vdot: lengths {x.shape[0]} and {other.shape[0]} differ")
+    return matmul(x, other)
+
+
+def chain_matmul(*matrices):
+    """torch.chain_matmul (deprecated in torch for linalg.multi_dot): the product of 2-D matrices."""
+    for i, m in enumerate(matrices):
+        if not isinstance(m, Tensor) or m.ndim != 2:
+            got = f"shape {tuple(m.shape)}" if isinstance(m, Tensor) else type(m).__name__
+            raise ShapeError(f"chain_matmul: every argument must be a 2-D matrix; argument {i} has {got}")
+    if len(matrices) == 1:
+        return matrices[0].clone()
+    return linalg.multi_dot(matrices)
