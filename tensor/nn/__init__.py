@@ -11,7 +11,7 @@ from .activation import (
 )
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .distance import CosineSimilarity, PairwiseDistance
-from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
+from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d
 from .flatten import Flatten, Unflatten
 from .linear import Identity, Linear
 from .loss import (
@@ -38,7 +38,8 @@ from .sparse import Embedding
 
 # ---- convolution, pooling, attention, transformer, rnn layers: filled in by their author
 # ---- (conv.py, pooling.py, attention.py, transformer.py, rnn.py), e.g.
-from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
+from .pooling3d import AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, MaxPool3d
 from .pooling import (
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d,
     MaxPool2d, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
@@ -49,3 +50,13 @@ from .transformer import (
 )
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, RNNCellBase
 # ---- end of the block
+
+# ---- randomized activation, unpooling, Lp pooling, lazy layers
+from .activation import RReLU
+from .dropout import FeatureAlphaDropout
+from .lazy import (
+    LazyConv1d, LazyConv2d, LazyConvTranspose1d, LazyConvTranspose2d, LazyLinear, LazyModuleMixin,
+    UninitializedParameter,
+)
+from .lp_pool import LPPool1d, LPPool2d
+from .unpool import MaxUnpool1d, MaxUnpool2d

@@ -1,4 +1,4 @@
-"""Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d with PyTorch's arguments, parameter names and
+"""Conv1d/2d/3d and ConvTranspose1d/2d/3d with PyTorch's arguments, parameter names and
 default initialisation (kaiming_uniform_(a=sqrt(5)) weights, bias uniform in +-1/sqrt(fan_in))."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ..creation import empty
 from ..ops.layout import pad as _pad
 from . import init
 from .functional import conv as F
+from .functional.conv3d import conv3d, conv_transpose3d
 from .module import Module
 from .parameter import Parameter
 
@@ -127,6 +128,14 @@ class Conv2d(_Conv):
     _function = staticmethod(F.conv2d)
 
 
+class Conv3d(_Conv):
+    """(N, C_in, D, H, W) -> (N, C_out, D_out, H_out, W_out); weight (C_out, C_in/groups, kd, kh, kw).
+    D_out = floor((D + 2*padding - dilation*(kd-1) - 1) / stride) + 1."""
+
+    _spatial = 3
+    _function = staticmethod(conv3d)
+
+
 class _ConvTranspose(_ConvNd):
     _transposed = True
     _function = None
@@ -173,3 +182,11 @@ class ConvTranspose2d(_ConvTranspose):
 
     _spatial = 2
     _function = staticmethod(F.conv_transpose2d)
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """(N, C_in, D, H, W) -> (N, C_out, D_out, H_out, W_out), the adjoint of Conv3d; weight
+    (C_in, C_out/groups, kd, kh, kw). D_out = (D-1)*stride - 2*padding + dilation*(kd-1) + output_padding + 1."""
+
+    _spatial = 3
+    _function = staticmethod(conv_transpose3d)

@@ -1,4 +1,4 @@
-"""Dropout layers: zero elements (Dropout), whole channels (Dropout1d, Dropout2d) or set elements to
+"""Dropout layers: zero elements (Dropout), whole channels (Dropout1d, Dropout2d, Dropout3d) or set elements to
 SELU's saturation value (AlphaDropout) with probability p while training; the identity in eval mode."""
 from __future__ import annotations
 
@@ -37,8 +37,22 @@ class Dropout2d(_DropoutNd):
         return F.dropout2d(input, self.p, self.training, self.inplace)
 
 
+class Dropout3d(_DropoutNd):
+    """(N, C, D, H, W) or (C, D, H, W): one keep/drop draw per channel."""
+
+    def forward(self, input):
+        return F.dropout3d(input, self.p, self.training, self.inplace)
+
+
 class AlphaDropout(_DropoutNd):
     """Dropout for SELU networks: keeps zero mean and unit variance (see F.alpha_dropout)."""
 
     def forward(self, input):
         return F.alpha_dropout(input, self.p, self.training)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """AlphaDropout over whole channels of (N, C, *) (see F.feature_alpha_dropout)."""
+
+    def forward(self, input):
+        return F.feature_alpha_dropout(input, self.p, self.training)

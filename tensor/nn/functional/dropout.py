@@ -1,4 +1,5 @@
-"""dropout (and dropout1d / dropout2d / alpha_dropout): zero each element with probability p in training
+"""dropout (and dropout1d / dropout2d / dropout3d / alpha_dropout /
+feature_alpha_dropout): zero each element with probability p in training
 and scale the rest by 1 / (1 - p).
 
 One Function that saves the (already scaled) mask, so backward is a single multiply. The mask
@@ -117,6 +118,18 @@ def dropout2d(input, p=0.5, training=True, inplace=False, generator=None):
     return _feature_dropout("dropout2d", input, p, training, 4, generator)
 
 
+def dropout3d(input, p=0.5, training=True, inplace=False, generator=None):
+    """Zero each channel of an (N, C, D, H, W) or (C, D, H, W) input with probability p, scale the rest by
+    1 / (1 - p). Other ranks are read as unbatched (channels first), as PyTorch still does (with the same
+    warning)."""
+    if input.dim() not in (4, 5):
+        warnings.warn(f"dropout3d: received a {input.dim()}-d input; expected a 5-d (N, C, D, H, W) or 4-d "
+                      "(C, D, H, W) one. Treating dim 0 as channels, as PyTorch does; use dropout for "
+                      "elementwise dropout.", stacklevel=2)
+    batched_dims = 5 if input.dim() == 5 else input.dim() + 1
+    return _feature_dropout("dropout3d", input, p, training, batched_dims, generator)
+
+
 # ------------------------------------------------------------------------- alpha dropout (for SELU nets)
 
 # -SELU's negative saturation value, scale * alpha: dropped units are set to it, then everything is
@@ -127,12 +140,29 @@ _ALPHA_PRIME = 1.7580993408473766
 def alpha_dropout(input, p=0.5, training=False, inplace=False, generator=None):
     """Drop elements to SELU's saturation value with probability p, then an affine map a * x + b that
     keeps zero mean / unit variance. Identity when not training (PyTorch's default here is False)."""
-    _check_p("alpha_dropout", p)
-    if not training or p == 0.0:
+    return _alpha_dropout("alpha_dropout", input, p, training, None, generator)
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False, generator=None):
+    """alpha_dropout with one keep/drop draw per channel: (N, C, *) drops whole (n, c) maps, as
+    PyTorch's FeatureAlphaDropout does for SELU convolutional nets."""
+    return _alpha_dropout("feature_alpha_dropout", input, p, training, 2, generator)
+
+
+def _alpha_dropout(op, input, p, training, feature_dims, generator):
+    """feature_dims: None draws per element, 2 draws per (N, C) and broadcasts over the rest."""
+    _check_p(op, p)
+    if not training or p == 0.0 or input.numel() == 0:
         return input
     if p == 1.0:
         return input * 0.0
-    keep = bernoulli_mask(tuple(input.shape), 1.0 - p, input.dtype, input.device, generator)
+    shape = tuple(input.shape)
+    if feature_dims is not None:
+        if input.dim() < feature_dims:
+            raise ValueError(f"{op}: needs an input with at least 2 dims (N, C, ...), got shape {shape}; "
+                             "use alpha_dropout for elementwise dropout")
+        shape = shape[:feature_dims] + (1,) * (input.dim() - feature_dims)
+    keep = bernoulli_mask(shape, 1.0 - p, input.dtype, input.device, generator)
     a = ((_ALPHA_PRIME ** 2 * p + 1.0) * (1.0 - p)) ** -0.5
     # kept: a * x + a * alpha' * p; dropped: a * alpha' * (p - 1), both folded into one scale and shift
     shift = (keep - 1.0) * (_ALPHA_PRIME * a) + _ALPHA_PRIME * a * p

@@ -339,17 +339,20 @@ def _divisor(rows, cols, count_include_pad, divisor_override):
         if not divisor_override:
             raise ValueError("avg_pool2d: divisor_override must be non-zero")
         return divisor_override
-    sizes = []
-    for w in (rows, cols):
-        counts = []
-        for o in range(w.out):
-            start = o * w.s - w.p
-            end = min(start + w.k, w.n + w.p)  # windows are clipped at the padded edge (ceil_mode)
-            counts.append(end - start if count_include_pad else min(end, w.n) - max(start, 0))
-        sizes.append(counts)
+    sizes = [window_counts(w, count_include_pad) for w in (rows, cols)]
     if len(set(sizes[0])) == 1 and len(set(sizes[1])) == 1:
         return sizes[0][0] * sizes[1][0]
     return [[a * b for b in sizes[1]] for a in sizes[0]]
+
+
+def window_counts(w, count_include_pad):
+    """How many elements each output position's window averages along one axis (a _Window)."""
+    counts = []
+    for o in range(w.out):
+        start = o * w.s - w.p
+        end = min(start + w.k, w.n + w.p)  # windows are clipped at the padded edge (ceil_mode)
+        counts.append(end - start if count_include_pad else min(end, w.n) - max(start, 0))
+    return counts
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,  # noqa: A002

@@ -1,0 +1,51 @@
+"""lp_pool1d / lp_pool2d: the p-norm of each window, (sum x^p)^(1/p).
+
+Composed exactly as PyTorch composes it (the average of x^p times the kernel size, then the
+1/p-th power, through sign(out) * relu(|out|)), so values, NaNs for a negative sum under a
+fractional power and gradients agree with PyTorch's, ceil_mode's clipped edge windows included.
+norm_type = +-inf is the max of |x| (or minus the max of -|x|), as in PyTorch.
+"""
+from __future__ import annotations
+
+import math
+
+from ...errors import DTypeError
+from ...tensor import Tensor
+from .pooling import avg_pool2d, max_pool2d
+from .pooling1d import avg_pool1d, max_pool1d
+
+
+def _check(op, input, norm_type):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise DTypeError(f"{op}: needs a floating-point input, got {input.dtype}; convert with .float()")
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or norm_type == 0:
+        raise ValueError(f"{op}: norm_type must be a non-zero number (e.g. 2 for the Euclidean norm), got "
+                         f"{norm_type!r}")
+
+
+def _root(out, norm_type, count):
+    return ((out.sign() * out.abs().relu()) * count) ** (1.0 / norm_type)
+
+
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # noqa: A002
+    """(N, C, L) -> (N, C, Lo): each window's (sum x^p)^(1/p); stride defaults to kernel_size."""
+    _check("lp_pool1d", input, norm_type)
+    if math.isinf(norm_type):
+        sign = 1 if norm_type > 0 else -1
+        return max_pool1d(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
+    out = avg_pool1d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
+    k = kernel_size[0] if isinstance(kernel_size, (tuple, list)) else kernel_size
+    return _root(out, norm_type, k)
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # noqa: A002
+    """(N, C, H, W) -> (N, C, Ho, Wo): each window's (sum x^p)^(1/p); stride defaults to kernel_size."""
+    _check("lp_pool2d", input, norm_type)
+    if math.isinf(norm_type):
+        sign = 1 if norm_type > 0 else -1
+        return max_pool2d(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
+    out = avg_pool2d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
+    k = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)  # checked by avg_pool2d
+    return _root(out, norm_type, k[0] * k[-1])

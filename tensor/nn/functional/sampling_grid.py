@@ -1,0 +1,250 @@
+"""affine_grid and grid_sample: spatial transformers (Jaderberg et al., 2015) as in PyTorch.
+
+affine_grid maps a normalised output grid ([-1, 1] per axis) through a batch of affine matrices;
+it is a matmul with a constant base grid, so its gradient w.r.t. theta comes from the engine.
+
+grid_sample reads an (N, C, H, W) input at the (x, y) positions of an (N, Ho, Wo, 2) grid. It is one
+Function: each output point maps to a source position (PyTorch's unnormalisation, then border
+clipping or reflection, each with its own gradient factor), then gathers its four bilinear corners
+(or its nearest pixel) from the flattened planes; backward scatter-adds into those same planes
+and, for bilinear, forms the grid gradient from the corner values. Everything is whole-array
+work over the output points, four corners at a time; nothing loops over pixels.
+"""
+from __future__ import annotations
+
+import warnings
+
+from ...autograd import Function
+from ...creation import _on
+from ...errors import DTypeError, ShapeError
+from ...ops.gather import add_at
+from ...tensor import Tensor, _wrap
+
+_MODES = ("bilinear", "nearest")
+_PADDING = ("zeros", "border", "reflection")
+_OUT_OF_RANGE = -100.0  # PyTorch moves non-finite or huge source positions here: outside any input
+
+
+def _default_align_corners(align_corners):
+    if align_corners is None:
+        warnings.warn("Default grid_sample and affine_grid behavior has changed to align_corners=False since "
+                      "PyTorch 1.3.0; pass align_corners=True for the old behavior.", stacklevel=3)
+        return False
+    return bool(align_corners)
+
+
+# ------------------------------------------------------------------------------------ affine_grid
+
+
+def _linspace(xp, n, dtype, align_corners):
+    """n sample positions in [-1, 1]: pixel corners (align_corners) or pixel centres."""
+    if n <= 1:
+        return xp.zeros(1, dtype=dtype)
+    steps = xp.linspace(-1, 1, n, dtype=dtype)
+    return steps if align_corners else steps * ((n - 1) / n)
+
+
+def _base_grid(xp, spatial, dtype, align_corners):
+    """(prod(spatial), len(spatial) + 1): each output position as (x, y[, z], 1), x along the last dim."""
+    axes = [_linspace(xp, n, dtype, align_corners) for n in spatial]
+    base = xp.ones(tuple(spatial) + (len(spatial) + 1,), dtype=dtype)
+    for column, axis in enumerate(reversed(range(len(spatial)))):  # x varies along the last dim
+        shape = [1] * len(spatial)
+        shape[axis] = spatial[axis]
+        base[..., column] = axes[axis].reshape(shape)
+    return base.reshape(-1, len(spatial) + 1)
+
+
+def affine_grid(theta, size, align_corners=None):
+    """theta (N, 2, 3) with size (N, C, H, W) -> grid (N, H, W, 2); theta (N, 3, 4) with size
+    (N, C, D, H, W) -> (N, D, H, W, 3). Each grid entry is theta @ (x, y[, z], 1), in the normalised
+    [-1, 1] coordinates grid_sample reads."""
+    align_corners = _default_align_corners(align_corners)
+    if not isinstance(theta, Tensor) or theta.dtype.kind != "f":
+        raise DTypeError(f"affine_grid: theta must be a floating-point Tensor, got "
+                         f"{getattr(theta, 'dtype', type(theta).__name__)}")
+    size = [int(s) for s in size]
+    if len(size) not in (4, 5):
+        raise NotImplementedError(f"affine_grid: supports 4-d (N, C, H, W) and 5-d (N, C, D, H, W) sizes for 2-d "
+                                  f"and 3-d affine transforms; got size {tuple(size)}")
+    rows = len(size) - 2
+    if theta.dim() != 3 or tuple(theta.shape[1:]) != (rows, rows + 1):
+        raise ShapeError(f"affine_grid: expected a batch of {rows}-d affine matrices of shape (N, {rows}, {rows + 1}) "
+                         f"for size {tuple(size)}, got theta of shape {tuple(theta.shape)}")
+    if theta.shape[0] != size[0]:
+        raise ShapeError(f"affine_grid: theta holds {theta.shape[0]} matrices but size asks for a batch of "
+                         f"{size[0]}; they must match")
+    spatial = size[2:]
+    if align_corners and min(spatial) == 1:
+        warnings.warn("affine_grid: unit-size grids with align_corners=True changed behaviour in PyTorch 1.3.0 "
+                      "and are not an intended use", stacklevel=2)
+    elif min(size) <= 0:
+        raise ValueError(f"affine_grid: expected a positive output size, got {tuple(size)}")
+    with _on(theta.device):
+        base = _wrap(_base_grid(theta.xp, spatial, theta.dtype, align_corners))
+    return base.matmul(theta.transpose(1, 2)).reshape((size[0], *spatial, rows))
+
+
+# ----------------------------------------------------------------------------- source positions
+
+
+def _source_index(xp, coord, size, padding_mode, align_corners):
+    """Grid coordinates in [-1, 1] -> positions in an axis of `size` pixels, and d position / d coord."""
+    if align_corners:
+        index, grad = (coord + 1) / 2 * (size - 1), (size - 1) / 2
+    else:
+        index, grad = ((coord + 1) * size - 1) / 2, size / 2
+    grad = xp.full(index.shape, grad, dtype=index.dtype)
+    if padding_mode == "border":
+        index = _clip(xp, index, size, grad)
+    elif padding_mode == "reflection":
+        twice_low, twice_high = (0, 2 * (size - 1)) if align_corners else (-1, 2 * size - 1)
+        index = _clip(xp, _reflect(xp, index, twice_low, twice_high, grad), size, grad)
+    finite = xp.isfinite(index) & (xp.abs(index) < 2.0 ** 31 - 2)  # keeps the int64 corner arithmetic sane
+    return xp.where(finite, index, _OUT_OF_RANGE), grad
+
+
+def _clip(xp, index, size, grad):
+    """Clamp into [0, size - 1]; as in PyTorch the gradient is zero on and beyond either bound."""
+    grad *= (index > 0) & (index < size - 1)
+    return xp.clip(index, 0, size - 1)
+
+
+def _reflect(xp, index, twice_low, twice_high, grad):
+    """Fold positions into [twice_low / 2, twice_high / 2] by mirroring at the bounds (grad flips sign)."""
+    if twice_low == twice_high:
+        grad *= 0
+        return xp.zeros_like(index)
+    low, span = twice_low / 2, (twice_high - twice_low) / 2
+    shifted = index - low
+    sign = xp.where(shifted < 0, -1, 1).astype(index.dtype)
+    shifted = xp.abs(shifted)
+    extra = xp.fmod(shifted, span)
+    even = xp.floor(shifted / span) % 2 == 0
+    grad *= xp.where(even, sign, -sign)
+    return xp.where(even, extra + low, span - extra + low)
+
+
+# ---------------------------------------------------------------------------------- grid_sample
+
+
+class _Plan:
+    """Where each output point reads: per corner, flat plane indices (N, P) and weights (N, P)."""
+
+    def __init__(self, xp, x_shape, grid, mode, padding_mode, align_corners):
+        N, _, H, W = x_shape
+        self.points = grid.shape[1] * grid.shape[2]
+        gx = grid[..., 0].reshape(N, -1)
+        gy = grid[..., 1].reshape(N, -1)
+        self.ix, self.grad_x = _source_index(xp, gx, W, padding_mode, align_corners)
+        self.iy, self.grad_y = _source_index(xp, gy, H, padding_mode, align_corners)
+        self.H, self.W = H, W
+        if mode == "nearest":
+            self.corners = [self._corner(xp, xp.rint(self.ix), xp.rint(self.iy), None)]
+            return
+        x0, y0 = xp.floor(self.ix), xp.floor(self.iy)
+        x1, y1 = x0 + 1, y0 + 1
+        self.edges = x0, y0, x1, y1
+        ix, iy = self.ix, self.iy
+        self.corners = [
+            self._corner(xp, x0, y0, (x1 - ix) * (y1 - iy)),
+            self._corner(xp, x1, y0, (ix - x0) * (y1 - iy)),
+            self._corner(xp, x0, y1, (x1 - ix) * (iy - y0)),
+            self._corner(xp, x1, y1, (ix - x0) * (iy - y0)),
+        ]
+
+    def _corner(self, xp, cx, cy, weight):
+        """(flat index clamped into the plane, weight zeroed where the corner lies outside, inside as 0/1)."""
+        inside = ((cx >= 0) & (cx <= self.W - 1) & (cy >= 0) & (cy <= self.H - 1)).astype(cx.dtype)
+        flat = xp.clip(cy, 0, self.H - 1).astype(xp.int64) * self.W + xp.clip(cx, 0, self.W - 1).astype(xp.int64)
+        return flat, inside if weight is None else weight * inside, inside
+
+
+def _gather(xp, planes, flat):
+    """planes (N, C, H*W), flat (N, P) -> (N, C, P)."""
+    N, C, _ = planes.shape
+    return xp.take_along_axis(planes, xp.broadcast_to(flat[:, None, :], (N, C, flat.shape[1])), axis=2)
+
+
+class GridSample2d(Function):
+    @staticmethod
+    def forward(ctx, x, grid, mode, padding_mode, align_corners):
+        xp = ctx.xp
+        N, C = x.shape[:2]
+        plan = _Plan(xp, x.shape, grid, mode, padding_mode, align_corners)
+        planes = x.reshape(N, C, -1)
+        out = xp.zeros((N, C, plan.points), dtype=x.dtype)
+        for flat, weight, _ in plan.corners:
+            out += _gather(xp, planes, flat) * weight[:, None, :]
+        ctx.plan, ctx.x_shape, ctx.grid_shape, ctx.mode = plan, x.shape, grid.shape, mode
+        if mode == "bilinear" and ctx.needs_input_grad[1]:
+            ctx.save_for_backward(x)
+        return out.reshape(N, C, *grid.shape[1:3])
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp, plan = ctx.xp, ctx.plan
+        N, C, H, W = ctx.x_shape
+        g = grad.reshape(N, C, -1)
+        grad_x = grad_grid = None
+        if ctx.needs_input_grad[0]:
+            grad_x = xp.zeros(N * C * H * W, dtype=grad.dtype)
+            # one flat index per (n, c, point): 1-d scatter-adds are the fast kind on both devices
+            offsets = (xp.arange(N * C, dtype=xp.int64) * (H * W)).reshape(N, C, 1)
+            for flat, weight, _ in plan.corners:
+                add_at(xp, grad_x, (offsets + flat[:, None, :]).ravel(), (g * weight[:, None, :]).ravel())
+            grad_x = grad_x.reshape(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            grad_grid = xp.zeros(ctx.grid_shape, dtype=grad.dtype)
+            if ctx.mode == "bilinear":  # nearest: zero, as in PyTorch
+                grad_grid[...] = _grid_grad(xp, plan, ctx.saved_tensors[0], g).reshape(ctx.grid_shape)
+        return grad_x, grad_grid, None, None, None
+
+
+def _grid_grad(xp, plan, x, g):
+    """d loss / d grid for bilinear sampling: each corner's value times the slope of its weight."""
+    N, C = x.shape[:2]
+    planes = x.reshape(N, C, -1)
+    x0, y0, x1, y1 = plan.edges
+    ix, iy = plan.ix, plan.iy
+    # d weight / d ix and d weight / d iy of the nw, ne, sw, se corners
+    slopes = [(-(y1 - iy), -(x1 - ix)), (y1 - iy, -(ix - x0)), (-(iy - y0), x1 - ix), (iy - y0, ix - x0)]
+    gix = xp.zeros_like(ix)
+    giy = xp.zeros_like(iy)
+    for (flat, _, inside), (dx, dy) in zip(plan.corners, slopes):
+        value = (_gather(xp, planes, flat) * g).sum(axis=1)
+        value *= inside  # an outside corner reads zero
+        gix += value * dx
+        giy += value * dy
+    return xp.stack([gix * plan.grad_x, giy * plan.grad_y], axis=-1)
+
+
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):  # noqa: A002
+    """input (N, C, H, W) read at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo). grid[..., 0] is x (along W),
+    grid[..., 1] is y (along H), both normalised to [-1, 1] (pixel corners with align_corners=True,
+    else pixel centres' outer edges). padding_mode says what lies outside: 'zeros', the 'border'
+    pixels, or the input mirrored ('reflection'). Differentiable w.r.t. input, and w.r.t. grid for
+    'bilinear' ('nearest' gives the grid a zero gradient, as PyTorch does)."""
+    if mode not in _MODES:
+        if mode == "bicubic":
+            raise NotImplementedError("grid_sample: mode='bicubic' is not implemented; use 'bilinear' or 'nearest'")
+        raise ValueError(f"grid_sample: mode must be one of {_MODES}, got {mode!r}")
+    if padding_mode not in _PADDING:
+        raise ValueError(f"grid_sample: padding_mode must be one of {_PADDING}, got {padding_mode!r}")
+    align_corners = _default_align_corners(align_corners)
+    for name, t in (("input", input), ("grid", grid)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grid_sample: {name} must be a Tensor, got {type(t).__name__}")
+    if input.dim() == 5:
+        raise NotImplementedError("grid_sample: 5-d (volumetric) input is not implemented; only 4-d (N, C, H, W)")
+    if input.dim() != 4:
+        raise ShapeError(f"grid_sample: expected a 4-d (N, C, H, W) input, got shape {tuple(input.shape)}")
+    if grid.dim() != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
+        raise ShapeError(f"grid_sample: expected a grid of shape (N, H_out, W_out, 2) with N = {input.shape[0]} "
+                         f"for input {tuple(input.shape)}, got grid of shape {tuple(grid.shape)}")
+    if input.dtype.kind != "f" or grid.dtype != input.dtype:
+        raise DTypeError(f"grid_sample: input and grid must share one floating dtype, got {input.dtype} and "
+                         f"{grid.dtype}; convert one with .to(dtype=...)")
+    if 0 in input.shape[2:]:
+        raise ShapeError(f"grid_sample: input has an empty spatial dim, shape {tuple(input.shape)}")
+    return GridSample2d.apply(input, grid, mode, padding_mode, align_corners)
