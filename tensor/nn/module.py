@@ -95,7 +95,7 @@ class Module:
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() is called")
-            self._drop(name)
+            self._drop(name, keep=self._parameters)  # a replaced parameter keeps its place in the order
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
@@ -107,7 +107,7 @@ class Module:
         elif isinstance(value, Module):
             if params is None:
                 raise AttributeError("cannot assign submodules before Module.__init__() is called")
-            self._drop(name)
+            self._drop(name, keep=self._modules)
             self._modules[name] = value
         elif params is not None and name in self._modules:
             if value is not None:
@@ -121,7 +121,7 @@ class Module:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign {type(value).__name__} to buffer {name!r}: expected a Tensor or None")
             persistent = value.persistent if isinstance(value, Buffer) else name not in self._non_persistent_buffers_set
-            self._drop(name)
+            self._drop(name, keep=self._buffers)
             self.register_buffer(name, value, persistent)
         else:
             object.__setattr__(self, name, value)
@@ -139,14 +139,16 @@ class Module:
         if not self._drop(name):
             object.__delattr__(self, name)
 
-    def _drop(self, name) -> bool:
-        """Forget `name` wherever it is registered (or set as a plain attribute); True if it was."""
+    def _drop(self, name, keep=None) -> bool:
+        """Forget `name` wherever it is registered (or set as a plain attribute) except in `keep`, the table
+        about to take a new value for it (which thus keeps its place, as in PyTorch); True if it was."""
         found = False
         for table in (self._parameters, self._buffers, self._modules, self.__dict__):
-            if name in table:
+            if table is not keep and name in table:
                 del table[name]
                 found = True
-        self._non_persistent_buffers_set.discard(name)
+        if keep is not self._buffers:
+            self._non_persistent_buffers_set.discard(name)
         return found
 
     def register_parameter(self, name: str, param: Parameter | None):

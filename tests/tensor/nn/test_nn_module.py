@@ -61,6 +61,18 @@ def test_reassigning_and_deleting():
         block.missing
 
 
+def test_replacing_keeps_the_registration_order_as_in_pytorch():
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Tanh())
+    setattr(seq, "1", nn.Sigmoid())  # what convert_sync_batchnorm and model surgery do
+    assert [type(m).__name__ for m in seq] == ["Linear", "Sigmoid", "Tanh"]
+    linear = nn.Linear(2, 2)
+    linear.weight = nn.Parameter(tensor.zeros(2, 2))
+    assert list(linear.state_dict()) == ["weight", "bias"]
+    norm = nn.BatchNorm1d(2)
+    norm.running_mean = tensor.ones(2)
+    assert list(norm.state_dict())[2:] == ["running_mean", "running_var", "num_batches_tracked"]
+
+
 def test_registration_before_init_and_bad_names():
     class Early(nn.Module):
         def __init__(self):
