@@ -34,7 +34,7 @@ import numpy as np
 from tensor import dtypes
 from tensor.autograd import is_grad_enabled, queue_callback
 from tensor.backend import array_module
-from tensor.nn import Module
+from tensor.nn import Module, SyncBatchNorm
 from tensor.tensor import Tensor, _wrap
 
 MB = 1 << 20
@@ -265,6 +265,9 @@ class DistributedDataParallel(Module):
         find_unused_parameters: allow parameters that get no gradient in a backward: their slots count as
             zeros, and one that no rank used keeps ``.grad`` None. Costs one small all-reduce per step.
 
+    SyncBatchNorm layers without a ``process_group`` take ``comm`` as theirs: their training statistics
+    cover the whole global batch (``tensor.nn.SyncBatchNorm.convert_sync_batchnorm(model)`` makes them).
+
     ``state_dict()``, ``load_state_dict()``, ``parameters()`` and ``buffers()`` are the wrapped module's,
     with its keys (no ``module.`` prefix), so checkpoints load into the plain model.
     """
@@ -279,6 +282,9 @@ class DistributedDataParallel(Module):
             comm = get_communicator()
         self.module = module
         self.comm = comm
+        for layer in module.modules():  # their default group, as PyTorch's is the default process group
+            if isinstance(layer, SyncBatchNorm) and layer.process_group is None:
+                layer._ddp_group = comm
         self.broadcast_buffers = bool(broadcast_buffers)
         grad_dtype = None if grad_dtype is None else dtypes.as_dtype(grad_dtype)
         self._buffers_to_sync = list(module.buffers())

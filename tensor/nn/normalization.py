@@ -7,6 +7,7 @@ from .. import dtypes
 from ..creation import empty, ones, tensor, zeros
 from . import functional as F
 from . import init
+from .functional.sync_batch_norm import sync_batch_norm
 from .module import Module
 from .parameter import Parameter
 
@@ -69,6 +70,10 @@ class _BatchNorm(Module):
             expected = " or ".join(f"{d}D" for d in self._dims)
             raise ValueError(f"{type(self).__name__}: expected {expected} input, got {input.dim()}D input of shape "
                              f"{tuple(input.shape)}")
+        return self._normalize(input)
+
+    def _normalize(self, input, sync_group=None):
+        """batch_norm with this module's state; in training with a `sync_group`, over all its ranks' batches."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.data += 1
@@ -77,8 +82,12 @@ class _BatchNorm(Module):
                 factor = 1.0 / int(self.num_batches_tracked.item())
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep_stats = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if keep_stats else None, self.running_var if keep_stats else None,
-                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+        running_mean = self.running_mean if keep_stats else None
+        running_var = self.running_var if keep_stats else None
+        if sync_group is not None and self.training:
+            return sync_batch_norm(input, running_mean, running_var, self.weight, self.bias, factor, self.eps,
+                                   sync_group)
+        return F.batch_norm(input, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

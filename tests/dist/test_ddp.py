@@ -141,6 +141,33 @@ def test_batch_norm_buffers_come_from_rank_zero(group):
     assert max(r[2] for r in results) < 1e-12
 
 
+def train_sync_batch_norm_model(steps=8):
+    """SyncBatchNorm normalises every shard with the statistics of the whole global batch (DDP lends it its
+    communicator), so the ranks train like one process running plain BatchNorm on the whole batch,
+    running statistics included."""
+    ctx = get_context()
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(mlp(seed=ctx.rank, batch_norm=True))
+    ddp = DistributedDataParallel(model, bucket_cap_mb=TINY_BUCKETS_MB)
+    ref = mlp(seed=0, batch_norm=True)
+    opt, ref_opt = make_optimizer("sgd", ddp.parameters()), make_optimizer("sgd", ref.parameters())
+    for step in range(steps):
+        x, y = global_batch(step, ctx.world_size)
+        opt.zero_grad()
+        F.mse_loss(ddp(shard(x, ctx.rank)), shard(y, ctx.rank)).backward()
+        opt.step()
+        ref_opt.zero_grad()
+        F.mse_loss(ref(x), y).backward()
+        ref_opt.step()
+    buffer_error = max(float(np.abs(a.data - b.data).max()) for a, b in zip(ddp.buffers(), ref.buffers()))
+    return (*distance(ddp, ref), buffer_error)
+
+
+def test_sync_batch_norm_trains_like_batch_norm_on_the_whole_batch(group):
+    results = group.execute(train_sync_batch_norm_model)
+    check_same(results)
+    assert max(r[2] for r in results) < 1e-12
+
+
 def accumulate_with_no_sync(steps=3, micro_batches=2):
     ctx = get_context()
     ddp = DistributedDataParallel(mlp(seed=ctx.rank), bucket_cap_mb=TINY_BUCKETS_MB)
