@@ -48,5 +48,7 @@ from . import utils  # noqa: E402
 from . import distributions  # noqa: E402
 from . import linalg  # noqa: E402
 from .serialization import load, save  # noqa: E402
+from .printing import set_printoptions  # noqa: E402
+from .anomaly import is_anomaly_check_nan_enabled, is_anomaly_enabled  # noqa: E402
 
 __version__ = "0.1.0"

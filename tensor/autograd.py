@@ -362,6 +362,9 @@ from .engine import backward, grad, queue_callback  # noqa: E402  (the engine ne
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .graph_backward import saved_in_graph  # noqa: E402
 from . import autograd_functional as functional  # noqa: E402, F401  (tensor.autograd.functional.jacobian, ...)
+from .anomaly import (  # noqa: E402  (it swaps Function.apply and the engine's _call_backward)
+    detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly,
+)
 
 __all__ = [
     "Function",
@@ -375,4 +378,8 @@ __all__ = [
     "enable_grad",
     "set_grad_enabled",
     "is_grad_enabled",
+    "detect_anomaly",
+    "set_detect_anomaly",
+    "is_anomaly_enabled",
+    "is_anomaly_check_nan_enabled",
 ]
