@@ -6,7 +6,9 @@ moves) and draws from the engine's default Generator for the tensor's device, so
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -61,8 +63,28 @@ def _calculate_correct_fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
+class _Skipping(threading.local):
+    active = False
+
+
+_skipping = _Skipping()
+
+
+@contextlib.contextmanager
+def _skip_init():
+    """Within it every fill is a no-op that draws nothing: nn.utils.skip_init builds modules this way
+    (PyTorch builds them on the 'meta' device instead), leaving their tensors uninitialized."""
+    previous, _skipping.active = _skipping.active, True
+    try:
+        yield
+    finally:
+        _skipping.active = previous
+
+
 def _sample(tensor, generator, draw):
     """`draw(rng, shape, dtype)` gives a raw array; sample in float32/64 (the generators' dtypes)."""
+    if _skipping.active:
+        return None
     rng = _generator(generator, tensor.device).rng
     dtype = tensor.dtype if tensor.dtype in (np.float32, np.float64) else np.float32
     return draw(rng, tuple(tensor.shape), dtype)
@@ -70,6 +92,8 @@ def _sample(tensor, generator, draw):
 
 def _fill(tensor, values):
     """Write values into tensor's array (the in-place, no-graph write every init function ends with)."""
+    if _skipping.active:
+        return tensor
     tensor.data[...] = values
     tensor._bump_version()
     return tensor
@@ -128,9 +152,50 @@ def eye_(tensor: Tensor) -> Tensor:
     """Fill a 2-D tensor with the identity (ones on the diagonal)."""
     if tensor.dim() != 2:
         raise ValueError(f"eye_ needs a 2-D tensor, got shape {tuple(tensor.shape)}")
-    _fill(tensor, 0)
-    tensor.xp.fill_diagonal(tensor.data, 1)
+    if not _skipping.active:
+        _fill(tensor, 0)
+        tensor.xp.fill_diagonal(tensor.data, 1)
     return tensor
+
+
+def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
+    """The identity convolution: a 3-, 4- or 5-d weight (out, in, *kernel) that, per group, passes input
+    channel d to output channel d at the kernel's centre (zeros elsewhere)."""
+    if tensor.dim() not in (3, 4, 5):
+        raise ValueError(f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape "
+                         f"{tuple(tensor.shape)}")
+    if groups < 1 or tensor.shape[0] % groups:
+        raise ValueError(f"dirac_: dim 0 ({tensor.shape[0]}) must be divisible by groups ({groups})")
+    if _skipping.active:
+        return tensor
+    per_group = tensor.shape[0] // groups
+    channels = np.arange(min(per_group, tensor.shape[1]))
+    rows = (np.arange(groups)[:, None] * per_group + channels).reshape(-1)
+    centre = tuple(np.full(rows.size, n // 2) for n in tensor.shape[2:])
+    _fill(tensor, 0)
+    xp = tensor.xp
+    tensor.data[tuple(xp.asarray(i) for i in (rows, np.tile(channels, groups)) + centre)] = 1
+    return tensor
+
+
+def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator=None) -> Tensor:
+    """A 2-d tensor drawn from N(0, std^2) with ceil(sparsity * rows) entries of every column zeroed,
+    at rows drawn without replacement (Martens, 2010)."""
+    if tensor.dim() != 2:
+        raise ValueError(f"sparse_: only tensors with 2 dimensions are supported, got shape {tuple(tensor.shape)}")
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"sparse_: sparsity is the fraction of each column set to zero, in [0, 1]; got {sparsity}")
+    rows, cols = tensor.shape
+    zeros = math.ceil(sparsity * rows)
+
+    def draw(rng, shape, dtype):
+        values = rng.standard_normal(shape, dtype=dtype) * std
+        # each column's rows in a random order (argsort of uniform keys: cupy has no permutation per column)
+        order = rng.random(shape, dtype=dtype).argsort(axis=0)[:zeros]
+        values[order, tensor.xp.arange(cols)[None, :]] = 0
+        return values
+
+    return _fill(tensor, _sample(tensor, generator, draw))
 
 
 # ------------------------------------------------------------------------------ scaled schemes
@@ -200,5 +265,5 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "eye_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "dirac_", "sparse_",
 ]

@@ -1,4 +1,4 @@
-"""LPPool1d / LPPool2d: each window's p-norm, (sum x^p)^(1/p) (see F.lp_pool2d); no parameters."""
+"""LPPool1d / LPPool2d / LPPool3d: each window's p-norm, (sum x^p)^(1/p) (see F.lp_pool2d); no parameters."""
 from __future__ import annotations
 
 from .functional import lp_pool as F
@@ -27,3 +27,10 @@ class LPPool2d(_LPPoolNd):
 
     def forward(self, input):
         return F.lp_pool2d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+
+class LPPool3d(_LPPoolNd):
+    """(N, C, D, H, W) -> (N, C, Do, Ho, Wo); stride defaults to kernel_size."""
+
+    def forward(self, input):
+        return F.lp_pool3d(input, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)

@@ -1,4 +1,4 @@
-"""MaxUnpool1d / MaxUnpool2d: put max-pooled values back where max_pool*d(return_indices=True) found
+"""MaxUnpool1d / MaxUnpool2d / MaxUnpool3d: put max-pooled values back where max_pool*d(return_indices=True) found
 them, zeros elsewhere (PyTorch's arguments and reprs; no parameters)."""
 from __future__ import annotations
 
@@ -36,3 +36,10 @@ class MaxUnpool2d(_MaxUnpoolNd):
 
     _spatial = 2
     _function = staticmethod(F.max_unpool2d)
+
+
+class MaxUnpool3d(_MaxUnpoolNd):
+    """(N, C, D, H, W) + indices from MaxPool3d(return_indices=True) -> (N, C, Do, Ho, Wo)."""
+
+    _spatial = 3
+    _function = staticmethod(F.max_unpool3d)

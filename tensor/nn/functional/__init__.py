@@ -8,14 +8,17 @@ from .activation import (
     celu, elu, gelu, glu, hardsigmoid, hardswish, hardtanh, leaky_relu, log_softmax, logsigmoid, mish, prelu, relu,
     relu6, selu, sigmoid, silu, softmax, softmin, softplus, softsign, tanh, tanhshrink, threshold,
 )
-from .distance import cosine_similarity, normalize, pairwise_distance
-from .dropout import alpha_dropout, dropout, dropout1d, dropout2d, dropout3d
+from .inplace_activation import celu_, elu_, hardtanh_, leaky_relu_, relu_, selu_, threshold_
+from .stochastic import gumbel_softmax, rrelu, rrelu_
+from .distance import cosine_similarity, normalize, pairwise_distance, pdist
+from .dropout import alpha_dropout, dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout
 from .likelihood_loss import gaussian_nll_loss, poisson_nll_loss
 from .linear import linear
 from .loss import cross_entropy, nll_loss
+from .ctc_loss import ctc_loss
 from .margin_loss import (
     cosine_embedding_loss, hinge_embedding_loss, margin_ranking_loss, multi_margin_loss, multilabel_margin_loss,
-    multilabel_soft_margin_loss, soft_margin_loss, triplet_margin_loss,
+    multilabel_soft_margin_loss, soft_margin_loss, triplet_margin_loss, triplet_margin_with_distance_loss,
 )
 from .normalization import batch_norm, group_norm, layer_norm, rms_norm
 from .pointwise_loss import (
@@ -29,22 +32,20 @@ from .instance_norm import instance_norm, local_response_norm
 from .shrink import hardshrink, softshrink
 from .shuffle import channel_shuffle, pixel_shuffle, pixel_unshuffle
 
-# ---- convolution, pooling, attention, rnn: filled in by their author (functional/conv.py, pooling.py,
-# ---- attention.py, rnn.py), e.g.
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .conv3d import conv3d, conv_transpose3d
-from .pooling3d import avg_pool3d, max_pool3d
-from .adaptive_pooling3d import adaptive_avg_pool3d, adaptive_max_pool3d
 from .pooling import avg_pool2d, max_pool2d
-from .adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
 from .pooling1d import adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, max_pool1d
+from .pooling3d import avg_pool3d, max_pool3d
+from .adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
+from .adaptive_pooling3d import adaptive_avg_pool3d, adaptive_max_pool3d
+from .pooling_aliases import (
+    adaptive_max_pool1d_with_indices, adaptive_max_pool2d_with_indices, adaptive_max_pool3d_with_indices,
+    max_pool1d_with_indices, max_pool2d_with_indices, max_pool3d_with_indices, upsample, upsample_bilinear,
+    upsample_nearest,
+)
+from .lp_pool import lp_pool1d, lp_pool2d, lp_pool3d
+from .unpool import max_unpool1d, max_unpool2d, max_unpool3d
 from .resample import interpolate
-from .attention import scaled_dot_product_attention
-# ---- end of the block
-
-# ---- randomized activations, unpooling, Lp pooling, spatial transformers
-from .dropout import feature_alpha_dropout
-from .lp_pool import lp_pool1d, lp_pool2d
 from .sampling_grid import affine_grid, grid_sample
-from .stochastic import gumbel_softmax, rrelu, rrelu_
-from .unpool import max_unpool1d, max_unpool2d
+from .attention import scaled_dot_product_attention

@@ -1,4 +1,4 @@
-"""lp_pool1d / lp_pool2d: the p-norm of each window, (sum x^p)^(1/p).
+"""lp_pool1d / lp_pool2d / lp_pool3d: the p-norm of each window, (sum x^p)^(1/p).
 
 Composed exactly as PyTorch composes it (the average of x^p times the kernel size, then the
 1/p-th power, through sign(out) * relu(|out|)), so values, NaNs for a negative sum under a
@@ -13,6 +13,7 @@ from ...errors import DTypeError
 from ...tensor import Tensor
 from .pooling import avg_pool2d, max_pool2d
 from .pooling1d import avg_pool1d, max_pool1d
+from .pooling3d import _triple, avg_pool3d, max_pool3d
 
 
 def _check(op, input, norm_type):
@@ -49,3 +50,14 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # n
     out = avg_pool2d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
     k = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)  # checked by avg_pool2d
     return _root(out, norm_type, k[0] * k[-1])
+
+
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # noqa: A002
+    """(N, C, D, H, W) -> (N, C, Do, Ho, Wo): each window's (sum x^p)^(1/p); stride defaults to kernel_size."""
+    _check("lp_pool3d", input, norm_type)
+    if math.isinf(norm_type):
+        sign = 1 if norm_type > 0 else -1
+        return max_pool3d(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
+    out = avg_pool3d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
+    k = _triple(kernel_size, "lp_pool3d", "kernel_size", 1)
+    return _root(out, norm_type, k[0] * k[1] * k[2])

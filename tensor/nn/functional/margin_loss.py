@@ -210,3 +210,23 @@ def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduct
     hinge = (1 - input.unsqueeze(-1) + input.unsqueeze(-2)).clamp(min=0)
     per_sample = (hinge * pair_weight).sum((-2, -1)) / num_classes
     return reduce_loss(per_sample, reduction)
+
+
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None, margin=1.0, swap=False,
+                                      reduction="mean"):
+    """max(0, d(a, p) - d(a, n) + margin) for any distance d(x, y) -> per-sample tensor (default:
+    pairwise_distance). swap=True uses min(d(a, n), d(p, n)) as the negative distance."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    if not anchor.ndim == positive.ndim == negative.ndim:
+        raise ShapeError(f"The anchor, positive, and negative tensors are expected to have the same number of "
+                         f"dimensions, but got: anchor {anchor.ndim}D, positive {positive.ndim}D, and negative "
+                         f"{negative.ndim}D inputs")
+    distance = pairwise_distance if distance_function is None else distance_function
+    distance_positive = distance(anchor, positive)
+    distance_negative = distance(anchor, negative)
+    if swap:
+        distance_negative = distance_negative.minimum(distance(positive, negative))
+    return reduce_loss((margin + distance_positive - distance_negative).clamp(min=0), reduction)

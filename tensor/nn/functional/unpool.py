@@ -1,7 +1,7 @@
-"""max_unpool1d / max_unpool2d: the partial inverse of max pooling.
+"""max_unpool1d / max_unpool2d / max_unpool3d: the partial inverse of max pooling.
 
 Each input value goes back to the position its `indices` entry names (the flat index within its
-(H, W) plane, or within L, as max_pool*d(return_indices=True) gives it); everything else is zero.
+(D, H, W) volume, (H, W) plane, or L, as max_pool*d(return_indices=True) gives it); everything else is zero.
 One write along the flattened planes; the gradient w.r.t. the input is a gather at the same indices
 (what PyTorch computes), itself differentiable for create_graph.
 """
@@ -75,7 +75,8 @@ def _check(op, input, indices, spatial):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
     if input.dim() not in (spatial + 1, spatial + 2):
-        layout = "(N, C, H, W) or (C, H, W)" if spatial == 2 else "(N, C, L) or (C, L)"
+        layout = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)",
+                  3: "(N, C, D, H, W) or (C, D, H, W)"}[spatial]
         raise ShapeError(f"{op}: expected a {layout} input, got shape {tuple(input.shape)}")
     if tuple(indices.shape) != tuple(input.shape):
         raise ShapeError(f"{op}: indices shape {tuple(indices.shape)} must equal the input shape "
@@ -119,4 +120,15 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     kernel = _tuple(kernel_size, 2, op, "kernel_size", 1)
     strides = kernel if stride is None else _tuple(stride, 2, op, "stride", 1)
     sizes = _output_size(op, input, kernel, strides, _tuple(padding, 2, op, "padding", 0), output_size)
+    return _unpool(op, input, indices, sizes)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):  # noqa: A002
+    """(N, C, D, H, W) -> (N, C, Do, Ho, Wo), Do = (D - 1) * stride - 2 * padding + kernel_size unless
+    output_size says otherwise; zeros except where `indices` (from max_pool3d) put the input values."""
+    op = "max_unpool3d"
+    _check(op, input, indices, 3)
+    kernel = _tuple(kernel_size, 3, op, "kernel_size", 1)
+    strides = kernel if stride is None else _tuple(stride, 3, op, "stride", 1)
+    sizes = _output_size(op, input, kernel, strides, _tuple(padding, 3, op, "padding", 0), output_size)
     return _unpool(op, input, indices, sizes)

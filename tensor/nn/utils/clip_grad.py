@@ -7,6 +7,7 @@ with the host unless error_if_nonfinite asks for a check.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -84,6 +85,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     total = get_total_norm(_gradients(parameters), norm_type, error_if_nonfinite)
     clip_grads_with_norm_(parameters, max_norm, total)
     return total
+
+
+def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None) -> Tensor:
+    """Deprecated alias of clip_grad_norm_ (PyTorch warns with a FutureWarning, and so does this)."""
+    warnings.warn("`tensor.nn.utils.clip_grad_norm` is now deprecated in favor of `tensor.nn.utils.clip_grad_norm_`.",
+                  FutureWarning, stacklevel=2)
+    return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None) -> None:
