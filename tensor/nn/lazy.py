@@ -5,7 +5,9 @@ that only records the device and dtype to create them with (so model.to(...) and
 before the first call work as in PyTorch). A forward pre-hook infers the shapes, materialises and
 initialises the parameters, removes itself and turns the module into its plain class
 (LazyLinear -> Linear), so the hook costs nothing afterwards. Loading a state dict into a module
-still uninitialised materialises its parameters to the stored shapes first.
+still uninitialised materialises its parameters to the stored shapes first. Buffers whose shape
+depends on the input (a lazy BatchNorm's running statistics, lazy_norm.py) are UninitializedBuffers
+and follow the same rules.
 """
 from __future__ import annotations
 
@@ -15,22 +17,20 @@ from ..autograd import no_grad
 from ..creation import empty
 from ..errors import ShapeError
 from ..tensor import Tensor
-from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import Linear
-from .parameter import Parameter
+from .parameter import Buffer, Parameter
 
 
-class UninitializedParameter(Parameter):
-    """A Parameter whose shape is not known yet; `materialize(shape)` makes it a plain Parameter."""
+class _Uninitialized:
+    """What UninitializedParameter and UninitializedBuffer share: an empty array that only records the
+    device and dtype to create the real one with, and no shape until `materialize(shape)`."""
 
-    cls_to_become = Parameter
-
-    def __init__(self, requires_grad=True, device=None, dtype=None):
-        super().__init__(empty(0, device=device, dtype=dtype), requires_grad)
+    cls_to_become = None
 
     def materialize(self, shape, device=None, dtype=None):
-        """Give it storage of `shape` (on its recorded device and dtype unless given) and become a
-        Parameter; the values are uninitialised until the module's reset_parameters() fills them."""
+        """Give it storage of `shape` (on its recorded device and dtype unless given) and become its
+        plain class; the values are uninitialised until the module's reset_parameters() fills them."""
         device = self.device if device is None else device
         dtype = self.dtype if dtype is None else dtype
         self.data = empty(tuple(shape), device=device, dtype=dtype).data
@@ -39,26 +39,53 @@ class UninitializedParameter(Parameter):
     @property
     def shape(self):
         raise RuntimeError(
-            "Can't access the shape of an uninitialized parameter. Call the lazy module once on an input "
-            "(a dummy batch) to initialize its parameters before reading their shapes, or load a state dict "
-            "with the parameter's values into it."
+            f"Can't access the shape of an uninitialized parameter or buffer ({type(self).__name__}). Call the "
+            "lazy module once on an input (a dummy batch) to initialize it before reading shapes, or load a "
+            "state dict with its values into the module."
         )
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
 
     def __reduce_ex__(self, protocol):
-        return type(self), (self.requires_grad, str(self.device), self.dtype)
+        return type(self), self._init_args()
 
     def __deepcopy__(self, memo):
         if id(self) not in memo:
-            memo[id(self)] = type(self)(self.requires_grad, self.device, self.dtype)
+            memo[id(self)] = type(self)(*self._init_args())
         return memo[id(self)]
 
 
+class UninitializedParameter(_Uninitialized, Parameter):
+    """A Parameter whose shape is not known yet; `materialize(shape)` makes it a plain Parameter."""
+
+    cls_to_become = Parameter
+
+    def __init__(self, requires_grad=True, device=None, dtype=None):
+        super().__init__(empty(0, device=device, dtype=dtype), requires_grad)
+
+    def _init_args(self):
+        return self.requires_grad, str(self.device), self.dtype
+
+
+class UninitializedBuffer(_Uninitialized, Buffer):
+    """A buffer whose shape is not known yet (a lazy BatchNorm's running_mean); `materialize(shape)`
+    makes it a plain Tensor. persistent=False keeps it out of the state dict, as for Buffer."""
+
+    cls_to_become = Tensor
+
+    def __init__(self, requires_grad=False, device=None, dtype=None, persistent=True):
+        super().__init__(empty(0, device=device, dtype=dtype), persistent)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def _init_args(self):
+        return self.requires_grad, str(self.device), self.dtype, self.persistent
+
+
 def is_lazy(value) -> bool:
-    """Is `value` a parameter that has not been materialised yet?"""
-    return isinstance(value, UninitializedParameter)
+    """Is `value` a parameter or buffer that has not been materialised yet?"""
+    return isinstance(value, _Uninitialized)
 
 
 class LazyModuleMixin:
@@ -70,6 +97,14 @@ class LazyModuleMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._initialize_hook = self.register_forward_pre_hook(self._infer_parameters, with_kwargs=True)
+
+    def register_buffer(self, name, tensor, persistent=True):
+        # Module.register_buffer keeps a plain Tensor; an UninitializedBuffer must stay itself until
+        # materialised (with its own persistent flag, as when assigned).
+        if not isinstance(tensor, UninitializedBuffer):
+            return super().register_buffer(name, tensor, persistent)
+        super().register_buffer(name, None, persistent)
+        self._buffers[name] = tensor
 
     def has_uninitialized_params(self) -> bool:
         return any(is_lazy(v) for v in itertools.chain(self._parameters.values(), self._buffers.values()))
@@ -240,6 +275,28 @@ class LazyConvTranspose2d(_LazyConvMixin, ConvTranspose2d):
     """ConvTranspose2d whose in_channels comes from the first input; a ConvTranspose2d afterwards."""
 
     cls_to_become = ConvTranspose2d
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True,
+                 dilation=1, padding_mode="zeros", device=None, dtype=None):
+        super().__init__(0, 0, kernel_size, stride, padding, output_padding, groups, False, dilation, padding_mode)
+        self._make_lazy(out_channels, bias, device, dtype)
+
+
+class LazyConv3d(_LazyConvMixin, Conv3d):
+    """Conv3d whose in_channels comes from the first input; it is a Conv3d afterwards."""
+
+    cls_to_become = Conv3d
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", device=None, dtype=None):
+        super().__init__(0, 0, kernel_size, stride, padding, dilation, groups, False, padding_mode)
+        self._make_lazy(out_channels, bias, device, dtype)
+
+
+class LazyConvTranspose3d(_LazyConvMixin, ConvTranspose3d):
+    """ConvTranspose3d whose in_channels comes from the first input; a ConvTranspose3d afterwards."""
+
+    cls_to_become = ConvTranspose3d
 
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True,
                  dilation=1, padding_mode="zeros", device=None, dtype=None):

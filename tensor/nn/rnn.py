@@ -25,14 +25,20 @@ from .parameter import Parameter
 from .utils.rnn import PackedSequence, packed_rows, padded_rows
 
 
-class _RNNBase(Module):
-    _gates = 1
-    _mode = ""
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+
+class RNNBase(Module):
+    """The base of RNN, LSTM and GRU, as PyTorch's: RNNBase(mode, input_size, hidden_size, ...) with mode
+    'LSTM', 'GRU', 'RNN_TANH' or 'RNN_RELU' makes that mode's parameters; the subclasses run them."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
+        if mode not in _GATES:
+            raise ValueError(f"Unrecognized RNN mode: {mode!r}; expected one of {', '.join(_GATES)}")
+        self.mode = mode
         if proj_size:
             raise NotImplementedError(f"{name}: proj_size is not supported")
         if not isinstance(hidden_size, int) or hidden_size <= 0 or not isinstance(num_layers, int) or num_layers <= 0:
@@ -47,7 +53,7 @@ class _RNNBase(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size = bidirectional, proj_size
-        gate_size = self._gates * hidden_size
+        gate_size = _GATES[mode] * hidden_size
         factory = dict(device=device, dtype=dtype)
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self._directions
@@ -78,6 +84,9 @@ class _RNNBase(Module):
         return weights if self.bias else weights + [None, None]
 
     def forward(self, input, hx=None):
+        if type(self) is RNNBase:
+            raise NotImplementedError("RNNBase has no forward of its own (as in PyTorch); use nn.RNN, nn.LSTM or "
+                                      "nn.GRU for the mode's recurrence")
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
         batched = self._check_input(input)
@@ -176,19 +185,19 @@ class _RNNBase(Module):
         return s
 
 
-class RNN(_RNNBase):
+class RNN(RNNBase):
     """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh) with act 'tanh' or 'relu': input
     (T, N, input_size) (batch_first: (N, T, ...)), optional h_0 (num_layers * num_directions, N,
     hidden_size) -> output (T, N, D * hidden_size), h_n."""
 
-    _gates = 1
     _state_count = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None):
         self.nonlinearity = _check_nonlinearity(nonlinearity)
-        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, device=device, dtype=dtype)
+        super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device,
+                         dtype=dtype)
 
     def _run_layer(self, x, initial, weights, reverse, batch_sizes):
         return RNNLayer.apply(x, initial[0], *weights, reverse, self.nonlinearity == "relu", batch_sizes)
@@ -206,13 +215,15 @@ def _check_nonlinearity(nonlinearity):
     return nonlinearity
 
 
-class LSTM(_RNNBase):
+class LSTM(RNNBase):
     """Long short-term memory: input (T, N, input_size) (batch_first: (N, T, ...)), optional
     (h_0, c_0) each (num_layers * num_directions, N, hidden_size) -> output (T, N, D * hidden_size),
     (h_n, c_n). Gates i, f, g, o stacked in that order in weight_ih_l{k} (4 * hidden_size rows)."""
 
-    _gates = 4
     _state_count = 2
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("LSTM", *args, **kwargs)
 
     def _run_layer(self, x, initial, weights, reverse, batch_sizes):
         return LSTMLayer.apply(x, initial[0], initial[1], *weights, reverse, batch_sizes)
@@ -226,12 +237,14 @@ class LSTM(_RNNBase):
         return tuple(finals)
 
 
-class GRU(_RNNBase):
+class GRU(RNNBase):
     """Gated recurrent unit: input (T, N, input_size), optional h_0 (num_layers * num_directions, N,
     hidden_size) -> output (T, N, D * hidden_size), h_n. Gates r, z, n (3 * hidden_size rows)."""
 
-    _gates = 3
     _state_count = 1
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("GRU", *args, **kwargs)
 
     def _run_layer(self, x, initial, weights, reverse, batch_sizes):
         return GRULayer.apply(x, initial[0], *weights, reverse, batch_sizes)

@@ -45,6 +45,10 @@ from .pooling_aliases import (
     upsample_nearest,
 )
 from .lp_pool import lp_pool1d, lp_pool2d, lp_pool3d
+from .fractional_pooling import (
+    fractional_max_pool2d, fractional_max_pool2d_with_indices, fractional_max_pool3d,
+    fractional_max_pool3d_with_indices,
+)
 from .unpool import max_unpool1d, max_unpool2d, max_unpool3d
 from .resample import interpolate
 from .sampling_grid import affine_grid, grid_sample
