@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .optimizer import (
-    Optimizer, blocks, check_betas, check_non_negative, effective_grad, lerp_, params_with_grad, zeros_state,
+    Optimizer, blocks, check_betas, check_non_negative, effective_grad, params_with_grad, update_moments_,
+    zeros_state,
 )
 
 
@@ -75,11 +76,7 @@ class Adam(Optimizer):
         if param_scale != 1.0:
             np.multiply(param, param_scale, out=param)
         work = self._scratch(param)
-        lerp_(np, exp_avg, g, 1 - beta1, work)
-        np.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
-        np.multiply(g, 1 - beta2, out=work)
-        np.multiply(work, g, out=work)
-        np.add(exp_avg_sq, work, out=exp_avg_sq)
+        update_moments_(np, g, exp_avg, exp_avg_sq, beta1, beta2, work)
         second_moment = exp_avg_sq
         if max_exp_avg_sq is not None:
             second_moment = np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)

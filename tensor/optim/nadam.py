@@ -15,7 +15,8 @@ import numpy as np
 from ..backend import array_module
 from ..dtypes import get_default_dtype
 from .optimizer import (
-    Optimizer, blocks, check_betas, check_non_negative, effective_grad, lerp_, params_with_grad, zeros_state,
+    Optimizer, blocks, check_betas, check_non_negative, effective_grad, params_with_grad, update_moments_,
+    zeros_state,
 )
 
 
@@ -66,11 +67,7 @@ class NAdam(Optimizer):
         if param_scale != 1.0:
             xp.multiply(param, param_scale, out=param)
         work = self._scratch(param)
-        lerp_(xp, exp_avg, g, 1 - beta1, work)
-        xp.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
-        xp.multiply(g, 1 - beta2, out=work)
-        xp.multiply(work, g, out=work)
-        xp.add(exp_avg_sq, work, out=exp_avg_sq)
+        update_moments_(xp, g, exp_avg, exp_avg_sq, beta1, beta2, work)
         denom = xp.divide(exp_avg_sq, bias_correction2, out=self._scratch(param, slot=2))
         xp.add(xp.sqrt(denom, out=denom), eps, out=denom)
         for source, weight in ((g, grad_weight), (exp_avg, avg_weight)):  # PyTorch's two addcdiv_ calls

@@ -274,6 +274,16 @@ def blocks(*arrays):
         yield tuple(None if a is None else a[start:start + BLOCK] for a in flat)
 
 
+def update_moments_(xp, g, exp_avg, exp_avg_sq, beta1, beta2, work):
+    """Adam's moments in place: exp_avg lerps toward g by 1 - beta1 (PyTorch's lerp_), exp_avg_sq
+    becomes beta2 * exp_avg_sq + (1 - beta2) * g * g. `work` is scratch of g's shape."""
+    lerp_(xp, exp_avg, g, 1 - beta1, work)
+    xp.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
+    xp.multiply(g, 1 - beta2, out=work)
+    xp.multiply(work, g, out=work)
+    xp.add(exp_avg_sq, work, out=exp_avg_sq)
+
+
 def lerp_(xp, start, end, weight, work):
     """start += weight * (end - start) in place, with PyTorch's formula choice (exact at weight 0 and 1)."""
     xp.subtract(end, start, out=work)

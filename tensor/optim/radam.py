@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ..backend import array_module
 from .optimizer import (
-    Optimizer, blocks, check_betas, check_non_negative, effective_grad, lerp_, params_with_grad, zeros_state,
+    Optimizer, blocks, check_betas, check_non_negative, effective_grad, params_with_grad, update_moments_,
+    zeros_state,
 )
 
 
@@ -60,11 +61,7 @@ class RAdam(Optimizer):
         if param_scale != 1.0:
             xp.multiply(param, param_scale, out=param)
         work = self._scratch(param)
-        lerp_(xp, exp_avg, g, 1 - beta1, work)
-        xp.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
-        xp.multiply(g, 1 - beta2, out=work)
-        xp.multiply(work, g, out=work)
-        xp.add(exp_avg_sq, work, out=exp_avg_sq)
+        update_moments_(xp, g, exp_avg, exp_avg_sq, beta1, beta2, work)
         update = xp.divide(exp_avg, bias_correction1, out=work)
         xp.multiply(update, lr, out=update)
         if rect is not None:  # the adaptive step, in PyTorch's order of operations

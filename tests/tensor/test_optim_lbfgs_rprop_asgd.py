@@ -1,61 +1,34 @@
 """LBFGS (fixed step and strong-Wolfe line search), Rprop and ASGD: parameters step by step against
 torch.optim, state-dict round trips, errors."""
 import copy
-import itertools
 
 import numpy as np
 import pytest
 from helpers import to_numpy
+from optim_steps import gradient_steps, make_params, options, starting_points, torch_run, train
 
 import tensor
 from tensor import optim
 
-SHAPES = [(3, 4), (5,)]
 STEPS = 8
 
 
 @pytest.fixture
 def starts(rng):
-    return [rng.standard_normal(shape) for shape in SHAPES]
+    return starting_points(rng)
 
 
 @pytest.fixture
 def grads(rng):
-    """grads[step][i]: the gradient of parameter i at each step (one step all zero, so signs tie)."""
-    return [[rng.standard_normal(shape) * (1 + step % 3) * (step != 4) for shape in SHAPES] for step in range(STEPS)]
-
-
-def make_params(starts, device, dtype=np.float64):
-    return [tensor.tensor(s.astype(dtype), device=device, requires_grad=True) for s in starts]
-
-
-def train(opt, params, grads):
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = tensor.tensor(g.astype(p.dtype), device=p.device)
-        opt.step()
-
-
-def torch_run(torch, name, hyper, starts, grads, dtype=np.float64):
-    params = [torch.tensor(s.astype(dtype), requires_grad=True) for s in starts]
-    opt = getattr(torch.optim, name)(params, **hyper)
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = torch.tensor(g.astype(dtype))
-        opt.step()
-    return params, opt
-
-
-def _options(**choices):
-    return [dict(zip(choices, values)) for values in itertools.product(*choices.values())]
+    return gradient_steps(rng, STEPS)
 
 
 # --------------------------------------------------------------------------------- Rprop and ASGD
 
 CASES = (
-    [("Rprop", o) for o in _options(lr=[0.01, 0.3], etas=[(0.5, 1.2), (0.3, 2.0)], maximize=[False, True])]
+    [("Rprop", o) for o in options(lr=[0.01, 0.3], etas=[(0.5, 1.2), (0.3, 2.0)], maximize=[False, True])]
     + [("Rprop", dict(lr=0.1, step_sizes=(0.05, 0.2)))]
-    + [("ASGD", o) for o in _options(lr=[0.01, 0.2], lambd=[1e-4, 0.1], weight_decay=[0.0, 0.1],
+    + [("ASGD", o) for o in options(lr=[0.01, 0.2], lambd=[1e-4, 0.1], weight_decay=[0.0, 0.1],
                                     maximize=[False, True])]
     + [("ASGD", dict(lr=0.1, alpha=0.5, t0=3)), ("ASGD", dict(lr=0.1, lambd=0.5, t0=0))]
 )

@@ -1,73 +1,42 @@
 """NAdam, RAdam, Adamax, Adadelta and the MultiplicativeLR, PolynomialLR, CosineAnnealingWarmRestarts and CyclicLR
 schedules: values step by step against torch.optim, state-dict round trips, errors."""
-import itertools
 import math
 import warnings
 
 import numpy as np
 import pytest
 from helpers import to_numpy
+from optim_steps import gradient_steps, make_params, options, starting_points, torch_run, torch_train, train
 
 import tensor
 from tensor import optim
 from tensor.optim import lr_scheduler as sched
 
-SHAPES = [(3, 4), (5,)]
 STEPS = 9  # RAdam's rectified step starts at step 6 with beta2 = 0.999: both of its branches run
 
 
 @pytest.fixture
 def starts(rng):
-    return [rng.standard_normal(shape) for shape in SHAPES]
+    return starting_points(rng)
 
 
 @pytest.fixture
 def grads(rng):
-    """grads[step][i]: the gradient of parameter i at each step (some near zero, for Adamax's eps)."""
-    return [[rng.standard_normal(shape) * (1 + step % 3) * (step != 4) for shape in SHAPES] for step in range(STEPS)]
-
-
-def make_params(starts, device, dtype=np.float64):
-    return [tensor.tensor(s.astype(dtype), device=device, requires_grad=True) for s in starts]
-
-
-def train(opt, params, grads):
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = tensor.tensor(g.astype(p.dtype), device=p.device)
-        opt.step()
-
-
-def torch_train(torch, opt, params, grads):
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = torch.tensor(g.astype(p.detach().numpy().dtype))
-        opt.step()
-
-
-def torch_run(torch, name, hyper, starts, grads, dtype=np.float64):
-    params = [torch.tensor(s.astype(dtype), requires_grad=True) for s in starts]
-    opt = getattr(torch.optim, name)(params, **hyper)
-    torch_train(torch, opt, params, grads)
-    return params, opt
-
-
-def _options(**choices):
-    return [dict(zip(choices, values)) for values in itertools.product(*choices.values())]
+    return gradient_steps(rng, STEPS)
 
 
 # ------------------------------------------------------------------------------ optimizers vs torch
 
 
 CASES = (
-    [("NAdam", o) for o in _options(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+    [("NAdam", o) for o in options(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
                                      momentum_decay=[4e-3, 0.05], maximize=[False, True])]
     + [("NAdam", dict(lr=0.05, betas=(0.5, 0.9), eps=1e-3))]
-    + [("RAdam", o) for o in _options(lr=[0.01], betas=[(0.9, 0.999), (0.8, 0.6)], weight_decay=[0.0, 0.1],
+    + [("RAdam", o) for o in options(lr=[0.01], betas=[(0.9, 0.999), (0.8, 0.6)], weight_decay=[0.0, 0.1],
                                      decoupled_weight_decay=[False, True], maximize=[False, True])]
-    + [("Adamax", o) for o in _options(lr=[0.01], betas=[(0.9, 0.999), (0.5, 0.9)], eps=[1e-8, 0.1],
+    + [("Adamax", o) for o in options(lr=[0.01], betas=[(0.9, 0.999), (0.5, 0.9)], eps=[1e-8, 0.1],
                                       weight_decay=[0.0, 0.1], maximize=[False, True])]
-    + [("Adadelta", o) for o in _options(lr=[1.0, 0.3], rho=[0.9, 0.5], weight_decay=[0.0, 0.1],
+    + [("Adadelta", o) for o in options(lr=[1.0, 0.3], rho=[0.9, 0.5], weight_decay=[0.0, 0.1],
                                         maximize=[False, True])]
     + [("Adadelta", dict(rho=1.0, eps=1e-3)), ("Adadelta", dict(rho=0.0))]
 )
