@@ -51,5 +51,11 @@ from . import func  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from .printing import set_printoptions  # noqa: E402
 from .anomaly import is_anomaly_check_nan_enabled, is_anomaly_enabled  # noqa: E402
+from .amp import autocast  # noqa: E402
+from .runtime import (  # noqa: E402
+    are_deterministic_algorithms_enabled, asarray, can_cast, empty_strided, frombuffer, get_default_device,
+    get_num_threads, is_deterministic_algorithms_warn_only_enabled, promote_types, result_type, set_default_device,
+    set_num_threads, typename, use_deterministic_algorithms,
+)
 
 __version__ = "0.1.0"

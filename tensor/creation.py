@@ -9,6 +9,7 @@ import numpy as np
 from . import dtypes
 from .backend import as_device, device_of, to_device_array
 from .errors import DTypeError
+from .runtime import data_device, factory_device
 from .tensor import Tensor, _wrap
 
 
@@ -61,11 +62,12 @@ def _check_int_range(array, dtype):
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor that owns a copy of `data`."""
-    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    return Tensor(data, dtype=dtype, device=data_device(device), requires_grad=requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None):
     """Like tensor(), but shares memory with `data` when dtype and device already match."""
+    device = data_device(device)
     if isinstance(data, Tensor) and (dtype is None or data.dtype == dtypes.as_dtype(dtype)):
         if device is None or data.device == as_device(device):
             return data
@@ -93,7 +95,7 @@ def from_dlpack(obj):
 
 
 def _xp_and_dtype(device, dtype, default=None):
-    dev = as_device(device)
+    dev = factory_device(device)
     return dev.xp, (dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())), dev
 
 
@@ -191,7 +193,7 @@ def _triangle_indices(op, row, col, offset, dtype, device, lower):
         raise ValueError(f"{op}: row ({row}) and col ({col}) must be >= 0")
     dtype = dtypes.int64 if dtype is None else dtypes.as_dtype(dtype)
     rows, cols = (np.tril_indices if lower else np.triu_indices)(int(row), int(offset), int(col))
-    return _wrap(to_device_array(np.stack([rows, cols]).astype(dtype), as_device(device)))
+    return _wrap(to_device_array(np.stack([rows, cols]).astype(dtype), factory_device(device)))
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):

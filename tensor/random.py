@@ -11,6 +11,7 @@ import numpy as np
 from . import dtypes
 from .backend import Device, as_device
 from .creation import _on, _shape
+from .runtime import factory_device
 from .tensor import _wrap
 
 
@@ -52,6 +53,9 @@ class Generator:
 
 
 _default_generators: dict[Device, Generator] = {}
+# Seeds for default generators not made yet: seeding CUDA devices stays lazy (as in torch), so
+# tensor.cuda.manual_seed_all makes no CUDA context on GPUs this process never draws on.
+_pending_seeds: dict[Device, int] = {}
 
 
 def default_generator(device="cpu") -> Generator:
@@ -59,13 +63,39 @@ def default_generator(device="cpu") -> Generator:
     gen = _default_generators.get(device)
     if gen is None:
         gen = _default_generators[device] = Generator(device)
+        seed = _pending_seeds.pop(device, _global_seed)
+        if seed is not None:
+            gen.manual_seed(seed)
     return gen
+
+
+def seed_device(device, seed: int) -> None:
+    """Seed one device's default generator: now if it exists, else when it is first used."""
+    device = as_device(device)
+    gen = _default_generators.get(device)
+    if gen is None:
+        _pending_seeds[device] = int(seed)
+    else:
+        gen.manual_seed(seed)
+
+
+def device_initial_seed(device) -> int:
+    """The seed of a device's default generator (a pending one counts)."""
+    device = as_device(device)
+    if device not in _default_generators and device in _pending_seeds:
+        return _pending_seeds[device]
+    return default_generator(device).initial_seed()
+
+
+def fresh_seed() -> int:
+    return int(np.random.SeedSequence().entropy % (2**63))
 
 
 def manual_seed(seed: int):
     """Seed the default generators of every device (created lazily from this seed later)."""
     global _global_seed
     _global_seed = int(seed)
+    _pending_seeds.clear()
     for gen in _default_generators.values():
         gen.manual_seed(seed)
     if Device("cpu") not in _default_generators:
@@ -74,7 +104,7 @@ def manual_seed(seed: int):
 
 
 def seed() -> int:
-    s = int(np.random.SeedSequence().entropy % (2**63))
+    s = fresh_seed()
     manual_seed(s)
     return s
 
@@ -97,17 +127,13 @@ def rng_for(device, generator=None):
 
 
 def _generator(generator, device):
-    device = as_device(device)
+    device = factory_device(device)
     if generator is not None:
         if generator.device != device:
             raise ValueError(f"generator is for {generator.device} but the tensor is created on {device}")
         return generator
     gen = _default_generators.get(device)
-    if gen is None:
-        gen = default_generator(device)
-        if _global_seed is not None:
-            gen.manual_seed(_global_seed)
-    return gen
+    return gen if gen is not None else default_generator(device)
 
 
 _global_seed = None
@@ -121,7 +147,7 @@ def _float_dtype(dtype):
 
 
 def _make(array_fn, device, requires_grad):
-    device = as_device(device)
+    device = factory_device(device)
     with _on(device):
         t = _wrap(array_fn())
     return t.requires_grad_(True) if requires_grad else t
@@ -189,7 +215,7 @@ def sample_uniform(shape, low, high, dtype, device, generator=None):
     """A raw array of U(low, high) draws in `dtype` (drawn in float32/64, the generators' dtypes)."""
     rng = _generator(generator, device).rng
     sample_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
-    with _on(as_device(device)):
+    with _on(factory_device(device)):
         return (rng.random(tuple(shape), dtype=sample_dtype) * (high - low) + low).astype(dtype, copy=False)
 
 
@@ -197,5 +223,5 @@ def sample_normal(shape, mean, std, dtype, device, generator=None):
     """A raw array of N(mean, std^2) draws in `dtype`."""
     rng = _generator(generator, device).rng
     sample_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
-    with _on(as_device(device)):
+    with _on(factory_device(device)):
         return (rng.standard_normal(tuple(shape), dtype=sample_dtype) * std + mean).astype(dtype, copy=False)

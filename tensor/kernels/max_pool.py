@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import cupy_module
+from ..runtime import check_deterministic
 from . import _rows
 
 _SOURCE = r"""
@@ -129,6 +130,8 @@ def max_pool_forward(x, kernel, stride, padding, dilation, out_hw, swapped: bool
 
 def max_pool_backward(grad, taps, in_shape, kernel, stride, padding, dilation, swapped: bool, overlapping: bool):
     """The (N, C, H, W) input gradient from the output gradient (any strides) and forward's taps."""
+    if overlapping:
+        check_deterministic("max_pool2d backward with overlapping windows (atomicAdd)")
     cp = cupy_module()
     N, C, H, W = in_shape
     outer, inner = _order(in_shape, swapped)

@@ -11,6 +11,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
+from ..runtime import check_deterministic
 from ..tensor import Tensor, _wrap
 from ._util import normalize_dim
 from .compare import ne
@@ -51,6 +52,8 @@ def bincount(x, weights=None, minlength=0):
         return _wrap(xp.zeros(minlength, dtype))
     if weights is None:
         return _wrap(xp.bincount(data, minlength=minlength).astype(dtype, copy=False))
+    if xp is not np:  # CuPy sums the weights with float atomics
+        check_deterministic("bincount with weights (atomicAdd)")
     counts = xp.bincount(data, weights=weights.data.astype(np.float64), minlength=minlength)
     return _wrap(counts.astype(dtype, copy=False))
 
@@ -114,6 +117,8 @@ def histogram(x, bins=100, *, range=None, weight=None, density=False):  # noqa: 
         if weight.shape != x.shape or weight.dtype != x.dtype:
             raise ShapeError(f"histogram: weight must have the input's shape {tuple(x.shape)} and dtype {x.dtype}, "
                              f"got shape {tuple(weight.shape)} and dtype {weight.dtype}")
+    if weight is not None and xp is not np:  # CuPy sums the weights with float atomics
+        check_deterministic("histogram with weight (atomicAdd)")
     hist, _ = xp.histogram(data, bins=edges, weights=None if weight is None else weight.data.reshape(-1))
     hist = hist.astype(x.dtype)
     if density:

@@ -16,6 +16,7 @@ from .. import dtypes
 from ..autograd import Function, is_grad_enabled
 from ..errors import AutogradError, DTypeError, ShapeError
 from ..graph_backward import linear_backward_graph
+from ..runtime import check_deterministic
 from ..tensor import Tensor, _wrap
 from . import convert
 from ._util import normalize_dim, sum_to
@@ -30,6 +31,8 @@ def add_at(xp, target, index, values):
         return
     import cupyx
 
+    if target.dtype.kind == "f":  # float atomics add in a varying order; integer ones are exact
+        check_deterministic("scatter_add (cupyx.scatter_add)")
     if type(index) is tuple and any(getattr(i, "dtype", None) == np.bool_ for i in index):
         # cupyx takes a mask alone; mixed with integer arrays, spell the mask out as its positions
         index = tuple(p for i in index for p in (i.nonzero() if getattr(i, "dtype", None) == np.bool_ else (i,)))

@@ -7,6 +7,7 @@ from ...autograd import Function
 from ...errors import AutogradError, DTypeError, ShapeError
 from ...graph_backward import linear_backward_graph
 from ...ops.gather import one_hot  # noqa: F401 - re-exported as F.one_hot
+from ...runtime import check_deterministic
 
 
 class Embedding(Function):
@@ -29,6 +30,7 @@ class Embedding(Function):
         else:
             import cupyx
 
+            check_deterministic("embedding backward (cupyx.scatter_add)")
             cupyx.scatter_add(result, flat, rows)
         if padding_idx is not None:
             result[padding_idx] = 0  # the padding row is never trained

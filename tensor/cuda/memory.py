@@ -1,4 +1,4 @@
-"""torch.cuda's small helpers: is_available(), device_count(), synchronize(), memory statistics.
+"""torch.cuda's memory statistics: memory_allocated(), max_memory_allocated(), memory_stats()...
 
 Memory figures come from CuPy's default memory pool, through which every engine array is
 allocated. "allocated" is what live arrays hold (the pool's used bytes); "reserved" is what the
@@ -15,42 +15,10 @@ grows until empty_cache(), so the reserved peak is exact whenever it is sampled 
 """
 from __future__ import annotations
 
-from .backend import cuda_device_count, cuda_is_available, cupy_module
-
-
-def is_available() -> bool:
-    return cuda_is_available()
-
-
-def device_count() -> int:
-    return cuda_device_count()
-
-
-def current_device() -> int:
-    return cupy_module().cuda.Device().id
-
-
-def synchronize(device=None):
-    cupy_module().cuda.Device(_index(device)).synchronize()
-
-
-# ------------------------------------------------------------------------------------------ memory
+from ..backend import cupy_module
+from ._devices import _index
 
 _peaks: dict[int, list[int]] = {}  # device index -> [allocated peak, reserved peak], in bytes
-
-
-def _index(device) -> int:
-    """A device index from None (the current one), an int, 'cuda[:N]' or a Device."""
-    if device is None:
-        return cupy_module().cuda.Device().id
-    if isinstance(device, int):
-        return device
-    from .backend import as_device
-
-    device = as_device(device)
-    if device.type != "cuda":
-        raise ValueError(f"tensor.cuda: expected a CUDA device, got {device}")
-    return device.index
 
 
 def _pool_bytes(index: int) -> tuple[int, int]:

@@ -1,0 +1,19 @@
+"""tensor.cuda: torch.cuda's helpers over CuPy.
+
+Devices (_devices.py): is_available, device_count, current_device, set_device, device(i), synchronize,
+get_device_name, get_device_properties, get_device_capability, mem_get_info; seeding each GPU's
+generator: manual_seed, manual_seed_all, seed, seed_all, initial_seed (the seeding functions do
+nothing without CUDA, as in torch; the others raise DeviceError).
+Memory statistics (memory.py): memory_allocated, max_memory_allocated, memory_stats, empty_cache...
+Streams (streams.py): Stream, Event, stream(s), current_stream, default_stream.
+"""
+from ._devices import (
+    current_device, device, device_count, get_device_capability, get_device_name, get_device_properties,
+    initial_seed, is_available, manual_seed, manual_seed_all, mem_get_info, seed, seed_all, set_device,
+    synchronize,
+)
+from .memory import (
+    empty_cache, max_memory_allocated, max_memory_reserved, memory_allocated, memory_reserved, memory_stats,
+    record_peak_memory, reset_peak_memory_stats, track_peak_memory,
+)
+from .streams import Event, Stream, current_stream, default_stream, stream
