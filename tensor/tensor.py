@@ -306,6 +306,15 @@ class Tensor:
 
         return tensor_repr(self)
 
+    def __format__(self, spec):
+        # torch formats a 0-d tensor as its Python number, so logging lines like f"{loss:.4f}" port.
+        if self.data.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError(f"format spec {spec!r} needs a 0-d tensor, got shape {tuple(self.data.shape)}; "
+                            "format loss.item() or t.tolist() instead")
+        return str(self)
+
     def __reduce_ex__(self, protocol):
         # Ray ships tensors between actors as their array (and grad flag); graphs never travel.
         return (_rebuild, (to_device_array(self.data, Device("cpu")), str(self.device), self._requires_grad))

@@ -161,6 +161,16 @@ def test_repr_is_readable(device):
     assert "grad_fn=<Mul>" in repr(x * 2)
 
 
+def test_format_of_a_scalar_tensor_is_its_number(device):
+    loss = tensor.tensor(2.5, device=device, requires_grad=True) * 1
+    assert f"{loss:.3f}" == "2.500" and f"{tensor.tensor(3, device=device):d}" == "3"
+    assert f"{tensor.tensor(True, device=device)}" == "True"
+    x = tensor.tensor([1.0, 2.0], device=device)
+    assert f"{x}" == str(x)
+    with pytest.raises(TypeError, match=r"needs a 0-d tensor, got shape \(2,\)"):
+        f"{x:.3f}"
+
+
 def test_unsupported_dtype_is_a_clear_error():
     with pytest.raises(DTypeError, match="not supported"):
         tensor.tensor(np.zeros(2, dtype=np.complex64))
