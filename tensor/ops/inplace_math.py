@@ -1,5 +1,5 @@
-"""More in-place ops: masked_fill_ and the unary abs_ exp_ log_ sqrt_ relu_ sigmoid_ tanh_ (the random
-fills are in random_fills.py).
+"""More in-place ops: masked_fill_, the unary abs_ exp_ log_ sqrt_ relu_ sigmoid_ tanh_, and lerp_,
+addcmul_, addcdiv_ (weight averages, optimizer updates). The random fills are in random_fills.py.
 
 They reuse inplace.py's machinery: with a graph to record, the out-of-place op runs through
 apply_tracked (so saved tensors stay intact and views stay consistent); without one, the result is
@@ -8,7 +8,8 @@ written straight into the tensor's array and the version counter moves.
 from __future__ import annotations
 
 from ..autograd import no_grad
-from . import activation, compare, unary
+from ..errors import ShapeError
+from . import activation, compare, pointwise, unary
 from .inplace import _check_cast, apply_tracked, needs_graph
 
 
@@ -21,11 +22,20 @@ def _write(self, result, name):
     return self
 
 
-def _unary_inplace(self, op, name):
-    if needs_graph(self):
-        return apply_tracked(self, op, name=name)
+def _inplace_of(self, op, name, *operands):
+    """self = op(self, *operands), in place: PyTorch's x.f_(...) for an out-of-place op f."""
+    if needs_graph(self, *operands):
+        return apply_tracked(self, op, *operands, name=name)
     with no_grad():
-        return _write(self, op(self.detach()).data, name)
+        result = op(self.detach(), *operands).data
+    if result.shape != self.data.shape:
+        raise ShapeError(f"{name}: result shape {tuple(result.shape)} does not match the tensor's shape "
+                         f"{tuple(self.shape)}: the operands may broadcast to the tensor, not beyond it")
+    return _write(self, result, name)
+
+
+def _unary_inplace(self, op, name):
+    return _inplace_of(self, op, name)
 
 
 def abs_(self):
@@ -63,3 +73,16 @@ def masked_fill_(self, mask, value):
         return apply_tracked(self, lambda s, v: compare.masked_fill(s, mask, v), value, name="masked_fill_")
     with no_grad():
         return _write(self, compare.masked_fill(self.detach(), mask, value).data, "masked_fill_")
+
+
+def lerp_(self, end, weight):
+    """self += weight * (end - self): e.g. an exponential moving average of weights, ema.lerp_(p, 0.001)."""
+    return _inplace_of(self, pointwise.lerp, "lerp_", end, weight)
+
+
+def addcmul_(self, tensor1, tensor2, *, value=1):
+    return _inplace_of(self, lambda s, a, b: pointwise.addcmul(s, a, b, value=value), "addcmul_", tensor1, tensor2)
+
+
+def addcdiv_(self, tensor1, tensor2, *, value=1):
+    return _inplace_of(self, lambda s, a, b: pointwise.addcdiv(s, a, b, value=value), "addcdiv_", tensor1, tensor2)

@@ -257,6 +257,29 @@ def test_masked_fill_(device):
         x.masked_fill_(make(a, device), 0)
 
 
+def test_lerp_addcmul_addcdiv_in_place(device):
+    torch = pytest.importorskip("torch")
+    a, b, c = data(3, 4), data(4, seed=1), np.abs(data(3, 4, seed=2)) + 0.5
+    for name, args, kwargs in (("lerp_", (b, 0.25), {}), ("addcmul_", (b, c), {"value": -2}),
+                               ("addcdiv_", (b, c), {"value": 3})):
+        ours = make(a, device)
+        getattr(ours, name)(*[make(x, device) if isinstance(x, np.ndarray) else x for x in args], **kwargs)
+        ref = torch.tensor(a)
+        getattr(ref, name)(*[torch.tensor(x) if isinstance(x, np.ndarray) else x for x in args], **kwargs)
+        np.testing.assert_allclose(to_numpy(ours), ref.numpy(), rtol=1e-12)
+    ema = make(np.zeros(3), device)
+    for _ in range(2):
+        ema.lerp_(make(np.ones(3), device), 0.5)  # an exponential moving average, as torch scripts keep one
+    assert to_numpy(ema).tolist() == [0.75] * 3
+    w = make(np.ones(3), device, requires_grad=True)
+    x = w * 2
+    x.lerp_(make(np.zeros(3), device), 0.5)  # recorded: x is w again
+    x.sum().backward()
+    assert to_numpy(w.grad).tolist() == [1.0] * 3
+    with pytest.raises(tensor.ShapeError, match=r"lerp_: result shape \(2, 3\) does not match"):
+        make(np.zeros(3), device).lerp_(make(np.zeros((2, 3)), device), 0.5)
+
+
 def test_uniform_normal_fill_reproducibly(device):
     tensor.manual_seed(3)
     x = tensor.empty(1000, device=device).uniform_(-2, 3)
