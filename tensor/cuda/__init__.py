@@ -6,6 +6,7 @@ generator: manual_seed, manual_seed_all, seed, seed_all, initial_seed (the seedi
 nothing without CUDA, as in torch; the others raise DeviceError).
 Memory statistics (memory.py): memory_allocated, max_memory_allocated, memory_stats, empty_cache...
 Streams (streams.py): Stream, Event, stream(s), current_stream, default_stream.
+tensor.cuda.amp: the older spelling of tensor.amp's autocast and GradScaler for CUDA.
 """
 from ._devices import (
     current_device, device, device_count, get_device_capability, get_device_name, get_device_properties,
@@ -17,3 +18,4 @@ from .memory import (
     record_peak_memory, reset_peak_memory_stats, track_peak_memory,
 )
 from .streams import Event, Stream, current_stream, default_stream, stream
+from . import amp  # noqa: E402,F401 - tensor.cuda.amp.autocast / GradScaler, as in torch

@@ -240,3 +240,14 @@ def test_linear_and_conv_on_cpu_stay_float32_inside_autocast():
     assert out.dtype == tensor.float32 and y.dtype == tensor.float32
     y.sum().backward()
     assert weight.grad.dtype == tensor.float32
+
+
+def test_the_older_cuda_amp_spelling_is_tensor_amp():
+    # torch.cuda.amp.autocast() / GradScaler() in older scripts: the same objects with device "cuda" fixed
+    region = tensor.cuda.amp.autocast(dtype=tensor.float16)
+    assert isinstance(region, tensor.amp.autocast) and region.device_type == "cuda" and region.enabled
+    assert not tensor.cuda.amp.autocast(enabled=False).enabled
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # without CUDA the scaler warns that it passes everything through
+        scaler = tensor.cuda.amp.GradScaler(init_scale=1024.0)
+    assert isinstance(scaler, tensor.amp.GradScaler)
