@@ -307,3 +307,21 @@ def test_typename_matches_torch():
     for obj in (3, "s", np.ones(1), len, warnings.warn):
         assert tensor.typename(obj) == torch.typename(obj)
     assert tensor.typename(tensor.nn.Linear(1, 1)) == "tensor.nn.linear.Linear"
+
+
+def test_compile_returns_the_model_itself_and_checks_torch_arguments():
+    model = tensor.nn.Linear(2, 2)
+    assert tensor.compile(model) is model  # eager engine: nothing to compile, same results
+    assert list(tensor.compile(model, mode="reduce-overhead").state_dict()) == ["weight", "bias"]
+
+    @tensor.compile(mode="max-autotune", fullgraph=True)
+    def double(x):
+        return x * 2
+
+    assert double(tensor.tensor([1.0])).tolist() == [2.0]
+    with pytest.raises(ValueError, match="compile: unknown mode 'fastest'"):
+        tensor.compile(model, mode="fastest")
+    with pytest.raises(RuntimeError, match="either mode or options"):
+        tensor.compile(model, mode="default", options={})
+    with pytest.raises(TypeError, match="expected a Module or a function"):
+        tensor.compile(3)
