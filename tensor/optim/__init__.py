@@ -5,6 +5,7 @@ and learning-rate schedulers, with PyTorch's names and rules.
     sched = tensor.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1000)
 """
 from . import lr_scheduler
+from . import swa_utils
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
@@ -20,5 +21,5 @@ from .sgd import SGD
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Adagrad", "Adadelta", "Rprop", "ASGD",
-    "LBFGS", "lr_scheduler",
+    "LBFGS", "lr_scheduler", "swa_utils",
 ]
