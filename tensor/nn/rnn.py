@@ -1,6 +1,7 @@
 """RNN, LSTM and GRU, and their cells, with PyTorch's arguments, parameter names (weight_ih_l0,
-weight_hh_l0, bias_ih_l0, bias_hh_l0, ..._reverse; the cells' weight_ih, weight_hh, bias_ih, bias_hh),
-gate orders and initialisation, so weights port from PyTorch unchanged.
+weight_hh_l0, bias_ih_l0, bias_hh_l0, LSTM's weight_hr_l0 with proj_size, ..._reverse; the cells'
+weight_ih, weight_hh, bias_ih, bias_hh), gate orders and initialisation, so weights port from
+PyTorch unchanged.
 
 Each layer and direction is one fused Function over the whole sequence (functional/rnn.py); this
 file stacks them: layers in turn, directions concatenated on the feature dim, dropout between
@@ -39,8 +40,6 @@ class RNNBase(Module):
         if mode not in _GATES:
             raise ValueError(f"Unrecognized RNN mode: {mode!r}; expected one of {', '.join(_GATES)}")
         self.mode = mode
-        if proj_size:
-            raise NotImplementedError(f"{name}: proj_size is not supported")
         if not isinstance(hidden_size, int) or hidden_size <= 0 or not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"{name}: hidden_size {hidden_size!r} and num_layers {num_layers!r} must be positive ints")
         if not 0 <= dropout <= 1 or isinstance(dropout, bool):
@@ -50,19 +49,22 @@ class RNNBase(Module):
                 f"{name}: dropout acts between recurrent layers, so dropout={dropout} with num_layers=1 does nothing",
                 stacklevel=2,
             )
+        _check_proj_size(name, mode, proj_size, hidden_size)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size = bidirectional, proj_size
-        gate_size = _GATES[mode] * hidden_size
+        gate_size, state_size = _GATES[mode] * hidden_size, self._state_sizes[0]
         factory = dict(device=device, dtype=dtype)
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self._directions
+            layer_input = input_size if layer == 0 else state_size * self._directions
             for suffix in self._suffixes:
                 setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(empty(gate_size, layer_input, **factory)))
-                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(empty(gate_size, hidden_size, **factory)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(empty(gate_size, state_size, **factory)))
                 if bias:
                     setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(empty(gate_size, **factory)))
                     setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(empty(gate_size, **factory)))
+                if proj_size:
+                    setattr(self, f"weight_hr_l{layer}{suffix}", Parameter(empty(proj_size, hidden_size, **factory)))
         self.reset_parameters()
 
     @property
@@ -73,15 +75,23 @@ class RNNBase(Module):
     def _suffixes(self):
         return ("", "_reverse") if self.bidirectional else ("",)
 
+    @property
+    def _state_sizes(self):
+        """Each state's features: h has proj_size when projected (LSTM only), LSTM's c has hidden_size."""
+        h = self.proj_size or self.hidden_size
+        return (h, self.hidden_size) if self.mode == "LSTM" else (h,)
+
     def reset_parameters(self):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             init.uniform_(weight, -bound, bound)
 
     def _layer_weights(self, layer, suffix):
+        """w_ih, w_hh, b_ih, b_hh (None without bias), then w_hr when projected."""
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
         weights = [getattr(self, f"{n}_l{layer}{suffix}") for n in names]
-        return weights if self.bias else weights + [None, None]
+        weights = weights if self.bias else weights + [None, None]
+        return weights + [getattr(self, f"weight_hr_l{layer}{suffix}")] if self.proj_size else weights
 
     def forward(self, input, hx=None):
         if type(self) is RNNBase:
@@ -121,7 +131,8 @@ class RNNBase(Module):
 
     def _run_layers(self, x, states, batch_sizes=None):
         """Every layer and direction over x (T, B, I) from `states` (a list, empty for zeros) ->
-        (output (T, B, D * H), final states each (num_layers * D, B, H)). batch_sizes: see functional/rnn.py."""
+        (output (T, B, D * H), final states each (num_layers * D, B, H)); H is proj_size for the output
+        and h when projected. batch_sizes: see functional/rnn.py."""
         finals = [[] for _ in range(self._state_count)]  # each direction's last state, per layer
         for layer in range(self.num_layers):
             outputs = []
@@ -153,25 +164,26 @@ class RNNBase(Module):
         return input.dim() == 3
 
     def _initial_states(self, hx, batch, batched):
-        """The initial state tensors as a list (empty for zeros), each (layers * directions, B, H)."""
+        """The initial state tensors as a list (empty for zeros), each (layers * directions, B, _state_sizes)."""
         if hx is None:
             return []
         states = self._unpack_states(hx)
-        expected = (self.num_layers * self._directions, batch, self.hidden_size)
         result = []
-        for s in states:
+        for index, (s, size) in enumerate(zip(states, self._state_sizes)):
+            expected = (self.num_layers * self._directions, batch, size)
             s = s if batched else s.unsqueeze(1)
             if tuple(s.shape) != expected:
-                raise ShapeError(
-                    f"{type(self).__name__}: initial state of shape {tuple(s.shape if batched else s.squeeze(1).shape)}"
-                    f" should be {expected if batched else (expected[0], expected[2])} "
-                    "(num_layers * num_directions, batch, hidden_size)"
-                )
+                got, want = (s.shape, expected) if batched else (s.squeeze(1).shape, (expected[0], size))
+                size_name = "proj_size" if index == 0 and self.proj_size else "hidden_size"
+                raise ShapeError(f"{type(self).__name__}: initial state {'hc'[index]}_0 of shape {tuple(got)} should "
+                                 f"be {want} (num_layers * num_directions, batch, {size_name})")
             result.append(s)
         return result
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -193,11 +205,12 @@ class RNN(RNNBase):
     _state_count = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, **kwargs):
+        _refuse_proj_size(kwargs)
         self.nonlinearity = _check_nonlinearity(nonlinearity)
         super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device,
-                         dtype=dtype)
+                         dtype=dtype, **kwargs)
 
     def _run_layer(self, x, initial, weights, reverse, batch_sizes):
         return RNNLayer.apply(x, initial[0], *weights, reverse, self.nonlinearity == "relu", batch_sizes)
@@ -209,6 +222,25 @@ class RNN(RNNBase):
         return finals[0]
 
 
+def _check_proj_size(name, mode, proj_size, hidden_size):
+    """PyTorch's checks and messages, with the values."""
+    if not isinstance(proj_size, int) or isinstance(proj_size, bool):
+        raise TypeError(f"{name}: proj_size must be an int, got {type(proj_size).__name__} {proj_size!r}")
+    if proj_size < 0:
+        raise ValueError(f"{name}: proj_size should be a positive integer or zero to disable projections, "
+                         f"got {proj_size}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"{name}: proj_size has to be smaller than hidden_size, got {proj_size} >= {hidden_size}")
+    if proj_size and mode != "LSTM":
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
+def _refuse_proj_size(kwargs):
+    """RNN and GRU refuse proj_size, even 0, as PyTorch's do."""
+    if "proj_size" in kwargs:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
 def _check_nonlinearity(nonlinearity):
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
@@ -218,7 +250,11 @@ def _check_nonlinearity(nonlinearity):
 class LSTM(RNNBase):
     """Long short-term memory: input (T, N, input_size) (batch_first: (N, T, ...)), optional
     (h_0, c_0) each (num_layers * num_directions, N, hidden_size) -> output (T, N, D * hidden_size),
-    (h_n, c_n). Gates i, f, g, o stacked in that order in weight_ih_l{k} (4 * hidden_size rows)."""
+    (h_n, c_n). Gates i, f, g, o stacked in that order in weight_ih_l{k} (4 * hidden_size rows).
+
+    proj_size P > 0 (below hidden_size): each step's h is projected by weight_hr_l{k} (P, hidden_size),
+    so h_0, h_n and the output have P features (weight_hh_l{k} is (4 * hidden_size, P), the next
+    layer's input D * P); c_0 and c_n keep hidden_size."""
 
     _state_count = 2
 
@@ -226,7 +262,8 @@ class LSTM(RNNBase):
         super().__init__("LSTM", *args, **kwargs)
 
     def _run_layer(self, x, initial, weights, reverse, batch_sizes):
-        return LSTMLayer.apply(x, initial[0], initial[1], *weights, reverse, batch_sizes)
+        # weight_hr, when projected, goes after batch_sizes: LSTMLayer's optional last argument
+        return LSTMLayer.apply(x, initial[0], initial[1], *weights[:4], reverse, batch_sizes, *weights[4:])
 
     def _unpack_states(self, hx):
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
@@ -244,6 +281,7 @@ class GRU(RNNBase):
     _state_count = 1
 
     def __init__(self, *args, **kwargs):
+        _refuse_proj_size(kwargs)
         super().__init__("GRU", *args, **kwargs)
 
     def _run_layer(self, x, initial, weights, reverse, batch_sizes):

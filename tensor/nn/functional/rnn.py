@@ -9,12 +9,13 @@ relu). The cells (nn/rnn.py) run these same Functions over a one-step sequence.
 
 Shapes: x (T, B, I) time-major, h0 / c0 (B, H) or None (zeros), w_ih (G*H, I), w_hh (G*H, H),
 b_ih / b_hh (G*H,) or None. `reverse` runs the sequence back to front (the second direction of
-a bidirectional layer); outputs stay aligned with the inputs.
+a bidirectional layer); outputs stay aligned with the inputs. LSTMLayer also takes an optional
+projection w_hr after batch_sizes (PyTorch's proj_size): see its docstring.
 
-`batch_sizes` (optional, last) runs a packed batch: x holds the sequences padded and sorted by
-length, longest first, and step t updates only its first batch_sizes[t] rows. A finished row keeps
-its state, so h_n holds each sequence's state after its own last element; in reverse a row starts at
-its own last element from its initial state. Outputs outside the sequences are zero.
+`batch_sizes` (optional, after `reverse`) runs a packed batch: x holds the sequences padded and
+sorted by length, longest first, and step t updates only its first batch_sizes[t] rows. A finished
+row keeps its state, so h_n holds each sequence's state after its own last element; in reverse a row
+starts at its own last element from its initial state. Outputs outside the sequences are zero.
 """
 from __future__ import annotations
 
@@ -111,17 +112,24 @@ def _initial_state(given, shape, dtype, packed, xp):
 
 
 class LSTMLayer(Function):
-    """One LSTM layer over a sequence -> (output (T, B, H), h_n (B, H), c_n (B, H))."""
+    """One LSTM layer over a sequence -> (output (T, B, P), h_n (B, P), c_n (B, H)).
+
+    w_hr (P, H), optional and last (PyTorch's proj_size): the state h is the cell output
+    o * tanh(c) projected, h_t = (o * tanh(c_t)) @ W_hr^T, so h0, h_n, the output and w_hh's columns
+    have P features while c keeps H. Without it P = H and h is the cell output itself."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes=None):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes=None, w_hr=None):
         xp = ctx.xp
         T, B, _ = x.shape
-        H = w_hh.shape[1]
+        H = w_hh.shape[0] // 4
+        P = H if w_hr is None else w_hr.shape[0]
         sizes, packed = _step_sizes(T, B, batch_sizes), batch_sizes is not None
+        fill = xp.zeros if packed else xp.empty
         acts = _project_inputs(x, w_ih, _combined_bias(b_ih, b_hh))  # pre-activations, then activations
-        out, cells = (xp.zeros if packed else xp.empty)((2, T, B, H), dtype=x.dtype)
-        h, c = (_initial_state(s, (B, H), x.dtype, packed, xp) for s in (h0, c0))
+        out, cells = fill((2, T, B, H), dtype=x.dtype)  # out: the cell outputs o * tanh(c)
+        projected = None if w_hr is None else fill((T, B, P), dtype=x.dtype)
+        h, c = _initial_state(h0, (B, P), x.dtype, packed, xp), _initial_state(c0, (B, H), x.dtype, packed, xp)
         for t in _order(T, reverse):
             b = sizes[t]
             a = acts[t, :b]
@@ -133,24 +141,27 @@ class LSTMLayer(Function):
             xp.multiply(a[:, H : 2 * H], c[:b], out=c_t)
             c_t += a[:, :H] * g
             xp.multiply(a[:, 3 * H :], xp.tanh(c_t), out=h_t)
+            if projected is not None:
+                h_t = xp.matmul(h_t, w_hr.T, out=projected[t, :b])
             if packed:  # rows past this step keep their state: they have finished, or not begun
                 h[:b], c[:b] = h_t, c_t
             else:  # the step's output is the new state: no copy
                 h, c = h_t, c_t
         ctx.reverse, ctx.w_ih, ctx.H, ctx.sizes = reverse, w_ih, H, sizes
         ctx.biases = b_ih, b_hh  # for backward_graph, which runs the layer again
-        ctx.save_for_backward(x, h0, c0, w_hh, acts, cells, out)
-        return out, h.copy(), c.copy()
+        ctx.save_for_backward(x, h0, c0, w_hh, acts, cells, out, w_hr, projected)
+        return (out if projected is None else projected), h.copy(), c.copy()
 
     @staticmethod
     def backward(ctx, grad_out, grad_h, grad_c):
-        x, h0, c0, w_hh, acts, cells, out = ctx.saved_tensors
+        x, h0, c0, w_hh, acts, cells, out, w_hr, projected = ctx.saved_tensors
         xp, H, sizes = ctx.xp, ctx.H, ctx.sizes
         # d(activation)/d(pre-activation) for all steps at once: sigmoid' for i, f, o; tanh' for g.
         deriv = acts * (1 - acts)
         g_all = acts[:, :, 2 * H : 3 * H]
         deriv[:, :, 2 * H : 3 * H] = 1 - g_all * g_all
         dgates = xp.zeros_like(acts)  # rows outside a step keep zero: they add nothing to the weights
+        d_projected = None if w_hr is None else xp.zeros_like(projected)
         dh, dc = grad_h.copy(), grad_c.copy()
         c_before = _states_before_each_step(cells, c0, ctx.reverse, sizes, xp)
         for t in reversed(_order(x.shape[0], ctx.reverse)):
@@ -158,6 +169,9 @@ class LSTMLayer(Function):
             i, f, g, o = (acts[t, :b, k * H : (k + 1) * H] for k in range(4))
             dh_t, dc_t = dh[:b], dc[:b]
             dh_t += grad_out[t, :b]
+            if w_hr is not None:  # back through the projection to the cell output
+                d_projected[t, :b] = dh_t
+                dh_t = dh_t @ w_hr
             tanh_c = xp.tanh(cells[t, :b])
             d = dgates[t, :b]
             xp.multiply(dh_t, tanh_c, out=d[:, 3 * H :])
@@ -168,11 +182,14 @@ class LSTMLayer(Function):
             dc_t *= f
             d *= deriv[t, :b]
             dh[:b] = d @ w_hh
-        h_before = _states_before_each_step(out, h0, ctx.reverse, sizes, xp)
+        h_before = _states_before_each_step(out if w_hr is None else projected, h0, ctx.reverse, sizes, xp)
         needs = [ctx.needs_input_grad[k] for k in (0, 3, 4, 5, 6)]
         gx, gwih, gwhh, gbih, gbhh = _input_and_weight_grads(needs, ctx.w_ih, dgates, dgates, x, h_before)
         need_h0, need_c0 = ctx.needs_input_grad[1:3]
         grads = gx, (dh if need_h0 else None), (dc if need_c0 else None), gwih, gwhh, gbih, gbhh, None
+        if w_hr is not None and ctx.needs_input_grad[9]:
+            T, B, P = projected.shape
+            grads += None, d_projected.reshape(T * B, P).T @ out.reshape(T * B, H)
         return _one_per_input(ctx, grads)
 
     @staticmethod
@@ -180,8 +197,12 @@ class LSTMLayer(Function):
         from .rnn_graph import lstm_cell, recurrent_backward_graph  # it builds on this module
 
         x, h0, c0, w_hh = ctx.saved_tensors[:4]
+        w_hr = ctx.saved_tensors[7]
         inputs = [(0, x), (1, h0), (2, c0), (3, ctx.w_ih), (4, w_hh), (5, ctx.biases[0]), (6, ctx.biases[1])]
-        return recurrent_backward_graph(ctx, grads, inputs, lstm_cell, states=2)
+        if w_hr is not None:
+            inputs.append((9, w_hr))
+        sizes = (w_hh.shape[1], ctx.H)  # h has w_hh's columns (proj_size when projected), c has H
+        return recurrent_backward_graph(ctx, grads, inputs, lstm_cell, sizes)
 
 
 class GRULayer(Function):
@@ -260,7 +281,7 @@ class GRULayer(Function):
 
         x, h0, w_hh = ctx.saved_tensors[:3]
         inputs = [(0, x), (1, h0), (2, ctx.w_ih), (3, w_hh), (4, ctx.biases[0]), (5, ctx.biases[1])]
-        return recurrent_backward_graph(ctx, grads, inputs, gru_cell, states=1)
+        return recurrent_backward_graph(ctx, grads, inputs, gru_cell, (w_hh.shape[1],))
 
 
 class RNNLayer(Function):
@@ -320,4 +341,4 @@ class RNNLayer(Function):
 
         x, h0, w_hh = ctx.saved_tensors[:3]
         inputs = [(0, x), (1, h0), (2, ctx.w_ih), (3, w_hh), (4, ctx.biases[0]), (5, ctx.biases[1])]
-        return recurrent_backward_graph(ctx, grads, inputs, elman_cell(ctx.relu), states=1)
+        return recurrent_backward_graph(ctx, grads, inputs, elman_cell(ctx.relu), (w_hh.shape[1],))

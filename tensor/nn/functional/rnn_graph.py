@@ -16,12 +16,13 @@ from .linear import linear
 from .rnn import _order
 
 
-def recurrent_backward_graph(ctx, grads, inputs, cell, states):
+def recurrent_backward_graph(ctx, grads, inputs, cell, state_sizes):
     """The layer's input gradients on Tensors. inputs: (forward argument index, raw array or None)
-    for each Tensor argument in forward order: x, the `states` initial states, then w_ih, w_hh,
-    b_ih, b_hh; cell(x_t, state, *weights) -> (output, state)."""
+    for each Tensor argument in forward order: x, one initial state per entry of `state_sizes` (its
+    feature count), then the weights (w_ih, w_hh, b_ih, b_hh, and LSTM's w_hr when projected);
+    cell(x_t, state, *weights) -> (output, state)."""
     tensors = [input_in_graph(ctx, index, array) for index, array in inputs]
-    outputs = _unroll(ctx, tensors, cell, states)
+    outputs = _unroll(ctx, tensors, cell, state_sizes)
     wanted = [(i, t) for i, ((index, _), t) in enumerate(zip(inputs, tensors))
               if t is not None and ctx.needs_input_grad[index] and t.requires_grad]
     results = [None] * len(ctx.needs_input_grad)
@@ -32,31 +33,34 @@ def recurrent_backward_graph(ctx, grads, inputs, cell, states):
     return tuple(results)
 
 
-def _unroll(ctx, tensors, cell, count):
-    """(output (T, B, H), final state...) from x, `count` initial states and the weights, as the
-    fused forward."""
+def _unroll(ctx, tensors, cell, state_sizes):
+    """(output (T, B, H), final state...) from x, the initial states and the weights, as the fused
+    forward."""
     x, *rest = tensors
+    count = len(state_sizes)
     states, weights = rest[:count], rest[count:]
     T, B = x.shape[:2]
-    H = weights[1].shape[1]  # w_hh (G*H, H)
-    states = [zeros((B, H), dtype=x.dtype, device=x.device) if s is None else s for s in states]
+    states = [zeros((B, size), dtype=x.dtype, device=x.device) if s is None else s
+              for s, size in zip(states, state_sizes)]
     outputs = [None] * T
     for t in _order(T, ctx.reverse):
         b = ctx.sizes[t]
         h_t, new = cell(x[t, :b], [s[:b] for s in states], *weights)
         if b < B:  # packed: finished rows keep their state and output zeros
-            outputs[t] = cat([h_t, zeros((B - b, H), dtype=x.dtype, device=x.device)], 0)
+            outputs[t] = cat([h_t, zeros((B - b, h_t.shape[1]), dtype=x.dtype, device=x.device)], 0)
             states = [cat([n, s[b:]], 0) for n, s in zip(new, states)]
         else:
             outputs[t], states = h_t, new
     return (stack(outputs), *states)
 
 
-def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh):
+def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh, w_hr=None):
     h, c = state
     i, f, g, o = (linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)).chunk(4, 1)
     c = f.sigmoid() * c + i.sigmoid() * g.tanh()
     h = o.sigmoid() * c.tanh()
+    if w_hr is not None:
+        h = linear(h, w_hr)
     return h, [h, c]
 
 
