@@ -57,6 +57,14 @@ METHODS = {
     "inplace_index": "scatter_ scatter_add_ scatter_reduce_ index_add_ index_copy_ index_fill_ index_reduce_ "
     "index_put_ put_ masked_scatter_ tril_ triu_ fill_diagonal_",
     "unfold": "unfold",
+    "inplace_twins": "sign_ log1p_ expm1_ log2_ log10_ rsqrt_ square_ reciprocal_ sin_ cos_ tan_ clip_ floor_ "
+    "ceil_ round_ trunc_ erf_ asin_ acos_ atan_ sinh_ cosh_ asinh_ acosh_ atanh_ arcsin_ arccos_ arctan_ "
+    "arcsinh_ arccosh_ arctanh_ deg2rad_ rad2deg_ sinc_ atan2_ arctan2_ hypot_ exp2_ erfc_ erfinv_ lgamma_ "
+    "digamma_ i0_ xlogy_ ldexp_ copysign_ heaviside_ nextafter_ fmod_ frac_ sgn_ logit_ float_power_ "
+    "floor_divide_ remainder_ true_divide_ multiply_ subtract_ divide_ negative_ absolute_ not_equal_ greater_ "
+    "greater_equal_ less_ less_equal_ eq_ ne_ lt_ le_ gt_ ge_ logical_and_ logical_or_ logical_not_ "
+    "logical_xor_ bitwise_and_ bitwise_or_ bitwise_xor_ bitwise_not_ clamp_min_ clamp_max_ addmm_ nan_to_num_ "
+    "cumsum_ cumprod_ fix fix_ swapaxes_ swapdims_",
 }
 
 # operator -> (module, function, swap operands)
