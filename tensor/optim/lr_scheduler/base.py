@@ -107,3 +107,32 @@ def per_group(name: str, optimizer: Optimizer, value) -> list:
             )
         return list(value)
     return [value] * len(optimizer.param_groups)
+
+
+class MomentumCycling:
+    """For schedules that move momentum (SGD's momentum, or Adam's beta1) opposite to the lr: OneCycleLR and
+    CyclicLR. The state lands where PyTorch keeps it: `use_beta1` on the scheduler, each group's
+    `max_momentum` and `base_momentum` in the group."""
+
+    def _init_momentum(self, optimizer, base_momentum, max_momentum, last_epoch):
+        """Check there is a momentum to cycle; on a fresh start (last_epoch == -1) set each group's to its
+        max_momentum and record both bounds. Returns (base momentums, max momentums), one per group."""
+        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+            raise ValueError(f"{type(self).__name__}: cycle_momentum=True, but {type(optimizer).__name__} has neither "
+                             "momentum nor betas; pass cycle_momentum=False")
+        self.use_beta1 = "betas" in optimizer.defaults
+        bottoms = per_group("base_momentum", optimizer, base_momentum)
+        tops = per_group("max_momentum", optimizer, max_momentum)
+        if last_epoch == -1:
+            for group, bottom, top in zip(optimizer.param_groups, bottoms, tops):
+                self._set_momentum(group, top)
+                group["max_momentum"] = top
+                group["base_momentum"] = bottom
+        return bottoms, tops
+
+    def _set_momentum(self, group, value):
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+

@@ -9,7 +9,7 @@ import math
 import types
 
 from ..optimizer import Optimizer
-from .base import LRScheduler, group_values, per_group
+from .base import LRScheduler, MomentumCycling, group_values, per_group
 
 
 class CosineAnnealingWarmRestarts(LRScheduler):
@@ -73,7 +73,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             self.T_i = self.T_0 * self.T_mult ** (n)
 
 
-class CyclicLR(LRScheduler):
+class CyclicLR(MomentumCycling, LRScheduler):
     """Cycle each group's lr between base_lr and max_lr: step_size_up steps up, step_size_down
     (default: step_size_up) steps down. Step it once per batch.
 
@@ -99,7 +99,8 @@ class CyclicLR(LRScheduler):
         self._init_scale(mode, gamma, scale_fn, scale_mode)
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            self._init_momentum(optimizer, base_momentum, max_momentum, last_epoch)
+            self.base_momentums, self.max_momentums = self._init_momentum(optimizer, base_momentum,
+                                                                          max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -129,25 +130,6 @@ class CyclicLR(LRScheduler):
         self.gamma = gamma
         self._scale_fn_custom = scale_fn
         self.scale_mode = scale_mode
-
-    def _init_momentum(self, optimizer, base_momentum, max_momentum, last_epoch):
-        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-            raise ValueError(f"CyclicLR: cycle_momentum=True, but {type(optimizer).__name__} has neither momentum "
-                             "nor betas; pass cycle_momentum=False")
-        self.use_beta1 = "betas" in optimizer.defaults
-        self.base_momentums = per_group("base_momentum", optimizer, base_momentum)
-        self.max_momentums = per_group("max_momentum", optimizer, max_momentum)
-        if last_epoch == -1:
-            for top, bottom, group in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
-                self._set_momentum(group, top)
-                group["max_momentum"] = top
-                group["base_momentum"] = bottom
-
-    def _set_momentum(self, group, value):
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
 
     def scale_fn(self, x) -> float:
         """The amplitude's scale at x (the cycle number or the iteration, per scale_mode)."""

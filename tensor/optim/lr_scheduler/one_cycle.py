@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 
 from ..optimizer import Optimizer
-from .base import LRScheduler, per_group
+from .base import LRScheduler, MomentumCycling, per_group
 
 
-class OneCycleLR(LRScheduler):
+class OneCycleLR(MomentumCycling, LRScheduler):
     """Warm up from max_lr / div_factor to max_lr over pct_start of the run, then anneal to
     initial_lr / final_div_factor; momentum moves the opposite way, between max_momentum and
     base_momentum. three_phase: go up, come back down to the initial lr symmetrically, then
@@ -36,28 +36,8 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            self._setup_momentum(optimizer, base_momentum, max_momentum, last_epoch)
+            self._init_momentum(optimizer, base_momentum, max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
-
-    def _setup_momentum(self, optimizer, base_momentum, max_momentum, last_epoch):
-        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-            raise ValueError(f"OneCycleLR: cycle_momentum=True, but {type(optimizer).__name__} has neither momentum "
-                             "nor betas; pass cycle_momentum=False")
-        self.use_beta1 = "betas" in optimizer.defaults
-        if last_epoch != -1:
-            return
-        tops = per_group("max_momentum", optimizer, max_momentum)
-        bottoms = per_group("base_momentum", optimizer, base_momentum)
-        for group, top, bottom in zip(optimizer.param_groups, tops, bottoms):
-            self._set_momentum(group, top)
-            group["max_momentum"] = top
-            group["base_momentum"] = bottom
-
-    def _set_momentum(self, group, value):
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
 
     def _anneal(self, start, end, pct):
         if self._anneal_func_type == "cos":
