@@ -32,32 +32,42 @@ def _root(out, norm_type, count):
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # noqa: A002
     """(N, C, L) -> (N, C, Lo): each window's (sum x^p)^(1/p); stride defaults to kernel_size."""
-    _check("lp_pool1d", input, norm_type)
-    if math.isinf(norm_type):
-        sign = 1 if norm_type > 0 else -1
-        return max_pool1d(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
-    out = avg_pool1d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
-    k = kernel_size[0] if isinstance(kernel_size, (tuple, list)) else kernel_size
-    return _root(out, norm_type, k)
+
+    def window_size(k):
+        return k[0] if isinstance(k, (tuple, list)) else k
+
+    return _lp_pool("lp_pool1d", max_pool1d, avg_pool1d, window_size, input, norm_type, kernel_size, stride,
+                    ceil_mode)
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # noqa: A002
     """(N, C, H, W) -> (N, C, Ho, Wo): each window's (sum x^p)^(1/p); stride defaults to kernel_size."""
-    _check("lp_pool2d", input, norm_type)
-    if math.isinf(norm_type):
-        sign = 1 if norm_type > 0 else -1
-        return max_pool2d(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
-    out = avg_pool2d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
-    k = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)  # checked by avg_pool2d
-    return _root(out, norm_type, k[0] * k[-1])
+
+    def window_size(k):
+        k = (k,) * 2 if isinstance(k, int) else tuple(k)  # checked by avg_pool2d
+        return k[0] * k[-1]
+
+    return _lp_pool("lp_pool2d", max_pool2d, avg_pool2d, window_size, input, norm_type, kernel_size, stride,
+                    ceil_mode)
 
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):  # noqa: A002
     """(N, C, D, H, W) -> (N, C, Do, Ho, Wo): each window's (sum x^p)^(1/p); stride defaults to kernel_size."""
-    _check("lp_pool3d", input, norm_type)
+
+    def window_size(k):
+        k = _triple(k, "lp_pool3d", "kernel_size", 1)
+        return k[0] * k[1] * k[2]
+
+    return _lp_pool("lp_pool3d", max_pool3d, avg_pool3d, window_size, input, norm_type, kernel_size, stride,
+                    ceil_mode)
+
+
+def _lp_pool(op, max_pool, avg_pool, window_size, input, norm_type, kernel_size, stride, ceil_mode):  # noqa: A002
+    """The shared recipe: the max of |x| for norm_type = +-inf, else the average of x^p times the window's
+    size (window_size(kernel_size), taken after avg_pool has checked kernel_size) to the 1/p."""
+    _check(op, input, norm_type)
     if math.isinf(norm_type):
         sign = 1 if norm_type > 0 else -1
-        return max_pool3d(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
-    out = avg_pool3d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
-    k = _triple(kernel_size, "lp_pool3d", "kernel_size", 1)
-    return _root(out, norm_type, k[0] * k[1] * k[2])
+        return max_pool(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign
+    out = avg_pool(input ** norm_type, kernel_size, stride, 0, ceil_mode)
+    return _root(out, norm_type, window_size(kernel_size))

@@ -104,31 +104,24 @@ def _unpool(op, input, indices, sizes):
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):  # noqa: A002
     """(N, C, L) -> (N, C, Lo), Lo = (L - 1) * stride - 2 * padding + kernel_size unless output_size
     says otherwise; zeros except where `indices` (from max_pool1d) put the input values."""
-    op = "max_unpool1d"
-    _check(op, input, indices, 1)
-    kernel = _tuple(kernel_size, 1, op, "kernel_size", 1)
-    strides = kernel if stride is None else _tuple(stride, 1, op, "stride", 1)
-    sizes = _output_size(op, input, kernel, strides, _tuple(padding, 1, op, "padding", 0), output_size)
-    return _unpool(op, input, indices, sizes)
+    return _max_unpool("max_unpool1d", 1, input, indices, kernel_size, stride, padding, output_size)
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):  # noqa: A002
     """(N, C, H, W) -> (N, C, Ho, Wo), Ho = (H - 1) * stride - 2 * padding + kernel_size unless
     output_size says otherwise; zeros except where `indices` (from max_pool2d) put the input values."""
-    op = "max_unpool2d"
-    _check(op, input, indices, 2)
-    kernel = _tuple(kernel_size, 2, op, "kernel_size", 1)
-    strides = kernel if stride is None else _tuple(stride, 2, op, "stride", 1)
-    sizes = _output_size(op, input, kernel, strides, _tuple(padding, 2, op, "padding", 0), output_size)
-    return _unpool(op, input, indices, sizes)
+    return _max_unpool("max_unpool2d", 2, input, indices, kernel_size, stride, padding, output_size)
 
 
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):  # noqa: A002
     """(N, C, D, H, W) -> (N, C, Do, Ho, Wo), Do = (D - 1) * stride - 2 * padding + kernel_size unless
     output_size says otherwise; zeros except where `indices` (from max_pool3d) put the input values."""
-    op = "max_unpool3d"
-    _check(op, input, indices, 3)
-    kernel = _tuple(kernel_size, 3, op, "kernel_size", 1)
-    strides = kernel if stride is None else _tuple(stride, 3, op, "stride", 1)
-    sizes = _output_size(op, input, kernel, strides, _tuple(padding, 3, op, "padding", 0), output_size)
+    return _max_unpool("max_unpool3d", 3, input, indices, kernel_size, stride, padding, output_size)
+
+
+def _max_unpool(op, spatial, input, indices, kernel_size, stride, padding, output_size):  # noqa: A002
+    _check(op, input, indices, spatial)
+    kernel = _tuple(kernel_size, spatial, op, "kernel_size", 1)
+    strides = kernel if stride is None else _tuple(stride, spatial, op, "stride", 1)
+    sizes = _output_size(op, input, kernel, strides, _tuple(padding, spatial, op, "padding", 0), output_size)
     return _unpool(op, input, indices, sizes)
