@@ -238,67 +238,58 @@ class _LazyConvMixin(LazyModuleMixin):
         return input.shape[1] if input.dim() == n + 2 else input.shape[0]
 
 
+# The Lazy* convolutions' constructors: torch's signatures without in_channels (it comes from the first input).
+# super(_LazyConvMixin, self) is the class's own conv (after LazyModuleMixin), as super() in each class was.
+def _lazy_conv_init(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                    padding_mode="zeros", device=None, dtype=None):
+    super(_LazyConvMixin, self).__init__(0, 0, kernel_size, stride, padding, dilation, groups, False, padding_mode)
+    self._make_lazy(out_channels, bias, device, dtype)
+
+
+def _lazy_conv_transpose_init(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                              bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+    super(_LazyConvMixin, self).__init__(0, 0, kernel_size, stride, padding, output_padding, groups, False, dilation,
+                                         padding_mode)
+    self._make_lazy(out_channels, bias, device, dtype)
+
+
 class LazyConv1d(_LazyConvMixin, Conv1d):
     """Conv1d whose in_channels comes from the first input; it is a Conv1d afterwards."""
 
     cls_to_become = Conv1d
-
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 padding_mode="zeros", device=None, dtype=None):
-        super().__init__(0, 0, kernel_size, stride, padding, dilation, groups, False, padding_mode)
-        self._make_lazy(out_channels, bias, device, dtype)
+    __init__ = _lazy_conv_init
 
 
 class LazyConv2d(_LazyConvMixin, Conv2d):
     """Conv2d whose in_channels comes from the first input; it is a Conv2d afterwards."""
 
     cls_to_become = Conv2d
-
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 padding_mode="zeros", device=None, dtype=None):
-        super().__init__(0, 0, kernel_size, stride, padding, dilation, groups, False, padding_mode)
-        self._make_lazy(out_channels, bias, device, dtype)
+    __init__ = _lazy_conv_init
 
 
 class LazyConvTranspose1d(_LazyConvMixin, ConvTranspose1d):
     """ConvTranspose1d whose in_channels comes from the first input; a ConvTranspose1d afterwards."""
 
     cls_to_become = ConvTranspose1d
-
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True,
-                 dilation=1, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(0, 0, kernel_size, stride, padding, output_padding, groups, False, dilation, padding_mode)
-        self._make_lazy(out_channels, bias, device, dtype)
+    __init__ = _lazy_conv_transpose_init
 
 
 class LazyConvTranspose2d(_LazyConvMixin, ConvTranspose2d):
     """ConvTranspose2d whose in_channels comes from the first input; a ConvTranspose2d afterwards."""
 
     cls_to_become = ConvTranspose2d
-
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True,
-                 dilation=1, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(0, 0, kernel_size, stride, padding, output_padding, groups, False, dilation, padding_mode)
-        self._make_lazy(out_channels, bias, device, dtype)
+    __init__ = _lazy_conv_transpose_init
 
 
 class LazyConv3d(_LazyConvMixin, Conv3d):
     """Conv3d whose in_channels comes from the first input; it is a Conv3d afterwards."""
 
     cls_to_become = Conv3d
-
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 padding_mode="zeros", device=None, dtype=None):
-        super().__init__(0, 0, kernel_size, stride, padding, dilation, groups, False, padding_mode)
-        self._make_lazy(out_channels, bias, device, dtype)
+    __init__ = _lazy_conv_init
 
 
 class LazyConvTranspose3d(_LazyConvMixin, ConvTranspose3d):
     """ConvTranspose3d whose in_channels comes from the first input; a ConvTranspose3d afterwards."""
 
     cls_to_become = ConvTranspose3d
-
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True,
-                 dilation=1, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(0, 0, kernel_size, stride, padding, output_padding, groups, False, dilation, padding_mode)
-        self._make_lazy(out_channels, bias, device, dtype)
+    __init__ = _lazy_conv_transpose_init
