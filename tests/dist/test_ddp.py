@@ -71,10 +71,15 @@ def distance(ddp, ref):
     return error, hashlib.sha1(b"".join(a.tobytes() for a in ours)).hexdigest()
 
 
-def train_against_reference(optimizer, steps=20, bucket_cap_mb=TINY_BUCKETS_MB, **ddp_options):
+def train_against_reference(optimizer, steps=20, bucket_cap_mb=TINY_BUCKETS_MB, sync_batch_norm=False, **ddp_options):
+    """DDP on the shards against one model on the whole batch. sync_batch_norm: both models get a BatchNorm,
+    SyncBatchNorm under DDP (it normalises every shard with the whole batch's statistics, so the two agree)."""
     ctx = get_context()
-    ddp = DistributedDataParallel(mlp(seed=ctx.rank), bucket_cap_mb=bucket_cap_mb, **ddp_options)
-    ref = mlp(seed=0)
+    model = mlp(seed=ctx.rank, batch_norm=sync_batch_norm)
+    if sync_batch_norm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb, **ddp_options)
+    ref = mlp(seed=0, batch_norm=sync_batch_norm)
     opt, ref_opt = make_optimizer(optimizer, ddp.parameters()), make_optimizer(optimizer, ref.parameters())
     for step in range(steps):
         x, y = global_batch(step, ctx.world_size)
@@ -84,7 +89,12 @@ def train_against_reference(optimizer, steps=20, bucket_cap_mb=TINY_BUCKETS_MB, 
         ref_opt.zero_grad()
         F.mse_loss(ref(x), y).backward()
         ref_opt.step()
-    return (*distance(ddp, ref), len(ddp.buckets))
+    return (*distance(ddp, ref), len(ddp.buckets), buffer_distance(ddp, ref))
+
+
+def buffer_distance(ddp, ref):
+    """The largest difference between the DDP model's buffers (running statistics) and the reference's."""
+    return max((float(np.abs(a.data - b.data).max()) for a, b in zip(ddp.buffers(), ref.buffers())), default=0.0)
 
 
 def check_same(results, tol=1e-5):
@@ -131,8 +141,7 @@ def train_batch_norm_model(steps=10):
         ref_opt.step()
     ddp.eval()
     ddp(shard(x, ctx.rank))  # a forward broadcasts rank 0's buffers (eval mode leaves them as they are)
-    buffer_error = max(float(np.abs(a.data - b.data).max()) for a, b in zip(ddp.buffers(), ref.buffers()))
-    return (*distance(ddp, ref), buffer_error)
+    return (*distance(ddp, ref), buffer_distance(ddp, ref))
 
 
 def test_batch_norm_buffers_come_from_rank_zero(group):
@@ -141,31 +150,10 @@ def test_batch_norm_buffers_come_from_rank_zero(group):
     assert max(r[2] for r in results) < 1e-12
 
 
-def train_sync_batch_norm_model(steps=8):
-    """SyncBatchNorm normalises every shard with the statistics of the whole global batch (DDP lends it its
-    communicator), so the ranks train like one process running plain BatchNorm on the whole batch,
-    running statistics included."""
-    ctx = get_context()
-    model = nn.SyncBatchNorm.convert_sync_batchnorm(mlp(seed=ctx.rank, batch_norm=True))
-    ddp = DistributedDataParallel(model, bucket_cap_mb=TINY_BUCKETS_MB)
-    ref = mlp(seed=0, batch_norm=True)
-    opt, ref_opt = make_optimizer("sgd", ddp.parameters()), make_optimizer("sgd", ref.parameters())
-    for step in range(steps):
-        x, y = global_batch(step, ctx.world_size)
-        opt.zero_grad()
-        F.mse_loss(ddp(shard(x, ctx.rank)), shard(y, ctx.rank)).backward()
-        opt.step()
-        ref_opt.zero_grad()
-        F.mse_loss(ref(x), y).backward()
-        ref_opt.step()
-    buffer_error = max(float(np.abs(a.data - b.data).max()) for a, b in zip(ddp.buffers(), ref.buffers()))
-    return (*distance(ddp, ref), buffer_error)
-
-
 def test_sync_batch_norm_trains_like_batch_norm_on_the_whole_batch(group):
-    results = group.execute(train_sync_batch_norm_model)
+    results = group.execute(train_against_reference, "sgd", steps=8, sync_batch_norm=True)
     check_same(results)
-    assert max(r[2] for r in results) < 1e-12
+    assert max(r[3] for r in results) < 1e-12  # running statistics included
 
 
 def accumulate_with_no_sync(steps=3, micro_batches=2):
