@@ -47,3 +47,12 @@ def torch_run(torch, name, hyper, starts, grads, dtype=np.float64):
 def options(**choices):
     """Every combination of the choices, as keyword dicts."""
     return [dict(zip(choices, values)) for values in itertools.product(*choices.values())]
+
+
+LRS = (0.1, 0.03)  # the two parameter groups' learning rates in the scheduler tests
+
+
+def make_optimizer(framework, name="SGD", **hyper):
+    """An optimizer of `framework` (tensor, or torch) over two groups with different lrs."""
+    params = [framework.tensor([1.0, 2.0], requires_grad=True) for _ in LRS]
+    return getattr(framework.optim, name)([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)], **hyper)

@@ -5,16 +5,9 @@ import numpy as np
 import pytest
 
 import tensor
-from tensor import optim
 from tensor.optim import lr_scheduler as sched
 
-LRS = (0.1, 0.03)
-
-
-def make_optimizer(framework, name="SGD", **hyper):
-    """An optimizer of `framework` (tensor, or torch) over two groups with different lrs."""
-    params = [framework.tensor([1.0, 2.0], requires_grad=True) for _ in LRS]
-    return getattr(framework.optim, name)([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)], **hyper)
+from optim_steps import make_optimizer
 
 
 def step_both(schedulers, optimizers, steps, metrics=None):

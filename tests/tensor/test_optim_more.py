@@ -6,7 +6,9 @@ import warnings
 import numpy as np
 import pytest
 from helpers import to_numpy
-from optim_steps import gradient_steps, make_params, options, starting_points, torch_run, torch_train, train
+from optim_steps import (
+    gradient_steps, make_optimizer, make_params, options, starting_points, torch_run, torch_train, train,
+)
 
 import tensor
 from tensor import optim
@@ -194,14 +196,6 @@ def test_bad_hyperparameters_are_refused(make, words, device):
 
 
 # ------------------------------------------------------------------------------ schedulers vs torch
-
-LRS = (0.1, 0.03)
-
-
-def make_optimizer(framework, name="SGD", **hyper):
-    """An optimizer of `framework` (tensor, or torch) over two groups with different lrs."""
-    params = [framework.tensor([1.0, 2.0], requires_grad=True) for _ in LRS]
-    return getattr(framework.optim, name)([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)], **hyper)
 
 
 def history(scheduler, opt, steps, epochs=None):
