@@ -12,7 +12,7 @@ import numpy as np
 
 from .optimizer import (
     Optimizer, blocks, check_betas, check_non_negative, effective_grad, params_with_grad, update_moments_,
-    zeros_state,
+    weight_decay_terms, zeros_state,
 )
 
 
@@ -36,11 +36,8 @@ class Adam(Optimizer):
 
     def _step_group(self, group):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        weight_decay, decoupled = group["weight_decay"], group["decoupled_weight_decay"]
         amsgrad, maximize = group["amsgrad"], group["maximize"]
-        # Decoupled decay scales the parameter; coupled decay (an L2 penalty) is added to the gradient.
-        param_scale = 1 - lr * weight_decay if decoupled else 1.0
-        grad_decay = 0.0 if decoupled else weight_decay
+        param_scale, grad_decay = weight_decay_terms(group)
         for p, grad in params_with_grad(group):
             state = self.state[p]
             if not state:

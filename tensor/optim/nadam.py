@@ -16,7 +16,7 @@ from ..backend import array_module
 from ..dtypes import get_default_dtype
 from .optimizer import (
     Optimizer, blocks, check_betas, check_non_negative, effective_grad, params_with_grad, update_moments_,
-    zeros_state,
+    weight_decay_terms, zeros_state,
 )
 
 
@@ -41,9 +41,7 @@ class NAdam(Optimizer):
 
     def _step_group(self, group):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        weight_decay, decoupled = group["weight_decay"], group["decoupled_weight_decay"]
-        param_scale = 1 - lr * weight_decay if decoupled and weight_decay else 1.0
-        grad_decay = 0.0 if decoupled else weight_decay
+        param_scale, grad_decay = weight_decay_terms(group)
         for p, grad in params_with_grad(group):
             state = self.state[p]
             if not state:

@@ -274,6 +274,16 @@ def blocks(*arrays):
         yield tuple(None if a is None else a[start:start + BLOCK] for a in flat)
 
 
+def weight_decay_terms(group):
+    """(param_scale, grad_decay) of a group with weight_decay and decoupled_weight_decay. Decoupled decay
+    scales the parameter by 1 - lr * weight_decay (AdamW's); coupled decay, an L2 penalty, adds
+    weight_decay * p to the gradient."""
+    weight_decay = group["weight_decay"]
+    if group["decoupled_weight_decay"]:
+        return 1 - group["lr"] * weight_decay, 0.0
+    return 1.0, weight_decay
+
+
 def update_moments_(xp, g, exp_avg, exp_avg_sq, beta1, beta2, work):
     """Adam's moments in place: exp_avg lerps toward g by 1 - beta1 (PyTorch's lerp_), exp_avg_sq
     becomes beta2 * exp_avg_sq + (1 - beta2) * g * g. `work` is scratch of g's shape."""

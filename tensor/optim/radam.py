@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..backend import array_module
 from .optimizer import (
     Optimizer, blocks, check_betas, check_non_negative, effective_grad, params_with_grad, update_moments_,
-    zeros_state,
+    weight_decay_terms, zeros_state,
 )
 
 
@@ -37,10 +37,8 @@ class RAdam(Optimizer):
         check_betas(self, group)
 
     def _step_group(self, group):
-        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
-        decoupled = group["decoupled_weight_decay"]
-        param_scale = 1 - lr * weight_decay if decoupled and weight_decay else 1.0
-        grad_decay = 0.0 if decoupled else weight_decay
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        param_scale, grad_decay = weight_decay_terms(group)
         for p, grad in params_with_grad(group):
             state = self.state[p]
             if not state:
