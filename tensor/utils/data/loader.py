@@ -11,7 +11,6 @@ whose tensors live on the GPU loads with num_workers=0: a forked worker cannot u
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import warnings
 
@@ -156,6 +155,8 @@ def _context(context, num_workers):
     if num_workers == 0:
         raise ValueError(f"DataLoader: multiprocessing_context={context!r} needs num_workers > 0 (it starts the "
                          "worker processes)")
+    import multiprocessing  # here, not at import: a loader without workers never needs it
+
     if isinstance(context, str):
         methods = multiprocessing.get_all_start_methods()
         if context not in methods:
