@@ -111,6 +111,53 @@ class half_open_interval(Constraint):  # noqa: N801 - torch's name
         return "HalfOpenInterval(lower_bound, upper_bound)"
 
 
+class interval(Constraint):  # noqa: N801 - torch's name
+    """The closed interval [lower_bound, upper_bound] (TanhTransform's codomain is interval(-1, 1))."""
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound, self.upper_bound = lower_bound, upper_bound
+
+    def check(self, value):
+        with no_grad():
+            return (value >= self.lower_bound) & (value <= self.upper_bound)
+
+    def __repr__(self):
+        return f"Interval(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
+
+
+class greater_than(Constraint):  # noqa: N801 - torch's name
+    """(lower_bound, inf)."""
+
+    def __init__(self, lower_bound):
+        self.lower_bound = lower_bound
+
+    def check(self, value):
+        with no_grad():
+            return value > self.lower_bound
+
+    def __repr__(self):
+        return f"GreaterThan(lower_bound={self.lower_bound})"
+
+
+class independent(Constraint):  # noqa: N801 - torch's name
+    """`base_constraint` judged over `reinterpreted_batch_ndims` more trailing dims (Independent's support)."""
+
+    def __init__(self, base_constraint, reinterpreted_batch_ndims):
+        self.base_constraint, self.reinterpreted_batch_ndims = base_constraint, reinterpreted_batch_ndims
+        self.is_discrete = base_constraint.is_discrete
+        self.event_dim = base_constraint.event_dim + reinterpreted_batch_ndims
+
+    def check(self, value):
+        ok = self.base_constraint.check(value)
+        with no_grad():
+            for _ in range(self.reinterpreted_batch_ndims):
+                ok = ok.all(-1)
+            return ok
+
+    def __repr__(self):
+        return f"IndependentConstraint({self.base_constraint!r}, {self.reinterpreted_batch_ndims})"
+
+
 dependent = _Dependent()
 real = _Real()
 positive = _Positive()

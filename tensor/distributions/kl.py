@@ -7,8 +7,10 @@ from ..nn.functional import softplus
 from ..ops.compare import where
 from .bernoulli import Bernoulli
 from .categorical import Categorical, OneHotCategorical
+from .independent import Independent
 from .normal import Normal
 from .uniform import Uniform
+from .utils import sum_rightmost
 
 _KL_REGISTRY: dict = {}
 
@@ -79,3 +81,11 @@ def _kl_normal_normal(p, q):
 def _kl_uniform_uniform(p, q):
     result = ((q.high - q.low) / (p.high - p.low)).log()
     return _infinite_where((q.low > p.low) | (q.high < p.high), result)
+
+
+@register_kl(Independent, Independent)
+def _kl_independent_independent(p, q):
+    if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
+        raise NotImplementedError(f"kl_divergence: Independent distributions over different numbers of dims "
+                                  f"({p.reinterpreted_batch_ndims} and {q.reinterpreted_batch_ndims})")
+    return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)

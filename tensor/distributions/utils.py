@@ -58,3 +58,8 @@ def probs_to_logits(probs, is_binary=False):
 def logits_to_probs(logits, is_binary=False):
     """sigmoid (binary) or softmax over the last dim (categorical)."""
     return logits.sigmoid() if is_binary else logits.softmax(-1)
+
+
+def sum_rightmost(value, dim: int):
+    """value summed over its `dim` rightmost dims (none when dim is 0): log densities of independent dims."""
+    return value.sum(tuple(range(-dim, 0))) if dim > 0 else value

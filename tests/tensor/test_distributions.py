@@ -250,3 +250,78 @@ def test_invalid_values_raise_and_validation_can_be_off(device):
     assert quiet.scale.shape == (1,)
     outside = D.Uniform(0.0, 1.0, validate_args=False).log_prob(make([2.0], device))
     assert to_numpy(outside)[0] == -np.inf
+
+
+# ------------------------------------------------------- Independent, TransformedDistribution, transforms
+def squashed(m, mu, sd):
+    return m.TransformedDistribution(m.Independent(m.Normal(mu, sd), 1), [m.TanhTransform()])
+
+
+COMPOSED = {
+    "independent": (lambda m, mu, sd: m.Independent(m.Normal(mu, sd), 1), RNG.normal(size=(4, 2, 3))),
+    "independent_2": (lambda m, mu, sd: m.Independent(m.Normal(mu, sd), 2), RNG.normal(size=(2, 3))),
+    "tanh_normal": (squashed, np.tanh(RNG.normal(size=(5, 2, 3)))),
+    "affine_exp": (lambda m, mu, sd: m.TransformedDistribution(
+        m.Normal(mu, sd), [m.AffineTransform(0.5, -2.0), m.ExpTransform()]), RNG.uniform(0.1, 3, size=(2, 3))),
+    "sigmoid_compose": (lambda m, mu, sd: m.TransformedDistribution(
+        m.Normal(mu, sd), m.ComposeTransform([m.AffineTransform(mu, sd), m.SigmoidTransform()])),
+        RNG.uniform(0.05, 0.95, size=(2, 3))),
+    "affine_event": (lambda m, mu, sd: m.TransformedDistribution(
+        m.Independent(m.Normal(mu, sd), 1), [m.AffineTransform(1.0, sd[0], event_dim=1)]), RNG.normal(size=(2, 3))),
+}
+
+
+@pytest.mark.parametrize("name", COMPOSED)
+def test_composed_distributions_match_torch(name, device):
+    build_fn, value = COMPOSED[name]
+    (mu, tmu), (sd, tsd) = pair(LOC, device), pair(SCALE, device)
+    ours, theirs = build_fn(D, mu, sd), build_fn(TD, tmu, tsd)
+    assert ours.batch_shape == theirs.batch_shape and ours.event_shape == theirs.event_shape
+    assert ours.has_rsample == theirs.has_rsample
+    ours_lp, theirs_lp = ours.log_prob(make(value, device)), theirs.log_prob(torch.tensor(value))
+    assert_close(ours_lp, theirs_lp, rtol=1e-9)
+    assert_same_grads(ours_lp, theirs_lp, [mu, sd], [tmu, tsd])
+    sample = ours.rsample((7,))
+    assert sample.shape == (7,) + tuple(theirs.batch_shape) + tuple(theirs.event_shape) and sample.requires_grad
+    assert not ours.sample().requires_grad
+    if name.startswith("independent"):
+        assert_close(ours.entropy(), theirs.entropy())
+        assert_close(ours.mean, theirs.mean)
+
+
+def test_transform_cache_reuses_the_pre_image(device):
+    x = make(np.array([0.0, 20.0, -30.0]), device)
+    cached, plain = D.TanhTransform(cache_size=1), D.TanhTransform()
+    y = cached(x)
+    assert cached.inv(y) is x and cached(x) is y
+    assert not np.isfinite(to_numpy(plain.inv(plain(x)))[1:]).all()  # atanh(1) is inf: why the cache exists
+    dist = D.TransformedDistribution(D.Normal(make([0.0], device), make([10.0], device)),
+                                     [D.TanhTransform(cache_size=1)])
+    y = dist.rsample((1000,))
+    assert np.isfinite(to_numpy(dist.log_prob(y))).all()
+    with pytest.raises(ValueError, match="cache_size must be 0 or 1"):
+        D.TanhTransform(cache_size=2)
+
+
+def test_transform_inverse_and_jacobian_match_torch(device):
+    x = RNG.normal(size=(3, 2))
+    for ours, theirs in [(D.TanhTransform(), TD.TanhTransform()), (D.ExpTransform(), TD.ExpTransform()),
+                         (D.SigmoidTransform(), TD.SigmoidTransform()),
+                         (D.AffineTransform(1.0, -3.0), TD.AffineTransform(1.0, -3.0))]:
+        tx = torch.tensor(x)
+        y, ty = ours(make(x, device)), theirs(tx)
+        assert_close(y, ty)
+        assert_close(ours.log_abs_det_jacobian(make(x, device), y), theirs.log_abs_det_jacobian(tx, ty))
+        assert_close(ours.inv(y), theirs.inv(ty), rtol=1e-8)
+        assert ours.sign == theirs.sign and ours.inv.inv is ours
+
+
+def test_independent_kl_and_validation(device):
+    (mu, tmu), (sd, tsd) = pair(LOC, device), pair(SCALE, device)
+    p, tp = D.Independent(D.Normal(mu, sd), 1), TD.Independent(TD.Normal(tmu, tsd), 1)
+    q, tq = D.Independent(D.Normal(mu * 0, sd * 0 + 1), 1), TD.Independent(TD.Normal(tmu * 0, tsd * 0 + 1), 1)
+    assert_close(D.kl_divergence(p, q), TD.kl_divergence(tp, tq))
+    with pytest.raises(ValueError, match=r"reinterpreted_batch_ndims must be in 0\.\.2"):
+        D.Independent(D.Normal(mu, sd), 3)
+    with pytest.raises(ValueError, match="support"):
+        squashed(D, mu, sd).log_prob(make(np.full((2, 3), 1.5), device))
