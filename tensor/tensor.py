@@ -91,8 +91,10 @@ class Tensor:
     def element_size(self):
         return self.data.dtype.itemsize
 
-    def is_contiguous(self):
-        return bool(self.data.flags.c_contiguous)
+    def is_contiguous(self, memory_format=None):
+        if memory_format is None:
+            return bool(self.data.flags.c_contiguous)
+        return memory_format.matches(self.data)
 
     def stride(self, dim=None):
         strides = tuple(s // self.data.itemsize for s in self.data.strides)
@@ -290,7 +292,12 @@ class Tensor:
         device, dtype = _parse_to_args(args, kwargs)
         from .ops.convert import to as _to
 
-        return _to(self, device, dtype, kwargs.get("copy", False))
+        out = _to(self, device, dtype, kwargs.get("copy", False))
+        if kwargs.get("memory_format") is not None:
+            from .ops.convert import _in_format
+
+            out = _in_format(out, kwargs["memory_format"], "to")
+        return out
 
     def cpu(self):
         return self.to(device="cpu")

@@ -317,6 +317,8 @@ class Module:
 
         Parameters keep their identity (only their arrays change), so an optimizer built before
         the move still updates the moved parameters. dtype applies to floating tensors only.
+        memory_format (tensor.channels_last) is accepted and leaves the parameters in C order: a layout
+        in memory changes no values, and the ops take inputs of any layout.
         """
         device, dtype = _parse_to_args(args, kwargs)
         if dtype is not None and dtype.kind != "f":

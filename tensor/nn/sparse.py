@@ -18,10 +18,11 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
-        if max_norm is not None or scale_grad_by_freq or sparse:
-            raise NotImplementedError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported")
+        if scale_grad_by_freq or sparse:
+            raise NotImplementedError("Embedding: scale_grad_by_freq and sparse are not supported")
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
+        self.max_norm, self.norm_type = max_norm, norm_type
         self.padding_idx = F.sparse._normalize_padding_idx(padding_idx, num_embeddings)
         if _weight is None:
             self.weight = Parameter(empty(num_embeddings, embedding_dim, device=device, dtype=dtype),
@@ -48,8 +49,10 @@ class Embedding(Module):
         return cls(rows, dim, padding_idx=padding_idx, _weight=embeddings, _freeze=freeze, **kwargs)
 
     def forward(self, input):
-        return F.embedding(input, self.weight, self.padding_idx)
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type)
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"
-        return text + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+        text += f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        text += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        return text + (f", norm_type={self.norm_type}" if self.norm_type != 2 else "")

@@ -55,11 +55,77 @@ class Clone(Function):
     backward_graph = backward
 
 
-def clone(x):
-    return Clone.apply(x)
+class memory_format:  # noqa: N801 - torch.memory_format
+    """torch.memory_format: the order of a tensor's elements in memory, never its shape or values.
+
+    channels_last lays a 4-d (N, C, H, W) tensor out as N, H, W, C (channels_last_3d: a 5-d one as
+    N, D, H, W, C). NumPy and CuPy ops accept any strides, so the format only changes speed."""
+
+    def __init__(self, name, order=None):
+        self.name, self.order = name, order
+
+    def __repr__(self):
+        return f"tensor.{self.name}"
+
+    def __reduce__(self):
+        return self.name  # pickles as the module-level constant of this name
+
+    def matches(self, array):
+        """Whether `array`'s memory is densely laid out in this format."""
+        if self.order is None:
+            return array.flags.c_contiguous  # a Python bool (this module's `bool` is the Tensor method)
+        return array.ndim == len(self.order) and array.transpose(self.order).flags.c_contiguous
 
 
-def contiguous(x):
+contiguous_format = memory_format("contiguous_format")
+preserve_format = memory_format("preserve_format")
+channels_last = memory_format("channels_last", (0, 2, 3, 1))
+channels_last_3d = memory_format("channels_last_3d", (0, 2, 3, 4, 1))
+
+
+class ToMemoryFormat(Function):
+    """A copy of x whose memory runs in `order` (its shape stays); the gradient passes unchanged."""
+
+    @staticmethod
+    def forward(ctx, x, order):
+        inverse = tuple(sorted(range(len(order)), key=order.__getitem__))
+        return ctx.xp.ascontiguousarray(x.transpose(order)).transpose(inverse)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+    backward_graph = backward
+
+
+def _in_format(x, fmt, op):
+    """x laid out in memory_format `fmt` (x itself when it already is)."""
+    if not isinstance(fmt, memory_format):
+        raise TypeError(f"{op}: memory_format must be one of tensor.contiguous_format, channels_last, "
+                        f"channels_last_3d, preserve_format; got {fmt!r}")
+    if fmt is preserve_format or fmt.matches(x.data):
+        return x
+    if fmt.order is None:
+        return Clone.apply(x)
+    if x.data.ndim != len(fmt.order):
+        raise ValueError(f"{op}: {fmt!r} needs a {len(fmt.order)}-d tensor, got shape {tuple(x.data.shape)}; "
+                         "use it on (N, C, H, W) images (channels_last_3d on (N, C, D, H, W) volumes)")
+    return ToMemoryFormat.apply(x, fmt.order)
+
+
+def clone(x, memory_format=None):
+    """A copy of x, in C order; memory_format (e.g. tensor.channels_last) sets the copy's layout instead
+    (preserve_format, torch's default, is the plain copy here)."""
+    if memory_format is None or memory_format is preserve_format:
+        return Clone.apply(x)
+    out = _in_format(x, memory_format, "clone")
+    return Clone.apply(out) if out is x else out
+
+
+def contiguous(x, memory_format=None):
+    """x with C-ordered memory, or laid out in `memory_format` (tensor.channels_last: N, H, W, C)."""
+    if memory_format is not None:
+        return _in_format(x, memory_format, "contiguous")
     return x if x.data.flags.c_contiguous else Clone.apply(x)
 
 

@@ -12,7 +12,7 @@ from ..autograd import Function
 from ..errors import ShapeError
 from ..graph_backward import linear_backward_graph
 from ._util import normalize_dim, normalize_dims
-from .shape import sizes_arg
+from .shape import dims_kwarg, sizes_arg
 
 # --------------------------------------------------------------------------------- repeat / tile
 
@@ -77,8 +77,9 @@ class Flip(Function):
         return linear_backward_graph(ctx, grad, (ctx.axes,))
 
 
-def flip(x, *dims):
-    """Reverse the order of elements along `dims` (ints, or one tuple/list)."""
+def flip(x, *dims, **kwargs):
+    """Reverse the order of elements along `dims` (ints, or one tuple/list; also `dims=` as in torch)."""
+    dims = dims_kwarg(dims, kwargs, "flip")
     return Flip.apply(x, normalize_dims(sizes_arg(dims, "flip"), x.data.ndim, "flip"))
 
 

@@ -100,6 +100,18 @@ def sizes_arg(args, op):
         raise TypeError(f"{op}: sizes must be ints (or one tuple of ints), got {args!r}") from None
 
 
+def dims_kwarg(args, kwargs, op):
+    """torch's `f(x, dims=(...))` spelling of `f(x, *dims)`, as the positional tuple."""
+    if not kwargs:
+        return args
+    unknown = sorted(set(kwargs) - {"dims"})
+    if unknown:
+        raise TypeError(f"{op}() got an unexpected keyword argument {unknown[0]!r} (the keyword is dims=)")
+    if args:
+        raise TypeError(f"{op}: dims given both positionally {args!r} and as dims={kwargs['dims']!r}; give one")
+    return (kwargs["dims"],)
+
+
 def _target_shape(shape, in_shape, op):
     """`shape`, checked to hold as many elements as `in_shape`; a single -1 is left for the
     array's own reshape to infer (it infers exactly what we check here)."""
@@ -219,9 +231,9 @@ def unsqueeze(x, dim):
 # ----------------------------------------------------------------------------------- permutations
 
 
-def permute(x, *dims):
-    """Reorder the dims: out.shape[i] == x.shape[dims[i]]."""
-    dims = sizes_arg(dims, "permute")
+def permute(x, *dims, **kwargs):
+    """Reorder the dims: out.shape[i] == x.shape[dims[i]] (ints, one tuple, or dims=)."""
+    dims = sizes_arg(dims_kwarg(dims, kwargs, "permute"), "permute")
     return Permute.apply(x, _permutation(dims, x.data.ndim, "permute"))
 
 

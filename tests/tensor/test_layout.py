@@ -59,6 +59,19 @@ def test_flip(device, dims):
     check_noncontiguous(lambda x: x.flip(*dims), lambda a: np.flip(a, dims), (2, 3, 4), device)
 
 
+def test_flip_and_permute_take_dims_by_keyword_as_torch(device):
+    x = make(data(2, 3, 4), device)
+    a = to_numpy(x)
+    np.testing.assert_array_equal(to_numpy(tensor.flip(x, dims=[0, 2])), np.flip(a, (0, 2)))
+    np.testing.assert_array_equal(to_numpy(x.flip(dims=(1,))), np.flip(a, 1))
+    np.testing.assert_array_equal(to_numpy(tensor.permute(x, dims=(2, 0, 1))), a.transpose(2, 0, 1))
+    np.testing.assert_array_equal(to_numpy(x.permute(dims=[1, 2, 0])), a.transpose(1, 2, 0))
+    with pytest.raises(TypeError, match=r"dims given both positionally \(1,\) and as dims=2"):
+        x.flip(1, dims=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dim'"):
+        x.flip(dim=1)
+
+
 def test_flip_copies(device):
     x = make(np.zeros(3), device)
     y = x.flip(0)

@@ -37,6 +37,11 @@ INTERPOLATE_CASES = [
     dict(size=(14, 3), mode="bilinear", align_corners=True),
     dict(scale_factor=(2.5, 0.6), mode="bilinear"),
     dict(scale_factor=1.5, mode="bilinear", recompute_scale_factor=True),
+    dict(size=(14, 3), mode="bicubic"),
+    dict(size=(9, 4), mode="bicubic", align_corners=True),
+    dict(scale_factor=(0.6, 2.5), mode="bicubic"),
+    dict(size=(3, 5), mode="area"),
+    dict(size=(9, 6), mode="area"),
 ]
 
 
@@ -138,7 +143,8 @@ def test_interpolate_matches_torch(case, device, rng):
 def test_interpolate_3d_matches_torch(device, rng):
     tf = pytest.importorskip("torch.nn.functional")
     x = rng.standard_normal((2, 3, 7))
-    for case in (dict(size=12, mode="linear"), dict(scale_factor=3), dict(size=5, mode="linear", align_corners=True)):
+    for case in (dict(size=12, mode="linear"), dict(scale_factor=3), dict(size=5, mode="linear", align_corners=True),
+                 dict(size=3, mode="area")):
         _compare(lambda t: F.interpolate(t, **case), lambda t: tf.interpolate(t, **case), x, device)
 
 
@@ -153,6 +159,7 @@ def test_interpolate_3d_matches_torch(device, rng):
         lambda m: m.AdaptiveAvgPool2d((3, 5)),
         lambda m: m.Upsample(scale_factor=2, mode="bilinear"),
         lambda m: m.Upsample(size=(4, 9)),
+        lambda m: m.Upsample(scale_factor=2, mode="bicubic", align_corners=False),
     ],
 )
 def test_modules_match_torch(build, device, rng):

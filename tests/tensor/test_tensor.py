@@ -194,3 +194,24 @@ def test_import_is_fast_and_needs_no_cupy():
 
     code = "import sys, tensor; assert 'cupy' not in sys.modules; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_channels_last_memory_format_keeps_values_and_matches_torch_strides(device):
+    x = tensor.randn(2, 3, 4, 5, device=device, requires_grad=True)
+    y = x.contiguous(memory_format=tensor.channels_last)
+    assert y.stride() == (60, 1, 15, 3) and y.is_contiguous(memory_format=tensor.channels_last)
+    assert not y.is_contiguous() and x.is_contiguous(memory_format=tensor.contiguous_format)
+    np.testing.assert_array_equal(y.detach().cpu().numpy(), x.detach().cpu().numpy())
+    (y * y).sum().backward()
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * x.detach().cpu().numpy(), rtol=1e-6)
+    assert x.to(memory_format=tensor.channels_last).stride() == (60, 1, 15, 3)
+    assert y.contiguous(memory_format=tensor.contiguous_format).stride() == (60, 20, 5, 1)
+    assert x.clone(memory_format=tensor.channels_last).stride() == (60, 1, 15, 3)
+    v = tensor.zeros(1, 2, 3, 4, 5, device=device).to(memory_format=tensor.channels_last_3d)
+    assert v.stride() == (120, 1, 40, 10, 2)
+    model = tensor.nn.Conv2d(3, 2, 3).to(device).to(memory_format=tensor.channels_last)
+    assert tuple(model(y).shape) == (2, 2, 2, 3)
+    with pytest.raises(ValueError, match="channels_last needs a 4-d tensor, got shape \\(3, 4\\)"):
+        tensor.zeros(3, 4, device=device).contiguous(memory_format=tensor.channels_last)
+    with pytest.raises(TypeError, match="memory_format must be one of"):
+        x.contiguous(memory_format="channels_last")

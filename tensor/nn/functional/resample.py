@@ -99,16 +99,34 @@ def _linear_matrix(n, out, scale, align_corners, dtype, xp):
     return xp.asarray(m)
 
 
+def _cubic_matrix(n, out, scale, align_corners, dtype, xp, a=-0.75):
+    """(out, n) bicubic weights (Keys' cubic convolution, a = -0.75) with PyTorch's source coordinates:
+    unlike linear, a negative source coordinate is not clamped; out-of-range taps repeat the edge."""
+    if align_corners:
+        src = np.arange(out) * ((n - 1) / (out - 1) if out > 1 else 0.0)
+    else:
+        src = (np.arange(out) + 0.5) * (n / out if scale is None else 1.0 / scale) - 0.5
+    low = np.floor(src).astype(np.int64)
+    t = src - low
+    near = lambda d: ((a + 2) * d - (a + 3)) * d * d + 1  # noqa: E731  |d| <= 1
+    far = lambda d: ((a * d - 5 * a) * d + 8 * a) * d - 4 * a  # noqa: E731  1 < |d| < 2
+    m = np.zeros((out, n), dtype=np.float64)
+    for tap, weight in zip((-1, 0, 1, 2), (far(t + 1), near(t), near(1 - t), far(2 - t))):
+        np.add.at(m, (np.arange(out), np.clip(low + tap, 0, n - 1)), weight)
+    return xp.asarray(m.astype(dtype))
+
+
 # ----------------------------------------------------------------------------------- interpolate
 
-_MODES = {"nearest": 1, "nearest-exact": 1, "linear": 1, "bilinear": 2}
+_MODES = {"nearest": 1, "nearest-exact": 1, "linear": 1, "bilinear": 2, "bicubic": 2, "area": 1}
 
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,  # noqa: A002
                 recompute_scale_factor=None, antialias=False):
-    """Resize the last 1 (3-d input: 'nearest', 'nearest-exact', 'linear') or 2 (4-d input:
-    'nearest', 'nearest-exact', 'bilinear') dims to `size`, or by `scale_factor` (output size
-    floor(n * scale)). align_corners (linear modes only) maps corner pixels onto corner pixels."""
+    """Resize the last 1 (3-d input: 'nearest', 'nearest-exact', 'linear', 'area') or 2 (4-d input:
+    'nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area') dims to `size`, or by `scale_factor`
+    (output size floor(n * scale)). align_corners (linear and cubic modes only) maps corner pixels onto
+    corner pixels; 'area' is adaptive average pooling to the output size."""
     if not isinstance(input, Tensor):
         raise TypeError(f"interpolate: input must be a Tensor, got {type(input).__name__}")
     if mode not in _MODES:
@@ -116,14 +134,15 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if antialias:
         raise ValueError("interpolate: antialias=True is not supported")
     spatial = input.ndim - 2
-    if spatial not in (1, 2) or (mode == "bilinear" and spatial != 2) or (mode == "linear" and spatial != 1):
+    planar = mode in ("bilinear", "bicubic")
+    if spatial not in (1, 2) or (planar and spatial != 2) or (mode == "linear" and spatial != 1):
         raise ShapeError(
-            f"interpolate: mode {mode!r} needs a {'4' if mode == 'bilinear' else '3'}-d input (N, C, ...), got "
+            f"interpolate: mode {mode!r} needs a {'4' if planar else '3'}-d input (N, C, ...), got "
             f"shape {tuple(input.shape)}"
         )
     linear = mode in ("linear", "bilinear")
-    if align_corners is not None and not linear:
-        raise ValueError(f"interpolate: align_corners only applies to linear modes, not {mode!r}")
+    if align_corners is not None and not (linear or mode == "bicubic"):
+        raise ValueError(f"interpolate: align_corners only applies to linear and cubic modes, not {mode!r}")
     if input.dtype.kind != "f":
         raise DTypeError(f"interpolate: needs a floating-point input, got {input.dtype}; convert with .float()")
     in_sizes = tuple(input.shape[2:])
@@ -135,6 +154,10 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     for n, out, scale in zip(in_sizes, out_sizes, scales):
         if linear:
             mats.append(_linear_matrix(n, out, scale, bool(align_corners), dtype, xp))
+        elif mode == "bicubic":
+            mats.append(_cubic_matrix(n, out, scale, bool(align_corners), dtype, xp))
+        elif mode == "area":
+            mats.append(resample_matrix_pool(n, out, dtype, xp))
         else:
             index.append(_nearest_index(n, out, scale, mode == "nearest-exact", xp))
             mats.append(_one_hot_rows(index[-1], n, dtype, xp))

@@ -61,9 +61,12 @@ def _add_rows_sorted(result, indices, rows):
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
               sparse=False):
-    """Rows of weight (num_embeddings, dim) at integer indices (*) -> (*, dim)."""
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not supported")
+    """Rows of weight (num_embeddings, dim) at integer indices (*) -> (*, dim).
+
+    max_norm: first rescale, in place, each looked-up row whose norm_type-norm exceeds max_norm to that
+    norm (as torch does, so `weight` changes)."""
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
     if input.dtype.kind not in "iu":
         raise DTypeError(f"embedding: indices must be integers (use .long()), got {input.dtype}")
     if weight.dim() != 2:
@@ -75,7 +78,22 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         if low < 0 or high >= weight.shape[0]:
             bad = low if low < 0 else high
             raise IndexError(f"embedding: index {bad} is out of range for {weight.shape[0]} embeddings")
+    if max_norm is not None:
+        embedding_renorm_(weight, input, max_norm, norm_type)
     return Embedding.apply(input, weight, padding_idx)
+
+
+def embedding_renorm_(weight, input, max_norm, norm_type=2.0):
+    """torch.embedding_renorm_: scale the rows of weight that `input` indexes to norms <= max_norm."""
+    from ...autograd import no_grad
+
+    with no_grad():
+        rows = input.flatten().unique()
+        picked = weight[rows]
+        norms = picked.norm(p=norm_type, dim=1, keepdim=True)
+        # torch's rule: rows over the limit are multiplied by max_norm / (norm + 1e-7)
+        weight[rows] = picked * (max_norm / (norms + 1e-7)).where(norms > max_norm, 1.0)
+    return weight
 
 
 def _normalize_padding_idx(padding_idx, count):

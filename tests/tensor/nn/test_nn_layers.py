@@ -106,6 +106,17 @@ def test_embedding_matches_torch(device):
     assert not frozen.weight.requires_grad
 
 
+@pytest.mark.parametrize("norm_type", [2.0, 1.0])
+def test_embedding_max_norm_renormalises_looked_up_rows_like_torch(device, norm_type):
+    ours = nn.Embedding(6, 8, max_norm=1.5, norm_type=norm_type)
+    theirs = torch.nn.Embedding(6, 8, max_norm=1.5, norm_type=norm_type)
+    assert repr(ours) == repr(theirs)
+    check_twins(ours, theirs, [np.array([[0, 1, 5], [1, 1, 2]])], device)
+    np.testing.assert_allclose(to_numpy(ours.weight), theirs.weight.detach().numpy(), rtol=1e-6)
+    norms = np.linalg.norm(to_numpy(ours.weight), ord=norm_type, axis=1)
+    assert (norms[[0, 1, 2, 5]] <= 1.5 + 1e-6).all() and (norms[[3, 4]] > 1.5).any()  # only looked-up rows change
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_batch_norm_running_stats_over_steps_and_eval(device, momentum):
     ours, theirs = nn.BatchNorm1d(3, momentum=momentum), torch.nn.BatchNorm1d(3, momentum=momentum)
