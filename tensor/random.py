@@ -171,7 +171,9 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
 
 def randint(low, high=None, size=(), generator=None, dtype=None, device=None):
     """Integers in [low, high); `randint(high, size)` starts at 0. int64 unless dtype says otherwise."""
-    if high is None:
+    if isinstance(high, (tuple, list)) and size == ():  # PyTorch's two-argument form randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")

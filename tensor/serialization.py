@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -53,9 +54,12 @@ def save(obj, path) -> None:
     """Write `obj` (nested dicts/lists/tuples of Tensors, numpy arrays, numbers, strings, bools, None) to `path`.
 
     The file appears whole or not at all: it is written to a temporary file in the same folder,
-    flushed to disk, then renamed over `path`.
+    flushed to disk, then renamed over `path`. `path` may also be a binary file object (io.BytesIO,
+    open(..., "wb")), as torch.save takes: the bytes are written at its position, without the rename.
     """
-    path = _as_path(path, "save")
+    stream = _is_stream(path, "write")
+    if not stream:
+        path = _as_path(path, "save")
     tensors = _TensorTable()
     structure = _encode(obj, tensors, (), 0)
     entries, arrays = tensors.layout()
@@ -64,13 +68,22 @@ def save(obj, path) -> None:
                 _CHECKSUM: _PLACEHOLDER}
     header = json.dumps({"__metadata__": metadata, **entries}, separators=(",", ":"), ensure_ascii=False).encode()
     header += b" " * (-(8 + len(header)) % 8)
-    _write_atomically(path, header, arrays)
+    if stream:
+        _write_stream(path, header, arrays)
+    else:
+        _write_atomically(path, header, arrays)
 
 
 def _as_path(path, op):
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"tensor.{op}: expected a file path (str or os.PathLike), got {type(path).__name__}")
+        raise TypeError(f"tensor.{op}: expected a file path (str or os.PathLike) or a binary file object, "
+                        f"got {type(path).__name__}")
     return os.fspath(path)
+
+
+def _is_stream(f, method):
+    """A file object (io.BytesIO, an open file) rather than a path: torch.save and torch.load take both."""
+    return not isinstance(f, (str, os.PathLike)) and callable(getattr(f, method, None))
 
 
 def _encode(obj, tensors, where, depth):
@@ -187,6 +200,22 @@ def _write_atomically(path, header, arrays):
     _sync_folder(folder)
 
 
+def _write_stream(file, header, arrays):
+    """The same bytes as _write_atomically, to a file object that may not seek: hash first, then write
+    the header with its checksum in place."""
+    digest = hashlib.sha256(header)
+    for array in arrays:
+        digest.update(memoryview(array.reshape(-1).view(np.uint8)))
+    slot = f'"{_CHECKSUM}":"{_PLACEHOLDER}"'.encode()
+    header = header.replace(slot, f'"{_CHECKSUM}":"{digest.hexdigest()}"'.encode(), 1)
+    file.write(struct.pack("<Q", len(header)))
+    file.write(header)
+    for array in arrays:
+        file.write(memoryview(array.reshape(-1).view(np.uint8)))
+    if callable(getattr(file, "flush", None)):
+        file.flush()
+
+
 def _sync_folder(folder):
     """Make the rename itself durable (POSIX); not every platform can open a folder to sync it."""
     with contextlib.suppress(OSError):
@@ -201,15 +230,20 @@ def _sync_folder(folder):
 
 
 def load(path, map_location=None, weights_only=True):
-    """Read what `save` wrote (or any safetensors file, as a flat dict of tensors).
+    """Read what `save` wrote (or any safetensors file, as a flat dict of tensors) from a path or a binary
+    file object.
 
     map_location: None (each tensor back on the device it was saved from), a device ('cpu',
     'cuda:0', a Device), a dict from saved device to device ({'cuda:0': 'cpu'}), or a callable
     `(tensor_on_cpu, saved_device: str) -> Tensor | device`. `weights_only` is accepted for
     PyTorch compatibility: these files only ever hold data, so there is nothing else to allow.
     """
-    path = _as_path(path, "load")
-    header_bytes, data = _read(path)
+    if _is_stream(path, "read"):
+        file, path = path, getattr(path, "name", f"<{type(path).__name__}>")  # the name, for messages
+        header_bytes, data = _read_stream(file, path)
+    else:
+        path = _as_path(path, "load")
+        header_bytes, data = _read(path)
     header = _parse_json(header_bytes, path, "header")
     if not isinstance(header, dict):
         raise _bad(path, f"the header is a JSON {type(header).__name__}, not an object")
@@ -235,22 +269,33 @@ def _bad(path, reason):
 def _read(path):
     """(header bytes, data as one writable uint8 array), after checking the sizes add up."""
     with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        prefix = file.read(8)
-        if len(prefix) < 8:
-            raise _bad(path, f"it is {size} bytes long, too short to hold a header")
-        (header_size,) = struct.unpack("<Q", prefix)
-        if header_size > size - 8:
-            raise _bad(path, _foreign_format(prefix) or f"the header claims {header_size} bytes but only {size - 8} "
-                                                        "follow (a truncated file, or not a safetensors file)")
-        if header_size > _MAX_HEADER:
-            raise _bad(path, f"the header claims {header_size} bytes, more than the {_MAX_HEADER} allowed")
-        header = file.read(header_size)
-        if not header.startswith(b"{"):
-            raise _bad(path, _foreign_format(prefix) or "the header does not start with '{'")
-        data = np.empty(size - 8 - header_size, np.uint8)  # one read, into aligned memory that tensors can view
-        if file.readinto(memoryview(data)) != data.size:
-            raise _bad(path, "the file changed size while being read")
+        return _read_parts(file, os.fstat(file.fileno()).st_size, path)
+
+
+def _read_stream(file, name):
+    """_read for a file object, read from its position to its end."""
+    raw = file.read()
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise TypeError(f"tensor.load: {name} gave {type(raw).__name__}, not bytes: open it in binary mode ('rb')")
+    return _read_parts(io.BytesIO(raw), len(raw), name)
+
+
+def _read_parts(file, size, name):
+    prefix = file.read(8)
+    if len(prefix) < 8:
+        raise _bad(name, f"it is {size} bytes long, too short to hold a header")
+    (header_size,) = struct.unpack("<Q", prefix)
+    if header_size > size - 8:
+        raise _bad(name, _foreign_format(prefix) or f"the header claims {header_size} bytes but only {size - 8} "
+                                                    "follow (a truncated file, or not a safetensors file)")
+    if header_size > _MAX_HEADER:
+        raise _bad(name, f"the header claims {header_size} bytes, more than the {_MAX_HEADER} allowed")
+    header = file.read(header_size)
+    if not header.startswith(b"{"):
+        raise _bad(name, _foreign_format(prefix) or "the header does not start with '{'")
+    data = np.empty(size - 8 - header_size, np.uint8)  # one read, into aligned memory that tensors can view
+    if file.readinto(memoryview(data)) != data.size:
+        raise _bad(name, "the file changed size while being read")
     return header, data
 
 

@@ -1,5 +1,6 @@
 """tensor.save / tensor.load: bit-exact round trips, the safetensors layout, and refusing bad or hostile files."""
 import hashlib
+import io
 import json
 import math
 import os
@@ -157,6 +158,28 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
 def test_save_refuses_non_paths(tmp_path):
     with pytest.raises(TypeError, match="file path"):
         tensor.save({}, 42)
+
+
+def test_file_objects_round_trip_as_in_torch(tmp_path, rng):
+    # torch.save(model.state_dict(), io.BytesIO()) and open(..., "rb") files: the same bytes as a path gives
+    w = tensor.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+    buffer = io.BytesIO()
+    tensor.save({"w": w, "step": 3}, buffer)
+    tensor.save({"w": w, "step": 3}, tmp_path / "ckpt")
+    assert buffer.getvalue() == (tmp_path / "ckpt").read_bytes()
+    buffer.seek(0)
+    state = tensor.load(buffer, weights_only=True)
+    assert state["step"] == 3 and np.array_equal(state["w"].numpy(), w.numpy())
+    with open(tmp_path / "ckpt", "rb") as file:
+        assert np.array_equal(tensor.load(file, map_location="cpu")["w"].numpy(), w.numpy())
+    altered = bytearray(buffer.getvalue())
+    altered[-1] ^= 1
+    with pytest.raises(SerializationError, match="checksum"):
+        tensor.load(io.BytesIO(bytes(altered)))
+    with pytest.raises(SerializationError, match="too short"):
+        tensor.load(io.BytesIO(b"abc"))
+    with open(tmp_path / "ckpt", "r", encoding="latin-1") as text, pytest.raises(TypeError, match="binary mode"):
+        tensor.load(text)
 
 
 # ---------------------------------------------------------------------------- refusing bad files

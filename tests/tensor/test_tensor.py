@@ -83,6 +83,14 @@ def test_creation_functions(device):
     assert r.dtype == tensor.int64 and 3 <= r.min().item() and r.max().item() < 7
 
 
+def test_randint_two_argument_form_draws_from_zero(device):
+    # torch.randint(high, size), as nanoGPT's get_batch calls it: torch.randint(len(data) - block, (batch,))
+    r = tensor.randint(5, (200,), device=device)
+    assert r.shape == (200,) and r.dtype == tensor.int64 and set(r.tolist()) == set(range(5))
+    assert tensor.randint(5, tensor.Size([2, 3]), device=device).shape == (2, 3)
+    assert tensor.randint(5, size=(4,), device=device).max().item() < 5
+
+
 def test_manual_seed_makes_randomness_reproducible(device):
     tensor.manual_seed(123)
     a = tensor.randn(5, device=device).tolist()
