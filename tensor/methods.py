@@ -5,7 +5,9 @@ Tensor, so `x.exp()` and `tensor.exp(x)` are the same function.
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 
 from .tensor import Tensor
 
@@ -144,6 +146,28 @@ def _swapped(fn):
     return method
 
 
+def _numpy_dim_names(fn):
+    """fn accepting NumPy's names for its dim arguments, as PyTorch does: x.sum(axis=1, keepdims=True)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn
+    if "dim" not in params or "axis" in params:
+        return fn
+
+    @functools.wraps(fn)
+    def method(*args, **kwargs):
+        if kwargs:
+            for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+                if alias in kwargs:
+                    if name in kwargs:
+                        raise TypeError(f"{fn.__name__}() got both {name!r} and its alias {alias!r}; pass one")
+                    kwargs[name] = kwargs.pop(alias)
+        return fn(*args, **kwargs)
+
+    return method
+
+
 def _bind():
     modules = {}
 
@@ -157,7 +181,8 @@ def _bind():
         fn = getattr(mod, name, None) if mod is not None else None
         if fn is None:
             missing.append(f"{module}.{name}")
-        return fn
+            return None
+        return _numpy_dim_names(fn)
 
     for module, names in METHODS.items():
         for name in names.split():

@@ -132,6 +132,17 @@ def cast(x, dtype):
     return x
 
 
+def numpy_dim_names(op, dim, keepdim, axis, keepdims, default_dim=None):
+    """dim and keepdim given PyTorch's NumPy-style aliases axis= and keepdims= (x.sum(axis=1)). The hot
+    reductions take the aliases as keyword-only arguments and call this only when one is given; the other
+    methods get them from tensor/methods.py's wrapper."""
+    if axis is not None:
+        if dim != default_dim:
+            raise TypeError(f"{op}() got both 'dim' and its alias 'axis' ({dim!r} and {axis!r}); pass one")
+        dim = axis
+    return dim, keepdim if keepdims is None else keepdims
+
+
 def normalize_dim(dim, ndim, op="op"):
     """A dim in [-ndim, ndim) as a non-negative int, with a clear error otherwise."""
     if 0 <= dim < ndim:  # the common case, without the 0-d special case below

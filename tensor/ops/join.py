@@ -15,7 +15,7 @@ from .. import dtypes
 from ..autograd import Function
 from ..errors import DeviceError, ShapeError
 from ..tensor import Tensor
-from ._util import cast, normalize_dim
+from ._util import cast, normalize_dim, numpy_dim_names
 from .shape import reshape
 
 # ------------------------------------------------------------------------------------ cat / stack
@@ -56,8 +56,10 @@ class Stack(Function):
     backward_graph = backward
 
 
-def cat(tensors, dim=0):
+def cat(tensors, dim=0, *, axis=None):
     """Join tensors along an existing dim; all other sizes must match."""
+    if axis is not None:
+        dim, _ = numpy_dim_names("cat", dim, False, axis, None, default_dim=0)
     tensors = _checked_list(tensors, "cat")
     shapes = [t.data.shape for t in tensors]
     if (0,) in shapes and any(len(shape) != 1 for shape in shapes):

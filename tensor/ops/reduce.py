@@ -19,7 +19,7 @@ from ..autograd import Function
 from ..errors import AutogradError, DTypeError, ShapeError
 from ..graph_backward import linear_backward_graph, saved_in_graph
 from ..tensor import Tensor, _wrap
-from ._util import normalize_dim, normalize_dims
+from ._util import normalize_dim, normalize_dims, numpy_dim_names
 
 return_types = SimpleNamespace(  # torch.return_types: `values, indices = x.max(dim=1)`, or `.values`
     max=namedtuple("max", ["values", "indices"]),
@@ -171,12 +171,16 @@ class Prod(Function):
         return (_keep(grad, x.shape, dims, keepdim) * others).to(x.dtype), None, None, None
 
 
-def sum(x, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 - torch.sum
+def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):  # noqa: A001 - torch.sum
     """Sum over `dim`; bool and integer tensors sum to int64, as in PyTorch."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_dim_names("sum", dim, keepdim, axis, keepdims)
     return Sum.apply(x, reduction_dims(x, dim, "sum"), keepdim, _integer_accumulator(x, dtype))
 
 
-def mean(x, dim=None, keepdim=False, *, dtype=None):
+def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_dim_names("mean", dim, keepdim, axis, keepdims)
     if x.data.dtype.kind != "f" and (dtype is None or dtypes.as_dtype(dtype).kind != "f"):
         raise DTypeError(f"mean: needs a floating-point tensor, got {x.dtype}; call .float() first or pass dtype=")
     return Mean.apply(x, reduction_dims(x, dim, "mean"), keepdim, None if dtype is None else dtypes.as_dtype(dtype))
