@@ -62,7 +62,10 @@ def _check_int_range(array, dtype):
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor that owns a copy of `data`."""
-    return Tensor(data, dtype=dtype, device=data_device(device), requires_grad=requires_grad)
+    out = _wrap(_to_array(data, dtype, data_device(device)))
+    if requires_grad:
+        out.requires_grad_(True)
+    return out
 
 
 def as_tensor(data, dtype=None, device=None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Function, enable_grad, no_grad
+from .creation import as_tensor
 from .errors import AutogradError
 from .tensor import Tensor
 
@@ -67,7 +68,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
             pairs = [(o, w) for o, w in zip(_as_tuple(fn(*args)), weights) if w is not None and o.requires_grad]
             if not pairs:
                 return tuple(Tensor(np.zeros(t.shape), dtype=t.dtype, device=t.device) for t in checked)
-            grads = grad([o for o, _ in pairs], checked, [Tensor(w, device=o.device) for o, w in pairs],
+            grads = grad([o for o, _ in pairs], checked, [as_tensor(w, device=o.device) for o, w in pairs],
                          create_graph=True, allow_unused=True)
         return tuple(Tensor(np.zeros(t.shape), dtype=t.dtype, device=t.device) if g is None else g
                      for g, t in zip(grads, checked))

@@ -41,10 +41,22 @@ class Tensor:
     _retains_grad = False
     _retain_handle = None
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        from .creation import _to_array
+    def __init__(self, *args, dtype=None, device=None, requires_grad=False):
+        """torch.Tensor(...), PyTorch's legacy constructor: Tensor(data) copies data as the default float
+        dtype (torch.Tensor is torch.FloatTensor: ints and float64 become float32); Tensor(2, 3) or
+        Tensor(Size) is an uninitialised tensor of that shape; Tensor() is empty. tensor.tensor(data)
+        keeps data's dtype and is what new code should call."""
+        from .creation import _to_array, empty
 
-        self.data = _to_array(data, dtype, device)
+        dtype = dtypes.get_default_dtype() if dtype is None else dtype
+        sizes = args[0] if len(args) == 1 and isinstance(args[0], Size) else args or (0,)
+        if all(type(n) is int for n in sizes):  # Tensor(), Tensor(2, 3), Tensor(Size([2, 3]))
+            self.data = empty(*sizes, dtype=dtype, device=device).data
+        elif len(args) == 1:
+            self.data = _to_array(args[0], dtype, device)
+        else:
+            raise TypeError(f"Tensor(): expected sizes (ints) or one data argument, got {args!r}; "
+                            "use tensor.tensor(data, dtype=...) to keep data's dtype")
         if requires_grad:
             self.requires_grad_(True)
 

@@ -15,6 +15,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function, is_grad_enabled
 from ..errors import AutogradError, DTypeError, ShapeError
+from ..creation import tensor as new_tensor
 from ..graph_backward import linear_backward_graph
 from ..runtime import check_deterministic
 from ..tensor import Tensor, _wrap
@@ -297,7 +298,7 @@ def take_along_dim(x, indices, dim=None):
 def _index_tensor(op, index, x):
     """`index` as an integer Tensor (lists and arrays are placed on x's device)."""
     if not isinstance(index, Tensor):
-        index = Tensor(index, device=x.device)
+        index = new_tensor(index, device=x.device)
     if index.data.dtype.kind not in "iu":
         raise DTypeError(f"{op}: index must be an integer tensor, got dtype {index.dtype}; convert with .long()")
     return index

@@ -19,7 +19,7 @@ from ..amp import autocast_inputs
 from ..autograd import Function
 from ..errors import ShapeError
 from ..graph_backward import SavedVjp, saved_in_graph
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap
 from ._util import cast, promote, sum_to
 
 # ----------------------------------------------------------------------------------------- matmul
@@ -251,7 +251,7 @@ def _einsum_grad_graph(xp, grad, operands, inputs, output, i):
     """_einsum_grad on Tensors: the same einsum, recorded (the eye/ones operands are constants)."""
     target = operands[i]
     equation, extras = _grad_equation(inputs, output, i)
-    extra = [Tensor(xp.eye(target.shape[axis], dtype=grad.dtype) if kind == "eye"
+    extra = [_wrap(xp.eye(target.shape[axis], dtype=grad.dtype) if kind == "eye"
                     else xp.ones(target.shape[axis], grad.dtype)) for kind, axis in extras]
     lhs, _, rhs = equation.partition("->")
     result = Einsum.apply((tuple(lhs.split(",")), rhs, equation), grad, *operands[:i], *operands[i + 1:], *extra)

@@ -223,3 +223,24 @@ def test_channels_last_memory_format_keeps_values_and_matches_torch_strides(devi
         tensor.zeros(3, 4, device=device).contiguous(memory_format=tensor.channels_last)
     with pytest.raises(TypeError, match="memory_format must be one of"):
         x.contiguous(memory_format="channels_last")
+
+
+def test_legacy_tensor_constructor_makes_default_float_tensors_like_torch(device):
+    # torch.Tensor(...) is torch.FloatTensor: CleanRL's torch.Tensor(obs) and the tutorials' torch.Tensor([0])
+    obs = np.arange(6.0).reshape(2, 3)  # float64, as environments return it
+    made = tensor.Tensor(obs, device=device)
+    assert made.dtype == tensor.float32 and made.tolist() == obs.tolist()
+    assert tensor.Tensor([0]).dtype == tensor.float32 and tensor.Tensor([True]).tolist() == [1.0]
+    assert tensor.Tensor(2, 3).shape == (2, 3) and tensor.Tensor(tensor.Size([4])).shape == (4,)
+    assert tensor.Tensor().shape == (0,) and tensor.Tensor([1], dtype=tensor.int64).dtype == tensor.int64
+    loss = tensor.Tensor([0])
+    loss += tensor.tensor([1.5])  # float32 holds it in place
+    assert loss.tolist() == [1.5]
+    assert tensor.tensor([1, 2]).dtype == tensor.int64  # the factory keeps data's dtype, as torch.tensor
+    with pytest.raises(TypeError, match="sizes"):
+        tensor.Tensor([1.0], 2)
+    tensor.set_default_dtype(tensor.float64)
+    try:
+        assert tensor.Tensor([1]).dtype == tensor.float64
+    finally:
+        tensor.set_default_dtype(tensor.float32)
