@@ -47,6 +47,7 @@ from . import amp  # noqa: E402
 from . import utils  # noqa: E402
 from . import distributions  # noqa: E402
 from . import linalg  # noqa: E402
+from . import special  # noqa: E402 - torch.special's names
 from . import func  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from .printing import set_printoptions  # noqa: E402

@@ -52,13 +52,14 @@ METHODS = {
     "dims": "sum_to_size",
     "trig": "asin acos atan sinh cosh asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh "
     "deg2rad rad2deg sinc atan2 arctan2 hypot",
-    "special": "exp2 erfc erfinv lgamma digamma i0 logaddexp logaddexp2 xlogy ldexp copysign fmax fmin "
-    "heaviside nextafter",
+    "special": "exp2 erfc erfinv lgamma digamma polygamma mvlgamma i0 logaddexp logaddexp2 xlogy ldexp copysign "
+    "fmax fmin heaviside nextafter",
     "index_ops": "index_add index_copy index_fill index_put take put masked_select masked_scatter",
     "scatter_reduce": "scatter_reduce index_reduce",
     "inplace_index": "scatter_ scatter_add_ scatter_reduce_ index_add_ index_copy_ index_fill_ index_reduce_ "
     "index_put_ put_ masked_scatter_ tril_ triu_ fill_diagonal_",
     "unfold": "unfold",
+    "blas": "baddbmm addbmm addmv addr",
     "inplace_twins": "sign_ log1p_ expm1_ log2_ log10_ rsqrt_ square_ reciprocal_ sin_ cos_ tan_ clip_ floor_ "
     "ceil_ round_ trunc_ erf_ asin_ acos_ atan_ sinh_ cosh_ asinh_ acosh_ atanh_ arcsin_ arccos_ arctan_ "
     "arcsinh_ arccosh_ arctanh_ deg2rad_ rad2deg_ sinc_ atan2_ arctan2_ hypot_ exp2_ erfc_ erfinv_ lgamma_ "
@@ -66,7 +67,7 @@ METHODS = {
     "floor_divide_ remainder_ true_divide_ multiply_ subtract_ divide_ negative_ absolute_ not_equal_ greater_ "
     "greater_equal_ less_ less_equal_ eq_ ne_ lt_ le_ gt_ ge_ logical_and_ logical_or_ logical_not_ "
     "logical_xor_ bitwise_and_ bitwise_or_ bitwise_xor_ bitwise_not_ clamp_min_ clamp_max_ addmm_ nan_to_num_ "
-    "cumsum_ cumprod_ fix fix_ swapaxes_ swapdims_",
+    "cumsum_ cumprod_ fix fix_ swapaxes_ swapdims_ baddbmm_ addbmm_ addmv_ addr_ polygamma_ mvlgamma_",
 }
 
 # operator -> (module, function, swap operands)

@@ -1,5 +1,5 @@
 """Special functions on raw arrays for special.py: erfc, erfinv, lgamma, digamma, trigamma (digamma's
-derivative), i0 and i1 (i0's derivative). NumPy has none of them but i0, and SciPy is not a dependency.
+derivative), the Hurwitz zeta function (for polygamma), log_ndtr, i0 and i1 (i0's derivative). NumPy has none of them but i0, and SciPy is not a dependency.
 
 Each computes in float64 and returns x's dtype. Except where noted, the code is branch-free
 (xp.where over all elements), so the same formulas run on NumPy and on CuPy. Edge values follow
@@ -192,6 +192,75 @@ def trigamma(xp, x):
         sine = _sin_pi(xp, y)
         out = xp.where(reflect, np.pi * np.pi / (sine * sine) - positive, positive)
     return _back(out, x)
+
+
+# ---------------------------------------------------------------------------------------- log_ndtr
+_SQRT_HALF = math.sqrt(0.5)
+_NDTR_TAIL = -20.0  # below: the asymptotic series of log Phi; above: log of erfc, accurate to its underflow
+
+
+def log_ndtr(xp, x):
+    """log Phi(x), the log of the standard normal CDF, accurate in both tails: log(erfc(-x/sqrt 2) / 2)
+    for -20 <= x <= 0, log1p(-erfc(x/sqrt 2) / 2) above 0, and below -20 (where Phi underflows from
+    -37.5 on) -x^2/2 - log(-x) - log(2 pi)/2 + log(1 - 1/x^2 + 3/x^4 - 15/x^6 + ...)."""
+    y = _float64(x)
+    with np.errstate(all="ignore"):
+        lower = xp.log(0.5 * erfc(xp, -y * _SQRT_HALF))
+        upper = xp.log1p(-0.5 * erfc(xp, y * _SQRT_HALF))
+        z = xp.minimum(y, _NDTR_TAIL)
+        inv_z2 = 1.0 / (z * z)
+        term = series = inv_z2 * 0 + 1.0
+        for k in range(1, 13):  # terms fall below 1e-18 of the sum by the 12th at x = -20
+            term = term * -(2 * k - 1) * inv_z2
+            series = series + term
+        tail = -0.5 * z * z - xp.log(-z) - _HALF_LOG_TWO_PI + xp.log(series)
+        out = xp.where(y < _NDTR_TAIL, tail, xp.where(y > 0, upper, lower))
+    return _back(out, x)
+
+
+# ------------------------------------------------------------------------------------- Hurwitz zeta
+# (2k)! / B_2k for k = 1..12: the Euler-Maclaurin tail's coefficients (Cephes' zeta uses the same table).
+_EULER_MACLAURIN = (12.0, -720.0, 30240.0, -1209600.0, 47900160.0, -1.8924375803183791606e9, 7.47242496e10,
+                    -2.950130727918164224e12, 1.1646782814350067249e14, -4.5979787224074726105e15,
+                    1.8152105401943546773e17, -7.1661652561756670113e18)
+_ZETA_START = 10.0  # the tail starts once q + terms >= 10, where its 12 corrections reach float64 accuracy
+
+
+def zeta(xp, s, q):
+    """The Hurwitz zeta function, the sum over i >= 0 of (q + i)^-s, for a number s > 1.
+
+    The first terms are summed until q + i >= 10 (more of them for negative q), then Euler-Maclaurin
+    gives the rest: w^(1-s)/(s-1) + w^-s/2 + the Bernoulli corrections, at w = q + terms. For q <= 0
+    a term hits 0 where q is an integer, and the sum is inf there, as in PyTorch.
+    """
+    y = _float64(q)
+    finite = y[xp.isfinite(y)]
+    lowest = float(finite.min()) if finite.size else 0.0
+    terms = max(int(_ZETA_START), math.ceil(_ZETA_START - lowest))
+    with np.errstate(all="ignore"):
+        total = y * 0
+        for i in range(terms):
+            total = total + xp.power(y + i, -s)
+        w = y + terms
+        power = xp.power(w, -s)
+        total = total + w * power / (s - 1) + 0.5 * power
+        rising, scale = 1.0, power / w  # s (s+1) ... (s+2k-2) and w^(-s-2k+1)
+        for k, coefficient in enumerate(_EULER_MACLAURIN):
+            rising *= s + 2 * k
+            total = total + rising * scale / coefficient
+            rising *= s + 2 * k + 1
+            scale = scale / (w * w)
+    return _back(total, q)
+
+
+def polygamma(xp, n, x):
+    """The n-th derivative of digamma for an int n >= 0: (-1)^(n+1) n! zeta(n + 1, x) for n >= 2."""
+    if n == 0:
+        return digamma(xp, x)
+    if n == 1:
+        return trigamma(xp, x)
+    y = _float64(x)
+    return _back((-1) ** (n + 1) * math.factorial(n) * zeta(xp, n + 1.0, y), x)
 
 
 # ---------------------------------------------------------------------------------------- i0 and i1

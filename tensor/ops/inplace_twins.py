@@ -7,7 +7,7 @@ tensor's sin_) or a shape beyond the tensor's is refused with the op's name.
 """
 from __future__ import annotations
 
-from . import aliases, arithmetic, compare, elementwise, pointwise, reduce, special, trig, unary
+from . import aliases, arithmetic, blas, compare, elementwise, pointwise, reduce, special, trig, unary
 from .inplace_math import _inplace_of
 from .inplace_shape import transpose_
 
@@ -15,7 +15,7 @@ _TWINS = {
     unary: "sign log1p expm1 log2 log10 rsqrt square reciprocal sin cos tan clip floor ceil round trunc erf",
     trig: "asin acos atan sinh cosh asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh deg2rad rad2deg "
           "sinc atan2 arctan2 hypot",
-    special: "exp2 erfc erfinv lgamma digamma i0 xlogy ldexp copysign heaviside nextafter",
+    special: "exp2 erfc erfinv lgamma digamma polygamma mvlgamma i0 xlogy ldexp copysign heaviside nextafter",
     elementwise: "fmod frac sgn logit float_power",
     arithmetic: "floor_divide remainder true_divide",
     aliases: "multiply subtract divide negative absolute not_equal greater greater_equal less less_equal",
@@ -23,6 +23,7 @@ _TWINS = {
              "bitwise_not",
     pointwise: "clamp_min clamp_max addmm nan_to_num",
     reduce: "cumsum cumprod",
+    blas: "baddbmm addbmm addmv addr",
 }
 
 

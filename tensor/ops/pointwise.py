@@ -64,9 +64,14 @@ def addmm(x, mat1, mat2, *, beta=1, alpha=1):
         if not isinstance(m, Tensor) or m.ndim != 2:
             got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
             raise ShapeError(f"addmm: {name} must be a 2-D tensor, got {got}; use matmul/baddbmm for batches")
-    product = _scaled(linalg.mm(mat1, mat2), alpha)
+    return beta_x_plus(x, beta, _scaled(linalg.mm(mat1, mat2), alpha))
+
+
+def beta_x_plus(x, beta, product):
+    """beta * x + product, the BLAS-style update of addmm, baddbmm, addmv, ...: beta=0 ignores x's values
+    (NaN and inf in x do not leak into the result) but x still broadcasts into the result's shape."""
     if isinstance(beta, numbers.Number) and beta == 0:
-        zeros_like_x = nan_to_num(arithmetic.mul(x.detach(), 0), 0.0, 0.0, 0.0)  # x's shape, for broadcasting
+        zeros_like_x = nan_to_num(arithmetic.mul(x.detach(), 0), 0.0, 0.0, 0.0)
         return arithmetic.add(product, zeros_like_x)
     return arithmetic.add(_scaled(x, beta), product)
 
