@@ -17,18 +17,18 @@ METHODS = {
     "clamp clip floor ceil round trunc erf",
     "activation": "sigmoid relu leaky_relu gelu silu softplus elu softmax log_softmax",
     "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or "
-    "bitwise_xor bitwise_not isnan isinf isfinite "
+    "bitwise_xor bitwise_not isnan isinf isfinite isposinf isneginf isreal "
     "maximum minimum any all isclose allclose equal masked_fill",
     "reduce": "sum mean prod max min amax amin argmax argmin cumsum cumprod",
-    "statistics": "var std logsumexp norm",
+    "statistics": "var std logsumexp norm renorm",
     "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
     "movedim swapaxes view_as reshape_as",
     "layout": "repeat tile flip roll tril triu fliplr flipud rot90",
-    "join": "split chunk unbind tensor_split hsplit vsplit dsplit",
+    "join": "split split_with_sizes chunk unbind tensor_split hsplit vsplit dsplit",
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
     "linalg_extra": "inverse det logdet slogdet cholesky svd pinverse matrix_power cross kron mv inner vdot",
-    "sort": "sort argsort topk",
+    "sort": "sort argsort msort topk",
     "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty "
     "new_tensor",
     "inplace": "add_ sub_ mul_ div_ pow_ neg_ zero_ fill_ copy_ clamp_",
@@ -37,14 +37,14 @@ METHODS = {
     "sampling": "multinomial bernoulli",
     "pointwise": "clamp_min clamp_max lerp addcmul addcdiv addmm nan_to_num nansum nanmean",
     # views.where is the method form, x.where(condition, other); tensor.where stays compare's (FUNCTIONS)
-    "views": "narrow select diagonal diag trace nonzero argwhere where",
+    "views": "narrow select diagonal diag trace nonzero argwhere where broadcast_to",
     "sequence": "repeat_interleave diff logcumsumexp",
     "ranking": "median mode unique histc",
-    "elementwise": "fmod frac sgn logit signbit float_power",
+    "elementwise": "fmod frac sgn logit signbit float_power gcd lcm frexp",
     "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_",
     "aliases": "multiply subtract divide negative positive absolute not_equal greater greater_equal less less_equal "
     "moveaxis swapdims ravel ndimension byte char short",
-    "introspect": "is_complex is_nonzero get_device data_ptr storage_offset",
+    "introspect": "is_complex is_signed is_nonzero is_same_size is_inference get_device data_ptr storage_offset",
     "order_stats": "aminmax cummax cummin kthvalue nanmedian quantile nanquantile",
     "counting": "count_nonzero bincount unique_consecutive histogram",
     "moments": "cov corrcoef",
@@ -60,6 +60,8 @@ METHODS = {
     "index_put_ put_ masked_scatter_ tril_ triu_ fill_diagonal_",
     "unfold": "unfold",
     "blas": "baddbmm addbmm addmv addr",
+    "view_scatter": "slice_scatter select_scatter diagonal_scatter",
+    "distance": "dist",
     "inplace_twins": "sign_ log1p_ expm1_ log2_ log10_ rsqrt_ square_ reciprocal_ sin_ cos_ tan_ clip_ floor_ "
     "ceil_ round_ trunc_ erf_ asin_ acos_ atan_ sinh_ cosh_ asinh_ acosh_ atanh_ arcsin_ arccos_ arctan_ "
     "arcsinh_ arccosh_ arctanh_ deg2rad_ rad2deg_ sinc_ atan2_ arctan2_ hypot_ exp2_ erfc_ erfinv_ lgamma_ "
@@ -67,7 +69,7 @@ METHODS = {
     "floor_divide_ remainder_ true_divide_ multiply_ subtract_ divide_ negative_ absolute_ not_equal_ greater_ "
     "greater_equal_ less_ less_equal_ eq_ ne_ lt_ le_ gt_ ge_ logical_and_ logical_or_ logical_not_ "
     "logical_xor_ bitwise_and_ bitwise_or_ bitwise_xor_ bitwise_not_ clamp_min_ clamp_max_ addmm_ nan_to_num_ "
-    "cumsum_ cumprod_ fix fix_ swapaxes_ swapdims_ baddbmm_ addbmm_ addmv_ addr_ polygamma_ mvlgamma_",
+    "cumsum_ cumprod_ fix fix_ swapaxes_ swapdims_ baddbmm_ addbmm_ addmv_ addr_ polygamma_ mvlgamma_ gcd_ lcm_ renorm_",
 }
 
 # operator -> (module, function, swap operands)
@@ -111,7 +113,11 @@ OPERATORS = {
     "__itruediv__": ("inplace", "div_", False),
 }
 
-PROPERTIES = {"T": ("shape", "reverse_dims"), "mT": ("shape", "matrix_transpose")}
+PROPERTIES = {
+    "T": ("shape", "reverse_dims"), "mT": ("shape", "matrix_transpose"), "is_cpu": ("introspect", "is_cpu"),
+    "itemsize": ("introspect", "itemsize"), "nbytes": ("introspect", "nbytes"),
+    "retains_grad": ("introspect", "retains_grad"),
+}
 
 # Free functions only (tensor.cat, tensor.where, ...), beyond the methods above, which are exported too.
 FUNCTIONS = {
@@ -122,7 +128,7 @@ FUNCTIONS = {
     "linalg": "einsum tensordot",
     "linalg_extra": "chain_matmul",
     "compare": "where",
-    "views": "broadcast_to broadcast_tensors broadcast_shapes meshgrid numel",
+    "views": "broadcast_tensors broadcast_shapes meshgrid numel",
     "convert": "finfo iinfo",
     "ranking": "searchsorted bucketize",
     "distance": "cdist",

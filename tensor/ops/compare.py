@@ -1,4 +1,4 @@
-"""Comparisons, logical ops and selection: eq..ge, logical_*, isnan/isinf/isfinite, any/all,
+"""Comparisons, logical ops and selection: eq..ge, logical_*, isnan/isinf/isfinite/isposinf/isneginf/isreal, any/all,
 isclose/allclose/equal, where, maximum/minimum, masked_fill.
 
 Comparisons and predicates return bool tensors and carry no gradient (mixed dtypes are promoted
@@ -126,6 +126,21 @@ def isinf(x):
 
 def isfinite(x):
     return IsFinite.apply(x)
+
+
+def isposinf(x):
+    """True where x is +inf."""
+    return logical_and(isinf(x), gt(x, 0))
+
+
+def isneginf(x):
+    """True where x is -inf."""
+    return logical_and(isinf(x), lt(x, 0))
+
+
+def isreal(x):
+    """True everywhere: raygrad's dtypes are all real (torch: whether each element has no imaginary part)."""
+    return _wrap(x.xp.ones(x.data.shape, dtype=np.bool_))
 
 
 # -------------------------------------------------------------------------------------- any / all

@@ -13,6 +13,8 @@ from ..autograd import Function
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
 from ._util import sum_to
+from .arithmetic import sub
+from .statistics import norm
 
 
 def _safe_reciprocal(xp, d):
@@ -116,3 +118,8 @@ def _use_matmul(compute_mode, rows1, rows2):
     if compute_mode not in _COMPUTE_MODES:
         raise ValueError(f"cdist: compute_mode must be None or one of {_COMPUTE_MODES}, got {compute_mode!r}")
     return compute_mode == _COMPUTE_MODES[1]
+
+
+def dist(x, other, p=2):
+    """The p-norm of x - other (they broadcast), a 0-d tensor: torch.dist."""
+    return norm(sub(x, other), p)

@@ -1,4 +1,5 @@
-"""More elementwise math in PyTorch's names: fmod, frac, sgn, logit, signbit, float_power.
+"""More elementwise math in PyTorch's names: fmod, frac, sgn, logit, signbit, float_power, and the
+gradient-free integer and float decompositions gcd, lcm and frexp.
 
 frac, sgn and float_power are compositions of existing ops (exact, and their gradients come for
 free); fmod and logit are Functions of their own, since their gradients need the inputs.
@@ -113,3 +114,42 @@ def float_power(x, exponent):
         exponent = float(exponent)
     return _pow(base, exponent)
 
+
+
+def _integer_pair(op, a, b):
+    a, b = promote(a, b)
+    for x in (a, b):
+        if isinstance(x, Tensor) and x.data.dtype.kind not in "iu" or isinstance(x, float):
+            raise DTypeError(f"{op}: needs integer tensors, got {getattr(x, 'dtype', type(x).__name__)}; "
+                             "convert with .long() first")
+    like = a if isinstance(a, Tensor) else b
+    return like.xp, [x.data if isinstance(x, Tensor) else x for x in (a, b)]
+
+
+def gcd(a, b):
+    """The greatest common divisor, elementwise, of integer tensors (non-negative; gcd(0, 0) = 0)."""
+    xp, (x, y) = _integer_pair("gcd", a, b)
+    return _wrap(xp.gcd(x, y))
+
+
+def lcm(a, b):
+    """The least common multiple, elementwise, of integer tensors (non-negative; 0 where either is 0)."""
+    xp, (x, y) = _integer_pair("lcm", a, b)
+    return _wrap(xp.lcm(x, y))
+
+
+def frexp(x):
+    """(mantissa, exponent) with x = mantissa * 2**exponent, |mantissa| in [0.5, 1); exponent is int32.
+    No gradient, as in PyTorch."""
+    _require_tensor("frexp", x)
+    if x.data.dtype.kind != "f":
+        raise DTypeError(f"frexp: needs a floating-point tensor, got dtype {x.dtype}; convert with .float() first")
+    mantissa, exponent = x.xp.frexp(x.data)
+    return FrexpResult((_wrap(mantissa), _wrap(exponent.astype(np.int32, copy=False))))
+
+
+class FrexpResult(tuple):
+    """torch.return_types.frexp: a (mantissa, exponent) tuple with those names."""
+
+    mantissa = property(lambda self: self[0])
+    exponent = property(lambda self: self[1])

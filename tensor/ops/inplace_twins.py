@@ -7,7 +7,7 @@ tensor's sin_) or a shape beyond the tensor's is refused with the op's name.
 """
 from __future__ import annotations
 
-from . import aliases, arithmetic, blas, compare, elementwise, pointwise, reduce, special, trig, unary
+from . import aliases, arithmetic, blas, compare, elementwise, pointwise, reduce, special, statistics, trig, unary
 from .inplace_math import _inplace_of
 from .inplace_shape import transpose_
 
@@ -16,7 +16,8 @@ _TWINS = {
     trig: "asin acos atan sinh cosh asinh acosh atanh arcsin arccos arctan arcsinh arccosh arctanh deg2rad rad2deg "
           "sinc atan2 arctan2 hypot",
     special: "exp2 erfc erfinv lgamma digamma polygamma mvlgamma i0 xlogy ldexp copysign heaviside nextafter",
-    elementwise: "fmod frac sgn logit float_power",
+    elementwise: "fmod frac sgn logit float_power gcd lcm",
+    statistics: "renorm",
     arithmetic: "floor_divide remainder true_divide",
     aliases: "multiply subtract divide negative absolute not_equal greater greater_equal less less_equal",
     compare: "eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_xor "

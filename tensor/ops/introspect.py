@@ -1,5 +1,6 @@
-"""Facts about a tensor rather than ops on it: is_floating_point, is_complex, is_nonzero, get_device,
-data_ptr, storage_offset (PyTorch's names and results).
+"""Facts about a tensor rather than ops on it: is_floating_point, is_complex, is_signed, is_nonzero,
+is_same_size, is_inference, get_device, data_ptr, storage_offset, and the properties is_cpu, itemsize,
+nbytes and retains_grad (PyTorch's names and results).
 
 A tensor's "storage" is the array its data is a view of: NumPy's outermost `.base`, or the CuPy
 allocation behind its memory pointer; storage_offset counts elements from its start.
@@ -54,3 +55,36 @@ def storage_offset(x):
     else:
         start = data.data.mem.ptr
     return (data_ptr(x) - start) // data.itemsize
+
+
+def is_signed(x):
+    """Whether x's dtype holds negative numbers (floats and signed ints; not bool or uint8)."""
+    return x.data.dtype.kind in "fi"
+
+
+def is_same_size(x, other):
+    return tuple(x.data.shape) == tuple(other.data.shape)
+
+
+def is_inference(x):
+    """Always False: raygrad's inference_mode is no_grad and makes ordinary tensors."""
+    return False
+
+
+def is_cpu(x):
+    return type(x.data) is np.ndarray
+
+
+def itemsize(x):
+    """Bytes per element."""
+    return x.data.dtype.itemsize
+
+
+def nbytes(x):
+    """Bytes of x's elements (numel * itemsize, as torch counts them; views count their own elements)."""
+    return x.data.size * x.data.dtype.itemsize
+
+
+def retains_grad(x):
+    """Whether retain_grad() was called on this non-leaf tensor."""
+    return x._retains_grad

@@ -349,3 +349,8 @@ def _even_split(x, indices_or_sections, dim, op):
         raise ShapeError(f"{op}: dim {dim} of size {size} cannot be split into {split_at} equal parts; give a "
                          "number of sections that divides it, or a list of indices")
     return tensor_split(x, split_at, dim)
+
+
+def split_with_sizes(x, split_sizes, dim=0):
+    """split(x, list(split_sizes), dim): views of the given sizes, which must add up to x.shape[dim]."""
+    return split(x, list(split_sizes), dim)

@@ -122,3 +122,8 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     if not 0 <= k <= size:
         raise ValueError(f"topk: k={k} is out of range for dim {dim} with size {size}; k must be in 0..{size}")
     return topk_result(*TopK.apply(x, k, dim, bool(largest), bool(sorted)))
+
+
+def msort(x):
+    """x sorted along its first dim (the values of sort(x, dim=0))."""
+    return sort(x, 0)[0]

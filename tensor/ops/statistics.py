@@ -11,6 +11,8 @@ from .. import dtypes
 from ..autograd import Function
 from ..errors import DTypeError
 from ..graph_backward import derived_in_graph, saved_in_graph
+from ._util import normalize_dim
+from .compare import gt, where
 from .reduce import _count, _keep, _kept_shape, _require_nonempty, amax, amin, reduction_dims, sum
 
 
@@ -223,3 +225,12 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     if p == 0:  # the number of nonzero elements; piecewise constant, no gradient
         return sum(x != 0, dims, keepdim).to(dtype=x.dtype)
     return NormP.apply(x, dims, keepdim, float(p))
+
+
+def renorm(x, p, dim, maxnorm):
+    """Each slice x.select(dim, i) whose p-norm exceeds maxnorm scaled down to norm maxnorm (by
+    maxnorm / (norm + 1e-7), PyTorch's factor); the others unchanged."""
+    d = normalize_dim(dim, x.ndim, "renorm")
+    others = tuple(i for i in range(x.ndim) if i != d)
+    norms = norm(x, p, others, keepdim=True)
+    return x * where(gt(norms, maxnorm), maxnorm / (norms + 1e-7), 1.0)

@@ -133,9 +133,9 @@ def trace(x):
 
 
 # ------------------------------------------------------------------------------------- broadcasting
-def broadcast_to(x, size):
-    """x expanded to `size` (a view; -1 keeps a dim), as torch.broadcast_to."""
-    return shape.expand(x, tuple(size))
+def broadcast_to(x, *size):
+    """x expanded to `size` (ints or one tuple; a view; -1 keeps a dim), as torch.broadcast_to."""
+    return shape.expand(x, shape.sizes_arg(size, "broadcast_to"))
 
 
 def broadcast_shapes(*shapes):
