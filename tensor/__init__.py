@@ -4,6 +4,8 @@
     x = tensor.randn(3, 4, requires_grad=True)
     (x @ x.T).sum().backward()
 """
+import math as _math
+
 from . import dtypes
 from .backend import Device, Device as device
 from .dtypes import (
@@ -60,8 +62,23 @@ from .ops.convert import (  # noqa: E402 - torch.channels_last & co.: layouts in
 from .foreach import *  # noqa: E402,F403 - torch._foreach_add_, _foreach_lerp_, ...
 from .runtime import (  # noqa: E402
     are_deterministic_algorithms_enabled, asarray, can_cast, empty_strided, frombuffer, get_default_device,
-    get_num_threads, is_deterministic_algorithms_warn_only_enabled, promote_types, result_type, set_default_device,
-    set_num_threads, typename, use_deterministic_algorithms,
+    get_float32_matmul_precision, get_num_threads, is_deterministic_algorithms_warn_only_enabled, promote_types,
+    result_type, set_default_device, set_float32_matmul_precision, set_num_threads, typename,
+    use_deterministic_algorithms,
 )
+from . import testing  # noqa: E402 - torch.testing.assert_close, make_tensor
+from .func import vmap  # noqa: E402 - torch.vmap
+from .windows import (  # noqa: E402
+    bartlett_window, blackman_window, hamming_window, hann_window, kaiser_window,
+)
+
+# torch's constants, and the nn.functional ops that torch also exports at the top with the same signature
+# (torch.conv2d, torch.pixel_shuffle, ...; not the losses, batch_norm or embedding, whose torch.* forms differ).
+e, pi, inf, nan, newaxis = _math.e, _math.pi, _math.inf, _math.nan, None
+globals().update({name: getattr(nn.functional, name) for name in (
+    "adaptive_avg_pool1d adaptive_max_pool1d alpha_dropout avg_pool1d bilinear celu channel_shuffle conv1d conv2d "
+    "conv3d conv_transpose1d conv_transpose2d conv_transpose3d cosine_similarity dropout feature_alpha_dropout "
+    "group_norm hardshrink layer_norm max_pool1d max_pool2d max_pool3d pairwise_distance pdist pixel_shuffle "
+    "pixel_unshuffle prelu rms_norm selu threshold").split()})
 
 __version__ = "0.1.0"

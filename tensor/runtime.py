@@ -3,6 +3,7 @@
     tensor.set_num_threads(4)                      # NumPy's BLAS threads (needs threadpoolctl)
     tensor.use_deterministic_algorithms(True)      # refuse CUDA ops whose sums depend on timing
     tensor.set_default_device("cuda")              # factories create there when given no device
+    tensor.set_float32_matmul_precision("high")    # accepted; matmuls stay full float32 (see there)
 
 Helpers: asarray, frombuffer, empty_strided, result_type, can_cast, promote_types, typename.
 """
@@ -19,6 +20,26 @@ from . import dtypes
 from .backend import CPU, Device, as_device, device_of
 from .errors import ShapeError
 from .tensor import Tensor, _wrap
+
+# ------------------------------------------------------------------------ float32 matmul precision
+_MATMUL_PRECISIONS = ("highest", "high", "medium")
+_matmul_precision = "highest"
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """torch.set_float32_matmul_precision: recorded, with PyTorch's validation. raygrad's float32 matrix
+    products always run at full float32 precision ('highest': NumPy's BLAS, and cuBLAS without TF32),
+    so 'high' and 'medium' change no result; get_float32_matmul_precision returns what was set."""
+    global _matmul_precision
+    if precision not in _MATMUL_PRECISIONS:
+        raise ValueError(f"set_float32_matmul_precision: expected one of {', '.join(map(repr, _MATMUL_PRECISIONS))}, "
+                         f"got {precision!r}")
+    _matmul_precision = precision
+
+
+def get_float32_matmul_precision() -> str:
+    return _matmul_precision
+
 
 # ------------------------------------------------------------------------------------ threads
 
