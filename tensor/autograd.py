@@ -83,7 +83,8 @@ class Function:
     backward(ctx, *grads) -> one gradient (array or None) per forward argument
 
     On ctx: `save_for_backward(*arrays)` / `saved_tensors`, `needs_input_grad` (a bool per
-    argument), `mark_non_differentiable(*outputs)`, `xp` (numpy or cupy), and any attribute you set.
+    argument), `mark_non_differentiable(*outputs)`, `set_materialize_grads(False)` (None instead of
+    zeros for outputs that got no gradient), `xp` (numpy or cupy), and any attribute you set.
     """
 
     # Defaults, overridden per instance only when used, to keep apply cheap.
@@ -92,6 +93,7 @@ class Function:
     _released = False
     _non_diff = None
     _tensor_hooks = None
+    _materialize_grads = True
     view_of = None  # set to an argument index on ops whose output is a view of that argument
     xp = np
 
@@ -128,6 +130,10 @@ class Function:
 
     def mark_non_differentiable(self, *arrays):
         self._non_diff = {id(a) for a in arrays}
+
+    def set_materialize_grads(self, value: bool):
+        """False: backward gets None (not zeros) for an output that received no gradient."""
+        self._materialize_grads = bool(value)
 
     @property
     def name(self):
@@ -362,6 +368,7 @@ from .engine import backward, grad, queue_callback  # noqa: E402  (the engine ne
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .graph_backward import saved_in_graph  # noqa: E402
 from . import autograd_functional as functional  # noqa: E402, F401  (tensor.autograd.functional.jacobian, ...)
+from . import autograd_function as function  # noqa: E402, F401  (tensor.autograd.function.once_differentiable)
 from .anomaly import (  # noqa: E402  (it swaps Function.apply and the engine's _call_backward)
     detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly,
 )

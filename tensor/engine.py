@@ -42,11 +42,18 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                 _accumulate(t, g, owned=False)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
+         materialize_grads=False):
     """Return d(outputs)/d(inputs) as a tuple of Tensors, leaving every `.grad` untouched.
 
     With create_graph=True the results have a history of their own (higher-order gradients).
+    An input the outputs do not depend on raises, or gives None with allow_unused=True, or zeros with
+    materialize_grads=True.
     """
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    elif materialize_grads and not allow_unused:
+        raise ValueError("grad: materialize_grads=True needs allow_unused=True (or leave allow_unused out)")
     retain_graph = create_graph if retain_graph is None else bool(retain_graph)
     inputs = _as_tuple(inputs)
     for i, t in enumerate(inputs):
@@ -62,6 +69,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 f"grad: input {i} (shape {tuple(inputs[i].shape)}) was not used to compute the outputs; "
                 "pass allow_unused=True to get None for it"
             )
+        if g is None and materialize_grads:
+            g = inputs[i].xp.zeros(inputs[i].shape, dtype=inputs[i].dtype)
         result.append(g if g is None or isinstance(g, Tensor) else _wrap(g))
     return tuple(result)
 
@@ -277,6 +286,8 @@ def _call_backward(node, grads, retain_graph, graph):
         )
     for g in grads:  # a plain loop: cheaper than any() over a generator for the usual one output
         if g is None:
+            if not node._materialize_grads:
+                break
             # Zeros for unused float outputs, as PyTorch does; integer outputs (indices) stay None.
             xp = node.xp
             grads = [

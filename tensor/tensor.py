@@ -266,6 +266,9 @@ class Tensor:
         return t
 
     def detach_(self):
+        if self._base is not None:  # its base would still share the storage and the graph (PyTorch refuses too)
+            raise AutogradError("detach_(): can't detach a view in place; use detach() instead, which returns a "
+                                "new tensor sharing the data")
         self.grad_fn = None
         self._requires_grad = False
         return self

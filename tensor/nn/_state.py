@@ -10,7 +10,7 @@ from collections import OrderedDict, namedtuple
 from ..autograd import no_grad
 from ..backend import to_device_array
 from ..creation import _to_array
-from ..tensor import Tensor
+from ..tensor import Tensor, _Handle
 
 
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -22,6 +22,58 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
+
+
+# ------------------------------------------------------------------------------------------ hooks
+
+# The hook tables every Module has (PyTorch's attribute names, which some libraries read directly).
+HOOK_TABLES = ("_state_dict_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks",
+               "_load_state_dict_post_hooks")
+
+
+def register_state_dict_pre_hook(self, hook):
+    """Call `hook(module, prefix, keep_vars)` before this module writes its state dict entries."""
+    return _Handle(self._state_dict_pre_hooks, hook)
+
+
+def register_state_dict_post_hook(self, hook):
+    """Call `hook(module, state_dict, prefix, local_metadata) -> None` after this module (and its children)
+    wrote their entries; the hook may edit state_dict in place."""
+    return _Handle(self._state_dict_hooks, _PublicHook(hook))
+
+
+def register_state_dict_hook(self, hook):
+    """PyTorch's private form of register_state_dict_post_hook: a dict returned by the hook replaces the
+    state dict (only at the module state_dict() was called on)."""
+    return _Handle(self._state_dict_hooks, hook)
+
+
+def register_load_state_dict_pre_hook(self, hook):
+    """Call `hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+    error_msgs)` before this module loads its entries (rename old checkpoint keys here)."""
+    return register_load_state_dict_pre_hook_private(self, hook, with_module=True)
+
+
+def register_load_state_dict_pre_hook_private(self, hook, with_module=False):
+    """PyTorch's `_register_load_state_dict_pre_hook`: the hook gets the module first only if with_module."""
+    return _Handle(self._load_state_dict_pre_hooks, (hook, with_module))
+
+
+def register_load_state_dict_post_hook(self, hook):
+    """Call `hook(module, incompatible_keys) -> None` after this module and its children loaded; the hook may
+    edit incompatible_keys.missing_keys / .unexpected_keys in place (strict=True sees the result)."""
+    return _Handle(self._load_state_dict_post_hooks, hook)
+
+
+class _PublicHook:
+    """A state_dict post-hook registered through the public API, which must return None."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    def __call__(self, *args):
+        if self.hook(*args) is not None:
+            raise RuntimeError("state_dict post-hook must return None; edit the state_dict in place")
 
 
 # ------------------------------------------------------------------------------------ state_dict
@@ -36,13 +88,20 @@ def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = Fa
     if destination is None:
         destination = OrderedDict()
         destination._metadata = OrderedDict()
+    local_metadata = {"version": self._version}
     metadata = getattr(destination, "_metadata", None)
     if metadata is not None:
-        metadata[prefix[:-1]] = {"version": self._version}
+        metadata[prefix[:-1]] = local_metadata
+    for hook in self._state_dict_pre_hooks.values():
+        hook(self, prefix, keep_vars)
     self._save_to_state_dict(destination, prefix, keep_vars)
     for name, child in self._modules.items():
         if child is not None:
             child.state_dict(destination=destination, prefix=f"{prefix}{name}.", keep_vars=keep_vars)
+    for hook in self._state_dict_hooks.values():
+        result = hook(self, destination, prefix, local_metadata)
+        if result is not None:  # only a private-API hook may return (the public one raises above)
+            destination = result
     return destination
 
 
@@ -77,6 +136,8 @@ def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False)
         raise TypeError(f"load_state_dict expects a dict of tensors, got {type(state_dict).__name__}")
     metadata = getattr(state_dict, "_metadata", None)
     state_dict = OrderedDict(state_dict)  # a module's _load_from_state_dict may edit its copy
+    if metadata is not None:
+        state_dict._metadata = metadata
     missing, unexpected, errors = [], [], []
 
     def load(module, prefix):
@@ -87,6 +148,13 @@ def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False)
         for name, child in module._modules.items():
             if child is not None:
                 load(child, f"{prefix}{name}.")
+        if module._load_state_dict_post_hooks:
+            missing[:], unexpected[:] = _unique(missing), _unique(unexpected)
+            incompatible = _IncompatibleKeys(missing, unexpected)
+            for hook in module._load_state_dict_post_hooks.values():
+                if hook(module, incompatible) is not None:
+                    raise AssertionError("a load_state_dict post-hook must return None; edit "
+                                       "incompatible_keys.missing_keys / .unexpected_keys in place")
 
     load(self, "")
     missing, unexpected = _unique(missing), _unique(unexpected)
@@ -104,6 +172,9 @@ def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False)
 
 def load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
     """Fill this module's own entries from `state_dict` (PyTorch's signature, for overriding)."""
+    for hook, with_module in self._load_state_dict_pre_hooks.values():
+        args = (state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        hook(self, *args) if with_module else hook(*args)
     assign = local_metadata.get("assign_to_params_buffers", False)
     local = dict(_local_state(self))
     for name, target in local.items():

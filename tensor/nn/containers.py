@@ -65,6 +65,12 @@ class _IndexedModules(Module):
         modules.insert(index, module)
         self._renumber(modules)
 
+    def pop(self, index):
+        """Remove and return the module at `index` (the rest are renumbered)."""
+        module = self[index]
+        del self[index]
+        return module
+
     def __iadd__(self, other):
         return self.extend(other)
 
@@ -100,6 +106,11 @@ class Sequential(_IndexedModules):
     def __setitem__(self, index, module):
         name = list(self._modules)[_index(index, len(self), "Sequential")]
         self.register_module(name, module)
+
+    def __add__(self, other):
+        if not isinstance(other, Sequential):
+            raise TypeError(f"can only add a Sequential to a Sequential, got {type(other).__name__}")
+        return Sequential(*self, *other)
 
     def forward(self, input):
         for module in self._modules.values():
@@ -246,8 +257,39 @@ class ParameterDict(Module):
     def values(self):
         return self._parameters.values()
 
+    def get(self, key: str, default=None):
+        return self._parameters.get(key, default)
+
+    def pop(self, key: str) -> Parameter:
+        value = self[key]
+        del self[key]
+        return value
+
+    def popitem(self):
+        key = next(reversed(self._parameters))
+        return key, self.pop(key)
+
+    def setdefault(self, key: str, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def clear(self):
+        self._parameters.clear()
+
+    def copy(self) -> ParameterDict:
+        """A new ParameterDict holding the same Parameter objects."""
+        return ParameterDict(self._parameters.copy())
+
     def update(self, parameters):
-        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        """Add or replace entries. A plain dict goes in sorted by key, as in PyTorch (so state-dict and
+        optimizer orders match its); an OrderedDict, a ParameterDict or a list of pairs keeps its order."""
+        if isinstance(parameters, (OrderedDict, ParameterDict)):
+            pairs = parameters.items()
+        elif hasattr(parameters, "items"):
+            pairs = sorted(parameters.items())
+        else:
+            pairs = parameters
         for key, value in pairs:
             self[key] = value
 

@@ -8,13 +8,14 @@ state_dict(), to(), train()) goes through `named_modules()`.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections import OrderedDict
 
 from .. import dtypes
 from ..autograd import no_grad
 from ..backend import as_device, to_device_array
 from ..tensor import Tensor, _Handle, _parse_to_args
-from . import _state
+from . import _backward_hooks, _state
 from .parameter import Buffer, Parameter, as_plain_tensor
 
 
@@ -39,12 +40,17 @@ class Module:
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_hooks_with_kwargs", set())
+        object.__setattr__(self, "_forward_hooks_always_called", set())
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
+        for table in _state.HOOK_TABLES:
+            object.__setattr__(self, table, OrderedDict())
 
     forward = None  # subclasses define forward(*inputs)
 
     # ----------------------------------------------------------------------------------- calling
     def __call__(self, *args, **kwargs):
-        if not (self._forward_pre_hooks or self._forward_hooks):
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or self._backward_pre_hooks):
             return self.forward(*args, **kwargs)
         return self._call_with_hooks(args, kwargs)
 
@@ -59,12 +65,34 @@ class Module:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
-        output = self.forward(*args, **kwargs)
-        for key, hook in list(self._forward_hooks.items()):
-            result = hook(self, args, kwargs, output) if key in with_kwargs else hook(self, args, output)
-            if result is not None:
-                output = result
+        backward_hook = None
+        if self._backward_hooks or self._backward_pre_hooks:
+            backward_hook = _backward_hooks.BackwardHook(self)
+            args = backward_hook.setup_inputs(args)
+        output, called = None, set()
+        try:
+            output = self.forward(*args, **kwargs)
+            for key, hook in list(self._forward_hooks.items()):
+                called.add(key)
+                result = hook(self, args, kwargs, output) if key in with_kwargs else hook(self, args, output)
+                if result is not None:
+                    output = result
+        except Exception:
+            self._run_always_called_hooks(args, kwargs, output, called)
+            raise
+        if backward_hook is not None:
+            output = backward_hook.setup_outputs(output)
         return output
+
+    def _run_always_called_hooks(self, args, kwargs, output, called):
+        """After forward (or a hook) raised: the always_call hooks that have not run yet, errors silenced."""
+        for key, hook in list(self._forward_hooks.items()):
+            if key in self._forward_hooks_always_called and key not in called:
+                try:
+                    hook(self, args, kwargs, output) if key in self._hooks_with_kwargs else hook(self, args, output)
+                except Exception as error:  # noqa: BLE001 - the forward's own error is the one to raise
+                    warnings.warn(f"forward hook with always_call=True raised {error!r} while handling an error "
+                                  "raised in forward; that error is raised", stacklevel=3)
 
     def register_forward_pre_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
         """Call `hook(module, args) -> None | new args` before forward; returns a handle with remove().
@@ -74,12 +102,28 @@ class Module:
         """
         return self._add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs)
 
-    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
+    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False):
         """Call `hook(module, args, output) -> None | new output` after forward; returns a handle.
 
-        with_kwargs=True: `hook(module, args, kwargs, output)`.
+        with_kwargs=True: `hook(module, args, kwargs, output)`. always_call=True: also when forward
+        raises (with output None), e.g. to pop a context a pre-hook pushed.
         """
-        return self._add_hook(self._forward_hooks, hook, prepend, with_kwargs)
+        handle = self._add_hook(self._forward_hooks, hook, prepend, with_kwargs)
+        if always_call:
+            self._forward_hooks_always_called.add(handle.id)
+        return handle
+
+    def register_full_backward_pre_hook(self, hook, prepend: bool = False):
+        """Call `hook(module, grad_output) -> None | new grad_output` when the gradients of this module's
+        outputs are computed (a tuple, one entry per output, None where no gradient flows); returns a handle."""
+        return self._add_hook(self._backward_pre_hooks, hook, prepend, False)
+
+    def register_full_backward_hook(self, hook, prepend: bool = False):
+        """Call `hook(module, grad_input, grad_output) -> None | new grad_input` when the gradients of this
+        module's positional inputs are computed (one entry per argument, None for non-Tensors); returns a handle.
+        Inputs must not be modified in place inside forward, as in PyTorch."""
+        return self._add_hook(self._backward_hooks, hook, prepend, False)
 
     def _add_hook(self, table, hook, prepend, with_kwargs):
         handle = _Handle(table, hook)
@@ -183,7 +227,9 @@ class Module:
         """A name may be re-registered in its own table, never shadow another attribute."""
         if table is None:
             raise AttributeError(f"cannot register a {kind} before Module.__init__() is called")
-        if not isinstance(name, str) or not name or "." in name:
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name must be a string, got {type(name).__name__} {name!r}")
+        if not name or "." in name:
             raise KeyError(f"{kind} name must be a non-empty string without '.', got {name!r}")
         if hasattr(self, name) and name not in table:
             raise KeyError(f"attribute {name!r} already exists on {type(self).__name__}; pick another {kind} name")
@@ -360,6 +406,12 @@ class Module:
     load_state_dict = _state.load_state_dict
     _save_to_state_dict = _state.save_to_state_dict
     _load_from_state_dict = _state.load_from_state_dict
+    register_state_dict_pre_hook = _state.register_state_dict_pre_hook
+    register_state_dict_post_hook = _state.register_state_dict_post_hook
+    _register_state_dict_hook = _state.register_state_dict_hook
+    register_load_state_dict_pre_hook = _state.register_load_state_dict_pre_hook
+    _register_load_state_dict_pre_hook = _state.register_load_state_dict_pre_hook_private
+    register_load_state_dict_post_hook = _state.register_load_state_dict_post_hook
 
     # ---------------------------------------------------------------------------------- repr
     def extra_repr(self) -> str:
@@ -378,6 +430,9 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        for table in _state.HOOK_TABLES + ("_backward_pre_hooks", "_backward_hooks"):  # pickled before these existed
+            self.__dict__.setdefault(table, OrderedDict())
+        self.__dict__.setdefault("_forward_hooks_always_called", set())
 
 
 def _convert_in_place(t: Tensor, device, dtype):

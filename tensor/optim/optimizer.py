@@ -11,13 +11,14 @@ refuses to backward through it.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+import functools
+from collections import OrderedDict, defaultdict
 
 import numpy as np
 
 from ..autograd import enable_grad, no_grad
 from ..backend import array_module, to_device_array
-from ..tensor import Tensor, _wrap
+from ..tensor import Tensor, _Handle, _wrap
 
 
 class Optimizer:
@@ -26,6 +27,11 @@ class Optimizer:
     params: an iterable of Tensors, or of dicts `{"params": [...], "lr": ...}` (parameter groups)
     whose keys override `defaults` for that group.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:  # an optimizer with its own step (LBFGS, a user's) runs the step hooks too
+            cls.step = _with_step_hooks(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
@@ -76,6 +82,42 @@ class Optimizer:
         """Raise ValueError for a hyperparameter out of range; subclasses check their own."""
         check_non_negative(self, group, "lr")
 
+    # ------------------------------------------------------------------------------ hooks
+    def _hook_table(self, name) -> OrderedDict:
+        """The hook table `name` (PyTorch's attribute names), made on first use."""
+        return self.__dict__.setdefault(name, OrderedDict())
+
+    def _register(self, name, hook, prepend):
+        table = self._hook_table(name)
+        handle = _Handle(table, hook)
+        if prepend:
+            table.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_step_pre_hook(self, hook):
+        """Call `hook(optimizer, args, kwargs) -> None | (new args, new kwargs)` before each step()."""
+        return self._register("_optimizer_step_pre_hooks", hook, False)
+
+    def register_step_post_hook(self, hook):
+        """Call `hook(optimizer, args, kwargs) -> None` after each step()."""
+        return self._register("_optimizer_step_post_hooks", hook, False)
+
+    def register_state_dict_pre_hook(self, hook, prepend: bool = False):
+        """Call `hook(optimizer) -> None` before state_dict() builds its dict."""
+        return self._register("_optimizer_state_dict_pre_hooks", hook, prepend)
+
+    def register_state_dict_post_hook(self, hook, prepend: bool = False):
+        """Call `hook(optimizer, state_dict) -> None | new state_dict` on the dict state_dict() returns."""
+        return self._register("_optimizer_state_dict_post_hooks", hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook, prepend: bool = False):
+        """Call `hook(optimizer, state_dict) -> None | new state_dict` before load_state_dict() reads it."""
+        return self._register("_optimizer_load_state_dict_pre_hooks", hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook, prepend: bool = False):
+        """Call `hook(optimizer) -> None` after load_state_dict()."""
+        return self._register("_optimizer_load_state_dict_post_hooks", hook, prepend)
+
     # ------------------------------------------------------------------------------ stepping
     def zero_grad(self, set_to_none: bool = True):
         """Reset every parameter's gradient: drop it (the default, cheaper) or fill it with zeros."""
@@ -124,6 +166,8 @@ class Optimizer:
         Parameters are numbered in group order. The state tensors are the optimizer's own (not
         copies): save them (tensor.save) or deep-copy before stepping again.
         """
+        for hook in list(self._hook_table("_optimizer_state_dict_pre_hooks").values()):
+            hook(self)
         index_of = {}
         groups = []
         for group in self.param_groups:
@@ -133,10 +177,19 @@ class Optimizer:
             packed["params"] = [index_of[id(p)] for p in group["params"]]
             groups.append(packed)
         state = {index_of[id(p)]: s for p, s in self.state.items() if id(p) in index_of}
-        return {"state": state, "param_groups": groups}
+        state_dict = {"state": state, "param_groups": groups}
+        for hook in list(self._hook_table("_optimizer_state_dict_post_hooks").values()):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
 
     def load_state_dict(self, state_dict: dict):
         """Restore hyperparameters and state saved by `state_dict()` from an optimizer over the same parameters."""
+        for hook in list(self._hook_table("_optimizer_load_state_dict_pre_hooks").values()):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
@@ -160,6 +213,8 @@ class Optimizer:
             state[p] = {name: _state_value_for(p, name, value, index) for name, value in saved_state.items()}
         self.state = state
         self.param_groups = [{**saved, "params": group["params"]} for saved, group in zip(saved_groups, self.param_groups)]
+        for hook in list(self._hook_table("_optimizer_load_state_dict_post_hooks").values()):
+            hook(self)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -170,6 +225,38 @@ class Optimizer:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _with_step_hooks(step):
+    """`step` running the optimizer's step pre- and post-hooks around it (once, however deep super() goes).
+    As in PyTorch, the hooks' `args` are step's positional arguments with the optimizer first."""
+
+    @functools.wraps(step)
+    def hooked_step(*args, **kwargs):
+        self = args[0]
+        pre = self.__dict__.get("_optimizer_step_pre_hooks")
+        post = self.__dict__.get("_optimizer_step_post_hooks")
+        if not (pre or post) or self.__dict__.get("_in_hooked_step"):
+            return step(*args, **kwargs)
+        for hook in list((pre or {}).values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"a step pre-hook must return None or (args, kwargs), got {result!r}")
+                args, kwargs = result
+        self._in_hooked_step = True
+        try:
+            out = step(*args, **kwargs)
+        finally:
+            self._in_hooked_step = False
+        for hook in list((post or {}).values()):
+            hook(self, args, kwargs)
+        return out
+
+    return hooked_step
+
+
+Optimizer.step = _with_step_hooks(Optimizer.step)
 
 
 def _param_list(params) -> list:
