@@ -158,6 +158,83 @@ class independent(Constraint):  # noqa: N801 - torch's name
         return f"IndependentConstraint({self.base_constraint!r}, {self.reinterpreted_batch_ndims})"
 
 
+class _Nonnegative(Constraint):
+    def check(self, value):
+        with no_grad():
+            return value >= 0
+
+
+class _NonnegativeInteger(Constraint):
+    is_discrete = True
+
+    def check(self, value):
+        with no_grad():
+            whole = value == value.floor() if value.is_floating_point() else value == value
+            return whole & (value >= 0)
+
+
+class greater_than_eq(Constraint):  # noqa: N801 - torch's name
+    """[lower_bound, inf)."""
+
+    def __init__(self, lower_bound):
+        self.lower_bound = lower_bound
+
+    def check(self, value):
+        with no_grad():
+            return value >= self.lower_bound
+
+    def __repr__(self):
+        return f"GreaterThanEq(lower_bound={self.lower_bound})"
+
+
+class _LowerCholesky(Constraint):
+    """Lower-triangular square matrices with a positive diagonal (MultivariateNormal's scale_tril)."""
+
+    event_dim = 2
+
+    def check(self, value):
+        with no_grad():
+            lower = (value.tril() == value).all(-1).all(-1)
+            return lower & (value.diagonal(dim1=-2, dim2=-1) > 0).all(-1)
+
+
+class _PositiveDefinite(Constraint):
+    """Symmetric matrices whose Cholesky factorisation succeeds (all eigenvalues > 0)."""
+
+    event_dim = 2
+
+    def check(self, value):
+        from ..creation import as_tensor
+
+        with no_grad():
+            xp = value.xp
+            data = value.data
+            if data.shape[-1] == 0:
+                return as_tensor(xp.ones(data.shape[:-2], dtype=bool), device=value.device)
+            scale = 1 + xp.abs(data).max(axis=(-1, -2))
+            symmetric = xp.abs(data - xp.swapaxes(data, -1, -2)).max(axis=(-1, -2)) <= 1e-6 * scale
+            # eigenvalues rather than cholesky: cholesky raises for the whole batch at the first failure
+            return as_tensor(symmetric & (xp.linalg.eigvalsh(data).min(axis=-1) > 0), device=value.device)
+
+
+class multinomial(Constraint):  # noqa: N801 - torch's name
+    """Non-negative integer vectors summing to at most `upper_bound` (Multinomial's support)."""
+
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, upper_bound):
+        self.upper_bound = upper_bound
+
+    def check(self, value):
+        with no_grad():
+            whole = value == value.floor() if value.is_floating_point() else value == value
+            return (whole & (value >= 0)).all(-1) & (value.sum(-1) <= self.upper_bound)
+
+    def __repr__(self):
+        return f"Multinomial(upper_bound={self.upper_bound})"
+
+
 dependent = _Dependent()
 real = _Real()
 positive = _Positive()
@@ -166,3 +243,7 @@ boolean = _Boolean()
 simplex = _Simplex()
 real_vector = _RealVector()
 one_hot = _OneHot()
+nonnegative = _Nonnegative()
+nonnegative_integer = _NonnegativeInteger()
+lower_cholesky = _LowerCholesky()
+positive_definite = _PositiveDefinite()
