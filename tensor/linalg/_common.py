@@ -26,6 +26,12 @@ qr_result = namedtuple("qr", ["Q", "R"])
 eigh_result = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
 svd_result = namedtuple("svd", ["U", "S", "Vh"])
 lstsq_result = namedtuple("lstsq", ["solution", "residuals", "rank", "singular_values"])
+lu_factor_result = namedtuple("lu_factor", ["LU", "pivots"])
+lu_factor_ex_result = namedtuple("lu_factor_ex", ["LU", "pivots", "info"])
+lu_result = namedtuple("lu", ["P", "L", "U"])
+cholesky_ex_result = namedtuple("cholesky_ex", ["L", "info"])
+inv_ex_result = namedtuple("inv_ex", ["inverse", "info"])
+solve_ex_result = namedtuple("solve_ex", ["result", "info"])
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -68,6 +74,10 @@ _FAILURES = {
     "linalg.cholesky": "not positive-definite",
     "linalg.det": "singular",
     "linalg.slogdet": "singular (its log-determinant is -inf)",
+    "linalg.solve_triangular": "singular (a zero on its diagonal)",
+    "linalg.lu_solve": "singular (U has a zero on its diagonal)",
+    "linalg.lu": "singular (U has a zero on its diagonal, so the derivative of A = P L U is not defined)",
+    "linalg.matrix_exp": "not exponentiable here (the Pade denominator is singular: the input is not finite)",
 }
 
 
@@ -120,6 +130,23 @@ def tril(xp, a, k=0):
 def diag_embed(xp, d):
     """Square matrices with the vectors d (..., n) on their diagonals."""
     return d[..., :, None] * xp.eye(d.shape[-1], dtype=d.dtype)
+
+
+def triu(xp, a, k=0):
+    """The upper triangle (diagonal k and above) of each matrix in a batch."""
+    mask = ~xp.tri(a.shape[-2], a.shape[-1], k - 1, dtype=bool)
+    return xp.where(mask, a, a.dtype.type(0))
+
+
+def broadcast_batch(xp, op, *arrays):
+    """The arrays (each a batch of matrices) with their batch dims broadcast to one shape: CuPy's
+    solvers do not broadcast them. Raises ShapeError naming the shapes where they do not broadcast."""
+    try:
+        batch = np.broadcast_shapes(*(a.shape[:-2] for a in arrays))
+    except ValueError:
+        shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
+        raise ShapeError(f"{op}: the batch dims (all but the last two) of {shapes} do not broadcast") from None
+    return tuple(xp.broadcast_to(a, batch + a.shape[-2:]) for a in arrays)
 
 
 def with_unit_diagonal(xp, e):

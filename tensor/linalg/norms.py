@@ -1,4 +1,4 @@
-"""vector_norm, matrix_norm and norm, with PyTorch's ord / dim / keepdim / dtype.
+"""vector_norm, matrix_norm and norm, with PyTorch's ord / dim / keepdim / dtype; cond.
 
 Vector norms are tensor.norm's (ops/statistics.py). Matrix norms are compositions whose gradient
 comes from their parts: 'fro' a vector 2-norm, 'nuc' / 2 / -2 the sum / max / min of svdvals,
@@ -15,8 +15,10 @@ from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from ..ops import statistics
 from ..ops._util import normalize_dim
+from ..tensor import _wrap
 from ._common import require_float
 from .decomp import svdvals
+from .ex import inverse_or_identity
 
 _MATRIX_ORDS = ("fro", "nuc", 2, -2, 1, -1, math.inf, -math.inf)
 
@@ -83,3 +85,32 @@ def norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
         return vector_norm(A, ord, None, keepdim, dtype=dtype)
     raise ShapeError(f"linalg.norm: with ord={ord!r} and no dim, A must be 1-D or 2-D, got shape {tuple(A.shape)}; "
                      "pass dim")
+
+
+def cond(A, p=None):
+    """torch.linalg.cond: the condition number of each matrix in A (..., m, n).
+
+    p None or 2: the ratio of the largest to the smallest singular value (svdvals; any m, n), -2 its
+    inverse; 'nuc': sum(s) * sum(1 / s) (square A); 'fro', inf, -inf, 1, -1: matrix_norm(A, p) *
+    matrix_norm(inv(A), p) for square A, inf where A is singular. All as PyTorch computes them;
+    differentiable through svdvals, inv and the norms.
+    """
+    op = "linalg.cond"
+    if p not in (None,) + _MATRIX_ORDS:
+        raise ValueError(f"{op}: p {p!r} is not supported; use None, 2, -2, 'fro', 'nuc', inf, -inf, 1 or -1")
+    require_float(op, A)
+    if A.ndim < 2:
+        raise ShapeError(f"{op}: A must have at least 2 dimensions, got shape {tuple(A.shape)}")
+    if p in (None, 2, -2):
+        values = svdvals(A)
+        largest, smallest = values[..., 0], values[..., -1]
+        return smallest / largest if p == -2 else largest / smallest
+    if A.shape[-1] != A.shape[-2]:
+        raise ShapeError(f"{op}: p={p!r} needs square matrices (it inverts A), got shape {tuple(A.shape)}; use "
+                         "p=None or 2 (singular values) for rectangular ones")
+    if p == "nuc":
+        values = svdvals(A)
+        return values.sum(-1) * (1 / values).sum(-1)
+    inverse, info = inverse_or_identity(A)
+    value = matrix_norm(A, p) * matrix_norm(inverse, p)
+    return value.where(_wrap(info == 0), math.inf)

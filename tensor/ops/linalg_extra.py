@@ -123,3 +123,10 @@ def chain_matmul(*matrices):
     if len(matrices) == 1:
         return matrices[0].clone()
     return linalg.multi_dot(matrices)
+
+
+def matrix_exp(x):
+    """exp of a square matrix or batch (..., n, n): tensor.linalg.matrix_exp as a method and torch.matrix_exp."""
+    from ..linalg import matrix_exp as linalg_matrix_exp
+
+    return linalg_matrix_exp(x)

@@ -20,7 +20,8 @@ from ...tensor import Tensor, _wrap
 from ..functional.distance import normalize
 from ..module import Module
 from . import parametrize
-from ._matrix_maps import geqrf, householder_product, matrix_exp
+from ...linalg import householder_product, matrix_exp
+from ._matrix_maps import geqrf
 from .spectral_norm import as_matrix, default_dim, random_unit, write
 from .weight_norm import _weight_norm, norm_except_dim
 

@@ -227,7 +227,7 @@ def test_parametrize_errors(device):
 
 
 def test_orthogonal_maps_gradcheck(device):
-    from tensor.nn.utils._matrix_maps import householder_product, matrix_exp
+    from tensor.linalg import householder_product, matrix_exp
 
     rng = np.random.default_rng(0)
     gradcheck_float64(matrix_exp, [rng.standard_normal((2, 3, 3))], device)
