@@ -2,6 +2,7 @@
 
     from trainers import Trainer, train_loop, ScalingConfig, RunConfig, CheckpointConfig, FailureConfig
     from trainers import session       # report, get_context, get_dataset_shard, prepare_model, ...
+    from trainers import report, get_context, get_checkpoint, get_dataset_shard   # as ray.train's
     from trainers import sweep         # hyperparameter sweeps on Ray Tune
 
 Names are loaded on first use, so `import trainers.config` (the CLI's --help) stays light.
@@ -23,6 +24,10 @@ _EXPORTS = {
     "Checkpoint": "trainers.checkpoint",
     "CheckpointManager": "trainers.checkpoint",
     "TrainContext": "trainers.session",
+    "report": "trainers.session",
+    "get_context": "trainers.session",
+    "get_checkpoint": "trainers.session",
+    "get_dataset_shard": "trainers.session",
     "ConfigError": "trainers.errors",
     "CheckpointError": "trainers.errors",
     "SessionError": "trainers.errors",

@@ -5,17 +5,25 @@ Layout under a run's folder:
     checkpoints/checkpoint_000000120.safetensors   model, optimizer, scheduler, RNG, data progress...
     checkpoints/index.json                         step, epoch and metrics of each kept checkpoint
 
+A checkpoint holds either the dict given to report(checkpoint={...}) or, for scripts ported from
+Ray Train, the files of a folder given as report(checkpoint=Checkpoint.from_directory(folder)):
+they are packed into the same file (under the reserved key) and come back with as_directory().
+
 `tensor.save` writes each file through a temporary file, fsync and rename, with a SHA-256 checksum
 inside, so a crash never leaves a half-written checkpoint and a truncated or altered one is
 detected on load; then `latest()` falls back to the one before it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 import tensor
 from tensor.errors import SerializationError
@@ -26,6 +34,8 @@ from .errors import CheckpointError
 log = logging.getLogger("raygrad.checkpoint")
 
 INDEX = "index.json"
+RESERVED_KEY = "_raygrad"  # the framework's part of a checkpoint: data progress, RNG states, packed files
+METADATA_FILE = ".metadata.json"  # Ray Train's name for a checkpoint folder's metadata
 
 
 @dataclass
@@ -54,6 +64,93 @@ class Checkpoint:
         if not os.path.exists(path):
             raise CheckpointError(f"checkpoint {path} does not exist")
         return cls(path)
+
+    # ------------------------------------------------------------- folders, as Ray Train's Checkpoint
+    @classmethod
+    def from_directory(cls, path) -> Checkpoint:
+        """A folder of files to report: report(metrics, checkpoint=Checkpoint.from_directory(folder)).
+
+        Rank 0's report packs the folder's files into the run's checkpoint file at once, so the
+        folder may be a TemporaryDirectory removed right after (empty subfolders are not kept)."""
+        path = os.path.abspath(os.fspath(path))  # ranks and the driver may run in other working folders
+        if not os.path.isdir(path):
+            raise CheckpointError(f"Checkpoint.from_directory: {path} is not a folder; give the folder the "
+                                  "checkpoint files were written to")
+        return cls(path)
+
+    @property
+    def is_directory(self) -> bool:
+        """True while this is a folder (from_directory), False for a checkpoint file of a run."""
+        return os.path.isdir(self.path)
+
+    @contextlib.contextmanager
+    def as_directory(self):
+        """The checkpoint's files in a folder, for the `with` block: the folder itself for a from_directory
+        checkpoint, else a temporary folder unpacked from the file and removed afterwards."""
+        if self.is_directory:
+            yield self.path
+            return
+        folder = tempfile.mkdtemp(prefix="raygrad-checkpoint-")
+        try:
+            yield self.to_directory(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def to_directory(self, path=None) -> str:
+        """Write the checkpoint's files into folder `path` (created if needed; default: a new temporary
+        folder that the caller removes) and return the folder."""
+        folder = tempfile.mkdtemp(prefix="raygrad-checkpoint-") if path is None else os.fspath(path)
+        os.makedirs(folder, exist_ok=True)
+        if self.is_directory:
+            shutil.copytree(self.path, folder, dirs_exist_ok=True)
+            return folder
+        for name, data in self._files().items():
+            target = os.path.join(folder, *name.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data.tobytes())
+        return folder
+
+    def get_metadata(self) -> dict:
+        """The dict stored with set_metadata ({} if none)."""
+        if self.is_directory:
+            metadata = os.path.join(self.path, METADATA_FILE)
+            if not os.path.exists(metadata):
+                return {}
+            with open(metadata) as f:
+                return json.load(f)
+        data = self._files().get(METADATA_FILE)
+        return {} if data is None else json.loads(data.tobytes().decode())
+
+    def set_metadata(self, metadata: dict) -> None:
+        """Store `metadata` (JSON-serialisable) with a from_directory checkpoint, replacing what was there."""
+        if not self.is_directory:
+            raise CheckpointError(f"checkpoint {self.path} is already written, and checkpoint files are never "
+                                  "changed (they are checksummed); set metadata on Checkpoint.from_directory(...) "
+                                  "before report()")
+        atomic_write_text(os.path.join(self.path, METADATA_FILE), json.dumps(metadata))
+
+    def update_metadata(self, metadata: dict) -> None:
+        """set_metadata({**get_metadata(), **metadata})."""
+        self.set_metadata({**self.get_metadata(), **metadata})
+
+    def _files(self) -> dict:
+        files = (self.load().get(RESERVED_KEY) or {}).get("files")
+        if files is None:
+            raise CheckpointError(f"checkpoint {self.path} holds the dict given to report(checkpoint={{...}}), not "
+                                  "a folder's files; read it with .load()")
+        return files
+
+
+def pack_directory(folder: str) -> dict:
+    """Every file under `folder`, as relative path ('/'-separated) -> its bytes as a uint8 array."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder).replace(os.sep, "/")] = np.frombuffer(f.read(), np.uint8)
+    return files
 
 
 def atomic_write_text(path: str, text: str) -> None:

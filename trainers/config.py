@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from .errors import ConfigError
 
@@ -77,6 +77,8 @@ class CheckpointConfig:
     """When to checkpoint and which to keep: the best `num_to_keep` by score_metric, plus the latest.
 
     With neither every_n_epochs nor every_n_steps set, a checkpoint is written after every epoch.
+    checkpoint_score_attribute / checkpoint_score_order are Ray Train's names of score_metric /
+    score_mode, accepted so that ported scripts run.
     """
 
     every_n_epochs: int | None = None
@@ -84,8 +86,14 @@ class CheckpointConfig:
     num_to_keep: int | None = 2
     score_metric: str | None = None
     score_mode: str = "max"
+    checkpoint_score_attribute: InitVar[str | None] = None
+    checkpoint_score_order: InitVar[str | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, checkpoint_score_attribute=None, checkpoint_score_order=None):
+        self.score_metric = _alias("score_metric", self.score_metric, None, "checkpoint_score_attribute",
+                                   checkpoint_score_attribute)
+        self.score_mode = _alias("score_mode", self.score_mode, "max", "checkpoint_score_order",
+                                 checkpoint_score_order)
         _check_int("CheckpointConfig", "every_n_epochs", self.every_n_epochs, 1, allow_none=True)
         _check_int("CheckpointConfig", "every_n_steps", self.every_n_steps, 1, allow_none=True)
         if self.every_n_epochs is None and self.every_n_steps is None:
@@ -95,6 +103,16 @@ class CheckpointConfig:
             raise ConfigError(f"CheckpointConfig.score_mode must be 'max' or 'min', got {self.score_mode!r}")
         if self.score_metric is not None and not isinstance(self.score_metric, str):
             raise ConfigError(f"CheckpointConfig.score_metric must be a metric name, got {self.score_metric!r}")
+
+
+def _alias(name, value, default, ray_name, ray_value):
+    """The value of a field that may also be given under Ray Train's name for it."""
+    if ray_value is None:
+        return value
+    if value != default and value != ray_value:
+        raise ConfigError(f"CheckpointConfig: {name}={value!r} and {ray_name}={ray_value!r} are the same setting "
+                          f"({ray_name} is Ray Train's name for it); give one of them")
+    return ray_value
 
 
 @dataclass

@@ -47,10 +47,36 @@ class Result:
         """The latest checkpoint (Ray Train's Result.checkpoint)."""
         return self.checkpoints[-1] if self.checkpoints else None
 
+    @property
+    def best_checkpoints(self) -> list[tuple[Checkpoint, dict]]:
+        """(checkpoint, its metrics) for every kept checkpoint, oldest first (Ray Train's name)."""
+        return [(checkpoint, checkpoint.metrics) for checkpoint in self.checkpoints]
+
+    def get_best_checkpoint(self, metric: str, mode: str) -> Checkpoint | None:
+        """The kept checkpoint with the lowest (mode="min") or highest ("max") reported `metric`."""
+        if mode not in ("min", "max"):
+            raise ValueError(f"get_best_checkpoint: mode must be 'min' or 'max', got {mode!r}")
+        scored = [c for c in self.checkpoints if isinstance(c.metrics.get(metric), (int, float))]
+        if not scored:
+            known = sorted({key for c in self.checkpoints for key in c.metrics})
+            raise ValueError(f"get_best_checkpoint: no kept checkpoint was reported with metric {metric!r}; "
+                             f"their metrics are {known}")
+        return (min if mode == "min" else max)(scored, key=lambda c: c.metrics[metric])
+
+    @property
+    def metrics_dataframe(self):
+        """metrics_history as a pandas DataFrame (pandas must be installed)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Result.metrics_dataframe needs pandas (pip install pandas); "
+                              "Result.metrics_history holds the same rows as dicts") from None
+        return pandas.DataFrame(self.metrics_history)
+
 
 def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: RunConfig | None = None,
                datasets: dict | None = None, resume: bool = True, address: str | None = None,
-               on_report=None, placement_group=None) -> Result:
+               on_report=None, placement_group=None, resume_from_checkpoint: Checkpoint | None = None) -> Result:
     """Run `fn(config)` (or `fn()`) on every rank and return the run's Result.
 
     scaling: num_workers=0 runs fn in this process without Ray; >= 1 on that many Ray workers (Ray is
@@ -67,12 +93,17 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
         report thread under Ray; reports that arrive after a stop are recorded but not passed on.
     placement_group: start the Ray workers in the last num_workers bundles of this existing placement
         group (a Ray Tune trial's) instead of reserving one of their own.
+    resume_from_checkpoint: a Checkpoint (another run's, or Checkpoint.from_directory) that
+        session.get_checkpoint() returns while this run has none of its own; the data starts afresh.
 
     Raises TrainingFailedError (with every failed rank's error) after more than max_failures failed
     attempts, TrainingInterrupted on Ctrl-C (every rank stopped, checkpoints kept).
     """
     scaling, run = _check_configs(scaling, run)
     datasets = _check_inputs(fn, datasets, resume)
+    if resume_from_checkpoint is not None and not isinstance(resume_from_checkpoint, Checkpoint):
+        raise ConfigError(f"resume_from_checkpoint must be a trainers.Checkpoint (e.g. an earlier Result.checkpoint "
+                          f"or Checkpoint.from_directory(folder)), got {type(resume_from_checkpoint).__name__}")
     run_path = os.path.abspath(run.run_path)
     moved_to = _prepare_folder(run_path, resume)
     monitor = _HookedMonitor(run, run_path, scaling.num_workers, on_report=on_report)
@@ -86,7 +117,7 @@ def train_loop(fn, config=None, *, scaling: ScalingConfig | None = None, run: Ru
     status = "failed"
     try:
         backend.start()
-        _run_attempts(fn, config, spec, backend, monitor, run)
+        _run_attempts(fn, config, spec, backend, monitor, run, resume_from_checkpoint)
         status = "stopped" if monitor.stop_requested else "finished"
     except TrainingInterrupted:
         status = "interrupted"
@@ -116,11 +147,14 @@ class _HookedMonitor(RunMonitor):
             self.backend.request_stop("stopped by the driver (on_report)")
 
 
-def _run_attempts(fn, config, spec: SessionSpec, backend, monitor: _HookedMonitor, run: RunConfig) -> None:
+def _run_attempts(fn, config, spec: SessionSpec, backend, monitor: _HookedMonitor, run: RunConfig,
+                  start: Checkpoint | None) -> None:
     max_failures = run.failure_config.max_failures
     failures = 0
     while True:
         checkpoint, data_state = _resume_point(spec, monitor)
+        if checkpoint is None and start is not None:
+            checkpoint = start  # its data progress belongs to another run's datasets: not restored
         monitor.start_attempt(failures, checkpoint)
         try:
             backend.run(fn, config, replace(spec, checkpoint=checkpoint, attempt=failures), monitor, data_state)

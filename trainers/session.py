@@ -30,11 +30,10 @@ from dataclasses import asdict, dataclass, field
 from tensor.nn import Module
 
 from . import rng
-from .checkpoint import Checkpoint, CheckpointManager
+from .checkpoint import RESERVED_KEY, Checkpoint, CheckpointManager, pack_directory
 from .config import CheckpointConfig
 from .errors import SessionError
 
-RESERVED_KEY = "_raygrad"  # the framework's part of a checkpoint: data progress, RNG states, iteration
 _PROGRESS_EVERY_S = 0.5
 
 
@@ -71,6 +70,12 @@ class TrainContext:
     def get_experiment_name(self) -> str:
         return self.experiment_name
 
+    def get_trial_name(self) -> str:
+        return self.experiment_name  # a run is one trial (a sweep runs each trial as a run of its own)
+
+    def get_trial_dir(self) -> str:
+        return self.storage_path
+
 
 @dataclass
 class SessionSpec:
@@ -102,7 +107,7 @@ class Session:
         self._last_progress_sent = 0.0
 
     # ------------------------------------------------------------------------------------ report
-    def report(self, metrics: dict, checkpoint: dict | None) -> None:
+    def report(self, metrics: dict, checkpoint: dict | Checkpoint | None) -> None:
         self.check_abort("report")
         row = {**_plain_metrics(metrics), "iteration": self.iteration + 1}
         if checkpoint is not None:
@@ -119,16 +124,19 @@ class Session:
         # No rank may consume more data until rank 0 has read the data progress for the checkpoint.
         self.exchange.barrier("trainers/report")
 
-    def _save_checkpoint(self, checkpoint: dict, row: dict, rng_states: list) -> Checkpoint:
+    def _save_checkpoint(self, checkpoint: dict | Checkpoint, row: dict, rng_states: list) -> Checkpoint:
         from dist.data.client import DataClient
 
-        state = dict(checkpoint)
+        folder = isinstance(checkpoint, Checkpoint)
+        state = {} if folder else dict(checkpoint)
         state[RESERVED_KEY] = {
             "iteration": self.iteration,
             "world_size": self.context.world_size,
             "data_state": DataClient(self.data_target).call("data_state"),
             "rng": {str(rank): states for rank, states in enumerate(rng_states)},
         }
+        if folder:
+            state[RESERVED_KEY]["files"] = pack_directory(checkpoint.path)
         step = row["step"] if _is_int(row.get("step")) else self.iteration
         epoch = row["epoch"] if _is_int(row.get("epoch")) else 0
         return self.manager.save(state, step, epoch, row)
@@ -209,14 +217,16 @@ def _require(what: str) -> Session:
 
 
 # ----------------------------------------------------------------------------------- public API
-def report(metrics: dict, checkpoint: dict | None = None) -> None:
+def report(metrics: dict, checkpoint: dict | Checkpoint | None = None) -> None:
     """Report metrics (and, on rank 0, a checkpoint) for this iteration. Every rank must call it.
 
     metrics: numbers (Tensors with one element are fine) and strings; rank 0's go to the driver
         (metrics.jsonl/csv, TensorBoard, the progress display) with "iteration" added. An int
         "step" names the checkpoint file and an int "epoch" is recorded with it.
     checkpoint: a dict of tensors, arrays and plain values (model.state_dict(), optimizer.state_dict(),
-        ...); only rank 0's is written. The key "_raygrad" is reserved.
+        ...); only rank 0's is written. The key "_raygrad" is reserved. Or, as in Ray Train,
+        Checkpoint.from_directory(folder): rank 0's folder is packed into the checkpoint file before
+        report returns (get it back with checkpoint.as_directory()).
     """
     _require("report").report(metrics, checkpoint)
 
@@ -237,12 +247,19 @@ def get_context() -> TrainContext:
 
 
 def get_checkpoint() -> Checkpoint | None:
-    """The checkpoint to resume from (the latest valid one of this run), or None on a fresh start.
+    """The checkpoint to resume from (the latest valid one of this run, else the trainer's
+    resume_from_checkpoint), or None on a fresh start.
 
     Load it with `.load(map_location=get_context().device)`; restore your state from the dict, then
-    call load_rng_state(state) to continue the random streams where they were.
+    call load_rng_state(state) to continue the random streams where they were. One reported as a
+    folder comes back with `with checkpoint.as_directory() as folder: ...`.
     """
     return _require("get_checkpoint").spec.checkpoint
+
+
+def get_device() -> str:
+    """This rank's device ("cpu" or "cuda:N"), Ray Train's ray.train.torch.get_device()."""
+    return _require("get_device").context.device
 
 
 def get_dataset_shard(name: str, batch_size: int | None = None, *, shuffle: bool | None = None,
@@ -290,6 +307,18 @@ def prepare_model(model: Module, **ddp_options) -> Module:
     return DistributedDataParallel(model, comm=session.communicator(), **ddp_options)
 
 
+def prepare_data_loader(data_loader, add_dist_sampler: bool = True, move_to_device: bool = True):
+    """Ray Train's prepare_data_loader for a tensor.utils.data.DataLoader: with world_size > 1 the loader
+    is rebuilt with a DistributedSampler (shuffled if the loader was), so each rank reads its share
+    (call loader.sampler.set_epoch(epoch) each epoch); with move_to_device its batches' tensors come
+    on this rank's device. For Arrow/Parquet data, get_dataset_shard reads the shards with resume."""
+    from .data_loader import prepare
+
+    context = _require("prepare_data_loader").context
+    return prepare(data_loader, context.world_size, context.world_rank, context.device, add_dist_sampler,
+                   move_to_device)
+
+
 def unwrap_model(model: Module) -> Module:
     """The plain model inside a DistributedDataParallel wrapper (the model itself otherwise)."""
     if type(model).__name__ == "DistributedDataParallel":  # no import: dist.ddp may never have been loaded
@@ -317,9 +346,14 @@ def load_rng_state(checkpoint_state: dict) -> None:
 
 # ------------------------------------------------------------------------------------ helpers
 def _check_checkpoint(checkpoint) -> None:
+    if isinstance(checkpoint, Checkpoint):
+        if not checkpoint.is_directory:
+            raise TypeError(f"report(checkpoint=...) got the saved checkpoint {checkpoint.path}; report a folder "
+                            "(Checkpoint.from_directory(folder)) or a dict of tensors and plain values")
+        return
     if not isinstance(checkpoint, dict):
-        raise TypeError(f"report(checkpoint=...) takes a dict of tensors and plain values, got "
-                        f"{type(checkpoint).__name__}")
+        raise TypeError(f"report(checkpoint=...) takes a dict of tensors and plain values or "
+                        f"Checkpoint.from_directory(folder), got {type(checkpoint).__name__}")
     if RESERVED_KEY in checkpoint:
         raise ValueError(f"report(checkpoint=...): the key {RESERVED_KEY!r} is reserved for raygrad's own state; "
                          "rename it")

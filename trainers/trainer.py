@@ -12,6 +12,12 @@
 
 fit() runs trainers.loop.fit_loop through train_loop: the same machinery as a hand-written loop, so
 checkpoints, restarts, exactly-once data and the metrics files behave the same.
+
+Or, as Ray Train's TorchTrainer, with a training function of your own (run by train_loop):
+
+    trainer = Trainer(train_loop_per_worker, train_loop_config={"lr": 1e-3},
+                      scaling_config=ScalingConfig(num_workers=2), run_config=RunConfig(name="mnist"),
+                      datasets={"train": Dataset("train.parquet")}, resume_from_checkpoint=None)
 """
 from __future__ import annotations
 
@@ -46,17 +52,52 @@ class Trainer:
     drop_last: leave out the few rows per epoch that cannot fill a batch on every rank (a different
         few each epoch when shuffled); False repeats some rows instead, so every row is seen.
     prefetch: windows of rows each rank reads ahead on a background thread (0: none).
-    scaling, run, resume, address: as for train_loop.
+    scaling, run, resume, address: as for train_loop; scaling_config and run_config are Ray Train's
+        names for scaling and run.
+
+    Trainer(train_loop_per_worker, train_loop_config=..., datasets=..., resume_from_checkpoint=...)
+    is Ray Train's TorchTrainer instead: fit() is train_loop(train_loop_per_worker, train_loop_config,
+    ...), and of the arguments above only scaling, run, resume and address apply.
     """
 
-    def __init__(self, *, model, optimizer, loss="cross_entropy", train_data, eval_data=None, metrics=(),
-                 scheduler=None, scheduler_interval: str = "epoch", features, target: str, batch_size: int = 32,
-                 eval_batch_size: int | None = None, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2,
-                 scaling: ScalingConfig | None = None,
-                 run: RunConfig | None = None, resume: bool = True, address: str | None = None):
+    def __init__(self, train_loop_per_worker=None, *, train_loop_config=None, datasets=None,
+                 resume_from_checkpoint=None, model=None, optimizer=None, loss="cross_entropy", train_data=None,
+                 eval_data=None, metrics=(), scheduler=None, scheduler_interval: str = "epoch", features=None,
+                 target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = None,
+                 shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, scaling: ScalingConfig | None = None,
+                 run: RunConfig | None = None, resume: bool = True, address: str | None = None,
+                 scaling_config: ScalingConfig | None = None, run_config: RunConfig | None = None):
+        scaling = _either("scaling", scaling, "scaling_config", scaling_config)
+        run = _either("run", run, "run_config", run_config)
         self.scaling = ScalingConfig() if scaling is None else scaling
         self.run = RunConfig() if run is None else run
         self.resume, self.address = resume, address
+        self.function = train_loop_per_worker
+        if train_loop_per_worker is not None:
+            factory_mode = (("model", model), ("optimizer", optimizer), ("train_data", train_data),
+                            ("eval_data", eval_data), ("features", features), ("target", target),
+                            ("metrics", metrics or None), ("scheduler", scheduler))
+            given = [name for name, value in factory_mode if value is not None]
+            if given:
+                raise ConfigError(f"Trainer(train_loop_per_worker, ...) runs your function, which builds the model "
+                                  f"and reads the data itself; drop {', '.join(given)}")
+            if not callable(train_loop_per_worker):
+                raise ConfigError(f"train_loop_per_worker must be a function fn(config), got "
+                                  f"{type(train_loop_per_worker).__name__}")
+            self.config, self.start = train_loop_config, resume_from_checkpoint
+            self.datasets = {name: _as_dataset(data, f"datasets[{name!r}]", name)
+                             for name, data in (datasets or {}).items()}
+            return
+        given = [name for name, value in (("train_loop_config", train_loop_config), ("datasets", datasets),
+                                          ("resume_from_checkpoint", resume_from_checkpoint)) if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} go with Trainer(train_loop_per_worker, ...); with model= and "
+                              "optimizer= give the data as train_data= / eval_data=")
+        missing = [name for name, value in (("model", model), ("optimizer", optimizer), ("train_data", train_data),
+                                            ("features", features), ("target", target)) if value is None]
+        if missing:
+            raise ConfigError(f"Trainer needs {', '.join(missing)} (or a training function: Trainer(train_fn, "
+                              "train_loop_config=..., ...), as Ray Train's TorchTrainer)")
         features = [features] if isinstance(features, str) else list(features or [])
         _check_factories(model, optimizer, scheduler, scheduler_interval)
         resolve_loss(loss)
@@ -85,9 +126,20 @@ class Trainer:
         on_report, placement_group: as for train_loop (a sweep's trial sees every epoch's metrics and
         may stop the run; its workers go into the trial's placement group).
         """
+        if self.function is not None:
+            return train_loop(self.function, self.config, scaling=self.scaling, run=self.run, datasets=self.datasets,
+                              resume=self.resume, address=self.address, on_report=on_report,
+                              placement_group=placement_group, resume_from_checkpoint=self.start)
         return train_loop(fit_loop, self.spec, scaling=self.scaling, run=self.run, datasets=self.datasets,
                           resume=self.resume, address=self.address, on_report=on_report,
                           placement_group=placement_group)
+
+
+def _either(name, value, ray_name, ray_value):
+    if value is not None and ray_value is not None:
+        raise ConfigError(f"Trainer: {name}= and {ray_name}= are the same setting ({ray_name} is Ray Train's name "
+                          "for it); give one of them")
+    return ray_value if value is None else value
 
 
 def _names(metrics) -> list[str]:

@@ -20,6 +20,8 @@ from trainer_helpers import blobs, make_trainer, sgd
     lambda: session.get_dataset_shard("train"),
     lambda: session.get_eval_shard("eval"),
     lambda: session.prepare_model(nn.Linear(2, 2)),
+    lambda: session.prepare_data_loader([]),
+    lambda: session.get_device(),
     lambda: session.all_gather_object(1),
     lambda: session.load_rng_state({}),
 ])
