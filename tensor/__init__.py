@@ -67,6 +67,7 @@ from .runtime import (  # noqa: E402
     use_deterministic_algorithms,
 )
 from . import testing  # noqa: E402 - torch.testing.assert_close, make_tensor
+from . import accelerator, backends  # noqa: E402 - torch.accelerator, torch.backends (flags)
 from .func import vmap  # noqa: E402 - torch.vmap
 from .windows import (  # noqa: E402
     bartlett_window, blackman_window, hamming_window, hann_window, kaiser_window,

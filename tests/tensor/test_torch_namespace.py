@@ -69,3 +69,25 @@ def test_make_tensor(device):
     assert t.shape == (3, 4) and t.dtype == tensor.float32 and (t.abs() <= 1).all()
     ints = tensor.testing.make_tensor((50,), dtype=tensor.int64, device=device, exclude_zero=True, noncontiguous=True)
     assert not ints.is_contiguous() and (ints != 0).all()
+
+
+def test_backends_flags_and_the_accelerator_as_scripts_use_them():
+    # nanoGPT's and the vision scripts' first lines
+    tensor.backends.cudnn.benchmark = True
+    tensor.backends.cudnn.allow_tf32 = True
+    try:
+        tensor.backends.cuda.matmul.allow_tf32 = True  # linked to the float32 matmul precision, as in torch
+        assert tensor.get_float32_matmul_precision() == "high" and tensor.backends.cuda.matmul.allow_tf32
+        tensor.set_float32_matmul_precision("highest")
+        assert not tensor.backends.cuda.matmul.allow_tf32
+    finally:
+        tensor.backends.cudnn.benchmark = False
+        tensor.set_float32_matmul_precision("highest")
+    assert not tensor.backends.mps.is_available() and not tensor.backends.cudnn.is_available()
+    tensor.backends.cuda.enable_flash_sdp(False)
+    assert not tensor.backends.cuda.flash_sdp_enabled() and tensor.backends.cuda.math_sdp_enabled()
+    tensor.backends.cuda.enable_flash_sdp(True)
+    cuda = tensor.cuda.is_available()
+    assert tensor.accelerator.is_available() == cuda == tensor.backends.cuda.is_built()
+    device = tensor.accelerator.current_accelerator().type if tensor.accelerator.is_available() else "cpu"
+    assert device == ("cuda" if cuda else "cpu")
