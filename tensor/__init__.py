@@ -83,3 +83,12 @@ globals().update({name: getattr(nn.functional, name) for name in (
     "pixel_unshuffle prelu rms_norm selu threshold").split()})
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """tensor.multiprocessing on first use: Python's multiprocessing costs ~15 ms to import."""
+    if name == "multiprocessing":
+        import importlib
+
+        return importlib.import_module(".multiprocessing", __name__)
+    raise AttributeError(f"module 'tensor' has no attribute {name!r}")

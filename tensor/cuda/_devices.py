@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..backend import Device, as_device, cuda_device_count, cuda_is_available, cupy_module
 from ..errors import DeviceError
-from ..random import device_initial_seed, fresh_seed, seed_device
+from ..random import default_generator, device_initial_seed, fresh_seed, seed_device
 
 
 def is_available() -> bool:
@@ -152,3 +152,23 @@ def seed_all() -> None:
 def initial_seed() -> int:
     """The current GPU's seed (a DeviceError without CUDA, as torch raises)."""
     return device_initial_seed(Device("cuda", current_device()))
+
+
+def get_rng_state(device="cuda"):
+    """The state of a GPU's default generator: its seed (CuPy's generators expose no portable state, so
+    set_rng_state restarts the stream from that seed rather than continuing it mid-way)."""
+    return default_generator(Device("cuda", _checked(_index(device)))).get_state()
+
+
+def set_rng_state(state, device="cuda") -> None:
+    default_generator(Device("cuda", _checked(_index(device)))).set_state(state)
+
+
+def get_rng_state_all() -> list:
+    """One state per visible GPU ([] without CUDA, as in torch)."""
+    return [get_rng_state(index) for index in range(device_count())]
+
+
+def set_rng_state_all(states) -> None:
+    for index, state in enumerate(states):
+        set_rng_state(state, index)

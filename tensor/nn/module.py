@@ -339,6 +339,13 @@ class Module:
             param.requires_grad_(requires_grad)
         return self
 
+    def compile(self, *args, **kwargs) -> None:
+        """torch's Module.compile(): checks torch.compile's arguments; the module runs eagerly as before
+        (see tensor/compiler.py: raygrad has no graph compiler)."""
+        from ..compiler import compile as compile_fn
+
+        compile_fn(self, *args, **kwargs)
+
     def zero_grad(self, set_to_none: bool = True):
         """Drop (or zero in place) every parameter's .grad."""
         for param in self.parameters():

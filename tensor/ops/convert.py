@@ -185,6 +185,14 @@ def new_empty(x, *size, dtype=None, device=None, requires_grad=False):
     return empty(*size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
+def new_empty_strided(x, size, stride, dtype=None, device=None, requires_grad=False):
+    """An uninitialised tensor of `size` with element strides `stride`, x's dtype and device by default."""
+    from ..runtime import empty_strided
+
+    dtype, device = _like(x, dtype, device)
+    return empty_strided(size, stride, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
 def new_full(x, size, fill_value, *, dtype=None, device=None, requires_grad=False):
     from ..creation import full
 

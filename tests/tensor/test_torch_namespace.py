@@ -91,3 +91,20 @@ def test_backends_flags_and_the_accelerator_as_scripts_use_them():
     assert tensor.accelerator.is_available() == cuda == tensor.backends.cuda.is_built()
     device = tensor.accelerator.current_accelerator().type if tensor.accelerator.is_available() else "cpu"
     assert device == ("cuda" if cuda else "cpu")
+
+
+def test_multiprocessing_module_compile_cuda_rng_and_new_empty_strided():
+    import multiprocessing
+
+    assert tensor.multiprocessing.get_context is multiprocessing.get_context  # loaded on first use
+    model = tensor.nn.Linear(2, 2)
+    assert model.compile(mode="reduce-overhead") is None  # in place, as torch's Module.compile
+    with pytest.raises(ValueError, match="unknown mode 'fast'"):
+        model.compile(mode="fast")
+    if not tensor.cuda.is_available():
+        assert tensor.cuda.get_rng_state_all() == []
+        with pytest.raises(tensor.DeviceError, match="0 CUDA device"):
+            tensor.cuda.get_rng_state()
+    x = tensor.ones(2, 3, dtype=tensor.float64)
+    y = x.new_empty_strided((2, 3), (1, 2))
+    assert y.dtype == tensor.float64 and y.shape == (2, 3) and y.stride() == (1, 2)
