@@ -369,12 +369,14 @@ from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
 from .graph_backward import saved_in_graph  # noqa: E402
 from . import autograd_functional as functional  # noqa: E402, F401  (tensor.autograd.functional.jacobian, ...)
 from . import autograd_function as function  # noqa: E402, F401  (tensor.autograd.function.once_differentiable)
+from .autograd_variable import Variable  # noqa: E402  (PyTorch's legacy wrapper: returns a Tensor)
 from .anomaly import (  # noqa: E402  (it swaps Function.apply and the engine's _call_backward)
     detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly,
 )
 
 __all__ = [
     "Function",
+    "Variable",
     "backward",
     "grad",
     "gradcheck",

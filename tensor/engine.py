@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import itertools
 import threading
+import warnings
 
 from .autograd import AccumulateGrad, _accumulate, enable_grad
 from .errors import AutogradError, ShapeError
@@ -28,12 +29,13 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """
     retain_graph = create_graph if retain_graph is None else bool(retain_graph)
     roots = _roots(tensors, grad_tensors, create_graph)
+    inputs = None if inputs is None else _as_tuple(inputs)  # once: a generator is read only once
     with _callback_scope():
         capture = None if inputs is None else _capture_keys(inputs)
         grads = _run(roots, retain_graph, capture, create_graph)
         if inputs is None:
             return
-        for t, g in zip(_as_tuple(inputs), grads):
+        for t, g in zip(inputs, grads):
             if g is None:
                 continue
             if create_graph:
@@ -42,14 +44,18 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                 _accumulate(t, g, owned=False)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
-         materialize_grads=False):
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, only_inputs=True,
+         allow_unused=None, materialize_grads=False):
     """Return d(outputs)/d(inputs) as a tuple of Tensors, leaving every `.grad` untouched.
 
     With create_graph=True the results have a history of their own (higher-order gradients).
     An input the outputs do not depend on raises, or gives None with allow_unused=True, or zeros with
-    materialize_grads=True.
+    materialize_grads=True. `only_inputs` is PyTorch's deprecated flag, accepted and ignored as there
+    (older scripts, e.g. gradient penalties, still pass it).
     """
+    if not only_inputs:
+        warnings.warn("grad: only_inputs is deprecated and ignored (gradients go to `inputs` only); use "
+                      "tensor.autograd.backward to accumulate into other leaves", FutureWarning, stacklevel=2)
     if allow_unused is None:
         allow_unused = materialize_grads
     elif materialize_grads and not allow_unused:
@@ -114,7 +120,13 @@ def _callback_scope():
 
 
 def _as_tuple(x):
-    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    """One Tensor, or any iterable of them (list, generator, `dict.values()`), as a tuple (as in torch)."""
+    if isinstance(x, Tensor):
+        return (x,)
+    try:
+        return tuple(x)
+    except TypeError:
+        raise TypeError(f"expected a Tensor or a sequence of Tensors, got {type(x).__name__}") from None
 
 
 def _roots(tensors, grad_tensors, create_graph=False):

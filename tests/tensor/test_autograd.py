@@ -126,6 +126,42 @@ def test_autograd_grad_unused_input(device):
     assert gu is None
 
 
+def test_autograd_grad_and_backward_take_any_iterable_of_tensors(device):
+    """MAML's `autograd.grad(loss, params.values())`: dict views and generators work, as in torch."""
+    params = {"x": leaf((3,), device), "w": leaf((3,), device, seed=1)}
+    y = (params["x"] * params["w"]).sum()
+    gx, gw = tensor.autograd.grad(y, params.values(), retain_graph=True)
+    np.testing.assert_allclose(gx.cpu().numpy(), params["w"].detach().cpu().numpy())
+    (gw2,) = tensor.autograd.grad([y], (p for n, p in params.items() if n == "w"), retain_graph=True)
+    np.testing.assert_allclose(gw2.cpu().numpy(), params["x"].detach().cpu().numpy())
+    y.backward(inputs=(p for p in params.values()))  # a generator, read once
+    assert params["x"].grad is not None and params["w"].grad is not None
+    with pytest.raises(TypeError, match="sequence of Tensors, got float"):
+        tensor.autograd.grad(y, 1.0)
+
+
+def test_variable_is_a_new_leaf_on_the_same_memory_as_in_torch(device):
+    """Old PINN/MAML code: `x = Variable(torch.from_numpy(a).float(), requires_grad=True)`."""
+    torch = pytest.importorskip("torch")
+    from tensor.autograd import Variable
+    for T, dev in ((torch, "cpu"), (tensor, device)):
+        base = T.ones(3, device=dev) * 2
+        x = T.autograd.Variable(base, requires_grad=True)
+        assert x.requires_grad and x.grad_fn is None and x is not base and not base.requires_grad
+        (x ** 2).sum().backward()
+        np.testing.assert_allclose(np.asarray(x.grad.tolist()), [4.0, 4.0, 4.0])
+        y = T.ones(2, device=dev, requires_grad=True) * 3
+        assert not T.autograd.Variable(y).requires_grad and T.autograd.Variable(y).grad_fn is None
+    with tensor.no_grad():
+        x.mul_(0.5)  # shares memory with its data
+    np.testing.assert_allclose(base.cpu().numpy(), [1.0, 1.0, 1.0])
+    assert isinstance(tensor.zeros(1), Variable) and not isinstance(np.zeros(1), Variable)
+    with pytest.warns(UserWarning, match="volatile"):
+        Variable(base, volatile=True)
+    with pytest.raises(TypeError, match="data has to be a Tensor, got list"):
+        Variable([1.0, 2.0])
+
+
 def test_autograd_grad_runs_only_the_nodes_on_a_path_to_its_inputs(device):
     calls = []
 
