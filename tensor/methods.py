@@ -27,7 +27,7 @@ METHODS = {
     "join": "split split_with_sizes chunk unbind tensor_split hsplit vsplit dsplit",
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
-    "linalg_extra": "inverse det logdet slogdet cholesky svd pinverse matrix_power matrix_exp cross kron mv inner vdot",
+    "linalg_extra": "inverse det logdet slogdet qr cholesky svd pinverse matrix_power matrix_exp cross kron mv inner vdot",
     "sort": "sort argsort msort topk",
     "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty new_empty_strided "
     "new_tensor",

@@ -37,6 +37,12 @@ def logdet(x):
     return logabs.where(sign >= 0, float("nan"))
 
 
+def qr(x, some=True):
+    """torch.qr (deprecated in torch for linalg.qr, still in Glow-style code): Q, R; some=False gives the
+    complete Q (m, m)."""
+    return linalg.qr(x, "reduced" if some else "complete")
+
+
 def cholesky(x, upper=False):
     """torch.cholesky (deprecated in torch): linalg.cholesky."""
     return linalg.cholesky(x, upper=upper)

@@ -268,3 +268,21 @@ def test_detach_shares_memory_but_not_graph(device):
     with tensor.no_grad():
         d.add_(1)
     assert x._version == 1  # detach shares the version counter
+
+
+def test_autograd_grad_accepts_torchs_deprecated_only_inputs(device):
+    """WGAN-GP's gradient penalty passes only_inputs=True: accepted and ignored, in torch's position."""
+    torch = pytest.importorskip("torch")
+    x = leaf((4, 3), device)
+    w = leaf((3,), device, seed=1)
+    y = (x * w).sum(dim=1)
+    ones = tensor.ones(4, device=device)
+    (g,) = tensor.autograd.grad(y, x, ones, True, True, True)  # positional, as torch orders them
+    np.testing.assert_allclose(g.detach().cpu().numpy(), np.broadcast_to(w.detach().cpu().numpy(), (4, 3)))
+    assert g.requires_grad and w.grad is None
+    with pytest.warns(FutureWarning, match="only_inputs"):
+        tensor.autograd.grad(y, x, ones, retain_graph=True, only_inputs=False)
+    assert w.grad is None  # still only the inputs, as in torch
+    tx = torch.ones(2, requires_grad=True)
+    with pytest.warns(FutureWarning, match="only_inputs"):
+        torch.autograd.grad((tx * 2).sum(), tx, only_inputs=False)

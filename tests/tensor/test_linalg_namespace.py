@@ -205,6 +205,18 @@ def test_aliases_and_methods(device):
     assert u.shape == (5, 5) and float(abs(u).sum()) == 0
 
 
+def test_legacy_qr_takes_some(device):
+    """torch.qr(A, some=True), deprecated but still in Glow's invertible 1x1 conv: linalg.qr's modes."""
+    a = make(data(5, 3), device, requires_grad=True)
+    for some, shapes in ((True, ((5, 3), (3, 3))), (False, ((5, 5), (5, 3)))):
+        q, r = tensor.qr(a, some=some)
+        assert (q.shape, r.shape) == shapes
+        np.testing.assert_allclose(to_numpy(q @ r), data(5, 3), atol=1e-12)
+    q, r = a.qr()
+    np.testing.assert_allclose(to_numpy(q.mT @ q), np.eye(3), atol=1e-12)
+    check_grad(lambda a: tensor.qr(a)[1].abs(), [data(4, 3)], device)
+
+
 def test_alias_gradients(device):
     check_grad(lambda a, b: a.kron(b), [data(2, 3), data(3, 2, seed=1)], device)
     check_grad(lambda a, b: a.inner(b), [data(2, 3), data(4, 3, seed=1)], device)
