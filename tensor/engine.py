@@ -76,7 +76,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 "pass allow_unused=True to get None for it"
             )
         if g is None and materialize_grads:
-            g = inputs[i].xp.zeros(inputs[i].shape, dtype=inputs[i].dtype)
+            g = inputs[i].new_zeros(inputs[i].shape)  # on the input's GPU, not whichever is current
         result.append(g if g is None or isinstance(g, Tensor) else _wrap(g))
     return tuple(result)
 

@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from .creation import _on, _xp_and_dtype
+from .random import rng_for
 from .tensor import Tensor, _wrap
 
 __all__ = ["assert_close", "make_tensor"]
@@ -144,23 +145,23 @@ def make_tensor(*shape, dtype, device, low=None, high=None, requires_grad=False,
     signed ints, 0..10 for unsigned; bools are random), as torch.testing.make_tensor."""
     size = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     xp, dtype, dev = _xp_and_dtype(device, dtype)
-    rng = np.random.default_rng()
+    rng = rng_for(dev)  # the device's generator, as torch draws from its own (tensor.manual_seed reproduces it)
     low = (0 if dtype.kind == "u" else -9) if low is None else low
     high = (10 if dtype.kind == "u" else 9) if high is None else high
     if low >= high and dtype.kind != "b":
         raise ValueError(f"make_tensor: low ({low}) must be less than high ({high})")
-    if dtype.kind == "b":
-        values = rng.integers(0, 2, size).astype(bool)
-    elif dtype.kind in "iu":
-        values = rng.integers(int(np.ceil(low)), int(np.ceil(high)), size, dtype=np.int64).astype(dtype)
-    else:
-        values = rng.uniform(low, high, size).astype(dtype)
-    if exclude_zero:
-        values[values == 0] = 1 if dtype.kind != "f" else np.finfo(dtype).tiny
-    if noncontiguous and values.size > 1:
-        values = np.repeat(values, 2, axis=-1)[..., ::2]
-    with _on(dev):
-        out = _wrap(xp.asarray(values) if xp is not np else values)
+    with _on(dev):  # drawn where the tensor lives: no host round trip
+        if dtype.kind == "b":
+            values = xp.asarray(rng.integers(0, 2, size)).astype(bool)
+        elif dtype.kind in "iu":
+            values = xp.asarray(rng.integers(int(np.ceil(low)), int(np.ceil(high)), size, dtype=np.int64)).astype(dtype)
+        else:
+            values = xp.asarray(rng.uniform(low, high, size)).astype(dtype)
+        if exclude_zero:
+            values[values == 0] = 1 if dtype.kind != "f" else np.finfo(dtype).tiny
+        if noncontiguous and values.size > 1:
+            values = xp.repeat(values, 2, axis=-1)[..., ::2]
+        out = _wrap(values)
     if memory_format is not None:
         out = out.contiguous(memory_format=memory_format)
     return out.requires_grad_(True) if requires_grad else out

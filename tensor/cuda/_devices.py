@@ -154,14 +154,23 @@ def initial_seed() -> int:
     return device_initial_seed(Device("cuda", current_device()))
 
 
+def _rng_device(device) -> Device:
+    """get/set_rng_state's device: None and a bare 'cuda' mean the current GPU, as in torch (not GPU 0)."""
+    if device is None or (isinstance(device, str) and device == "cuda"):
+        index = current_device() if cuda_device_count() else 0  # without CUDA: _checked's clear error
+    else:
+        index = _index(device)
+    return Device("cuda", _checked(index))
+
+
 def get_rng_state(device="cuda"):
     """The state of a GPU's default generator: its seed (CuPy's generators expose no portable state, so
     set_rng_state restarts the stream from that seed rather than continuing it mid-way)."""
-    return default_generator(Device("cuda", _checked(_index(device)))).get_state()
+    return default_generator(_rng_device(device)).get_state()
 
 
 def set_rng_state(state, device="cuda") -> None:
-    default_generator(Device("cuda", _checked(_index(device)))).set_state(state)
+    default_generator(_rng_device(device)).set_state(state)
 
 
 def get_rng_state_all() -> list:

@@ -234,8 +234,9 @@ def zeta(xp, s, q):
     a term hits 0 where q is an integer, and the sum is inf there, as in PyTorch.
     """
     y = _float64(q)
-    finite = y[xp.isfinite(y)]
-    lowest = float(finite.min()) if finite.size else 0.0
+    # one host sync for the term count; non-finite q count as 0 (only a negative lowest adds terms), and
+    # no boolean-mask indexing (a second sync on CuPy, and a 0-d q is a plain min)
+    lowest = float(xp.where(xp.isfinite(y), y, 0.0).min()) if y.size else 0.0
     terms = max(int(_ZETA_START), math.ceil(_ZETA_START - lowest))
     with np.errstate(all="ignore"):
         total = y * 0

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd import Function
-from ..errors import DTypeError
+from ..errors import DeviceError, DTypeError
 from ..tensor import Tensor, _wrap
 from ._util import promote
 from .arithmetic import pow as _pow, quotient_grads, sub
@@ -122,6 +122,9 @@ def _integer_pair(op, a, b):
         if isinstance(x, Tensor) and x.data.dtype.kind not in "iu" or isinstance(x, float):
             raise DTypeError(f"{op}: needs integer tensors, got {getattr(x, 'dtype', type(x).__name__)}; "
                              "convert with .long() first")
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
+        raise DeviceError(f"{op}: operands are on different devices ({a.device}, {b.device}); move them to one "
+                          "device with .to(device) first")
     like = a if isinstance(a, Tensor) else b
     return like.xp, [x.data if isinstance(x, Tensor) else x for x in (a, b)]
 

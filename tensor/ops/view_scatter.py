@@ -6,7 +6,7 @@ outside the view and `src` inside it through the engine's in-place rules.
 """
 from __future__ import annotations
 
-from ..errors import ShapeError
+from ..errors import DeviceError, ShapeError
 from ..tensor import Tensor
 from ._util import normalize_dim
 from .convert import clone
@@ -16,6 +16,9 @@ from .views import diagonal, select
 def _written(input, view_of, src, op):
     if not isinstance(src, Tensor):
         raise TypeError(f"{op}: src must be a Tensor, got {type(src).__name__}")
+    if src.device != input.device:  # copy_ would move src silently
+        raise DeviceError(f"{op}: input is on {input.device} but src is on {src.device}; move src with "
+                          f".to({str(input.device)!r}) first")
     out = clone(input)
     view = view_of(out)
     if tuple(view.shape) != tuple(src.shape):
