@@ -58,7 +58,7 @@ METHODS = {
     "scatter_reduce": "scatter_reduce index_reduce",
     "inplace_index": "scatter_ scatter_add_ scatter_reduce_ index_add_ index_copy_ index_fill_ index_reduce_ "
     "index_put_ put_ masked_scatter_ tril_ triu_ fill_diagonal_",
-    "unfold": "unfold",
+    "unfold": "unfold as_strided",
     "blas": "baddbmm addbmm addmv addr",
     "view_scatter": "slice_scatter select_scatter diagonal_scatter",
     "distance": "dist",

@@ -186,6 +186,41 @@ def test_unfold_second_order(device):
     np.testing.assert_allclose(to_numpy(gg), np.broadcast_to(2 * counts, X.shape))
 
 
+# ------------------------------------------------------------------------------------- as_strided
+
+
+@pytest.mark.parametrize("make_x, size, stride, offset", [
+    (lambda T: T.tensor(X), (4, 3), (2, 1), None),  # overlapping sliding windows
+    (lambda T: T.tensor(X), (2, 2), (1, 4), 1),
+    (lambda T: T.tensor(X).t(), (3,), (5,), None),  # strides count in the storage, not the (transposed) view
+    (lambda T: T.tensor(X)[1:], (3, 2), (1, 3), 6),  # a sliced tensor: offsets count from the storage start
+    (lambda T: T.tensor(X[0]).expand(3, 4), (2, 4), (0, 1), None),  # an input whose elements alias
+])
+def test_as_strided_matches_torch(make_x, size, stride, offset, device):
+    torch = pytest.importorskip("torch")
+    weights = rng.standard_normal(size)
+    results = []
+    for T in (torch, tensor):
+        x = make_x(T).to("cpu" if T is torch else device).requires_grad_()
+        out = x.as_strided(size, stride) if offset is None else T.as_strided(x, size, stride, offset)
+        (out * T.tensor(weights).to(out.device)).sum().backward()
+        results.append((to_numpy(out.detach()), to_numpy(x.grad)))
+    (want, want_grad), (got, got_grad) = results
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-12)
+
+
+def test_as_strided_is_a_view_and_checks_bounds(device):
+    x = make(np.zeros(6), device)
+    x.as_strided((2,), (3,)).fill_(1.0)
+    assert to_numpy(x).tolist() == [1, 0, 0, 1, 0, 0] and x._version == 1
+    check_grad(lambda x: x.as_strided((3, 4), (2, 1), 1), (X,), device)
+    with pytest.raises(ShapeError, match=r"need 13 elements from this tensor's start, but its storage holds 12"):
+        make(X, device).as_strided((4, 4), (3, 1))
+    with pytest.raises(ValueError, match="storage_offset 0 lies before this tensor's own first element"):
+        make(X, device)[1:].as_strided((2,), (1,), 0)
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 
