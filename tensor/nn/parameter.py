@@ -26,6 +26,13 @@ class Parameter(Tensor):
         if requires_grad:
             self.requires_grad_(True)
 
+    def __setattr__(self, name, value):
+        # PyTorch's `param.data = t` (DLRM's init, weight surgery) swaps in t's storage: raygrad's .data is
+        # the raw array, so take t's. Only on Parameter: plain tensors are made on every op's hot path.
+        if name == "data" and isinstance(value, Tensor):
+            value = value.data
+        object.__setattr__(self, name, value)
+
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 

@@ -18,9 +18,11 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
-        if scale_grad_by_freq or sparse:
-            raise NotImplementedError("Embedding: scale_grad_by_freq and sparse are not supported")
+        if sparse:
+            raise NotImplementedError("Embedding: sparse gradients are not supported; use sparse=False (dense "
+                                      "gradients, trained by Adam / Adagrad / SGD instead of SparseAdam)")
         self.num_embeddings = num_embeddings
+        self.scale_grad_by_freq = scale_grad_by_freq
         self.embedding_dim = embedding_dim
         self.max_norm, self.norm_type = max_norm, norm_type
         self.padding_idx = F.sparse._normalize_padding_idx(padding_idx, num_embeddings)
@@ -49,10 +51,12 @@ class Embedding(Module):
         return cls(rows, dim, padding_idx=padding_idx, _weight=embeddings, _freeze=freeze, **kwargs)
 
     def forward(self, input):
-        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type)
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq)
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"
         text += f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         text += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
-        return text + (f", norm_type={self.norm_type}" if self.norm_type != 2 else "")
+        text += f", norm_type={self.norm_type}" if self.norm_type != 2 else ""
+        return text + (", scale_grad_by_freq=True" if self.scale_grad_by_freq else "")

@@ -98,18 +98,38 @@ def mode(x, dim=-1, keepdim=False):
 # ------------------------------------------------------------------------------------------ unique
 def unique(x, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002 - torch's name
     """The distinct values of x, ascending (PyTorch sorts whatever `sorted` says, and so do we), and
-    optionally each element's index into them (shaped like x) and each value's count. No gradient."""
+    optionally each element's index into them (shaped like x) and each value's count. No gradient.
+    With `dim`, the distinct slices along dim in lexicographic order; inverse then has shape (x.shape[dim],)."""
     _require_tensor("unique", x)
     if dim is not None:
-        raise NotImplementedError(f"unique: dim={dim} (unique slices) is not supported; use dim=None for unique "
-                                  "elements, or compare slices yourself")
-    values, inverse, counts = x.xp.unique(x.data.reshape(-1), return_inverse=True, return_counts=True)
+        values, inverse, counts = _unique_slices(x, normalize_dim(dim, x.ndim, "unique"))
+    else:
+        values, inverse, counts = x.xp.unique(x.data.reshape(-1), return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(x.shape)
     out = [_wrap(values)]
     if return_inverse:
-        out.append(_wrap(inverse.reshape(x.shape).astype(np.int64, copy=False)))
+        out.append(_wrap(inverse.astype(np.int64, copy=False)))
     if return_counts:
         out.append(_wrap(counts.astype(np.int64, copy=False)))
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def _unique_slices(x, dim):
+    """(values, inverse, counts) of the distinct slices of x along dim: rows sorted by lexsort (last key
+    primary, so the columns go in reversed), a new group wherever a row differs from the one before."""
+    xp = x.xp
+    moved = xp.moveaxis(x.data, dim, 0)
+    rows = moved.reshape(moved.shape[0], -1)
+    keys = rows.astype(np.uint8) if rows.dtype == np.bool_ else rows  # bool keys: not every sort backend takes them
+    order = xp.lexsort(keys.T[::-1]) if rows.shape[1] else xp.arange(rows.shape[0])
+    ordered = rows[order]
+    starts = xp.ones(rows.shape[0], dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    group = xp.cumsum(starts) - 1
+    inverse = xp.empty_like(group)
+    inverse[order] = group
+    values = ordered[starts].reshape((-1,) + moved.shape[1:])
+    return xp.moveaxis(values, 0, dim), inverse, xp.bincount(group, minlength=int(starts.sum()))
 
 
 # ------------------------------------------------------------------------------ searchsorted/bucketize

@@ -125,8 +125,23 @@ def test_unique_matches_torch(device):
     assert to_numpy(counts).tolist() == t_counts.tolist()
     assert inverse.dtype == tensor.int64 and values.dtype == x.dtype
     assert to_numpy(tensor.unique(x, sorted=False)).tolist() == [1, 2, 3, 7]
-    with pytest.raises(NotImplementedError, match="unique: dim=0"):
-        x.unique(dim=0)
+
+
+def test_unique_slices_along_dim_match_torch(device):
+    torch = torch_or_skip()
+    a = np.array([[[1, 2], [0, 5]], [[1, 2], [0, 5]], [[0, 9], [3, 3]], [[1, 2], [0, 4]]])
+    for dim in (0, 1, 2, -1):
+        got = make(a, device).unique(dim=dim, return_inverse=True, return_counts=True)
+        want = torch.tensor(a).unique(dim=dim, return_inverse=True, return_counts=True)
+        for g, w in zip(got, want):
+            assert to_numpy(g).tolist() == w.tolist() and g.dtype == tensor.int64
+    pairs = np.array([[3, 1], [0, 2], [3, 1], [0, 1]])  # deduplicating (user, item) pairs
+    got = tensor.unique(make(pairs, device), dim=0)
+    assert to_numpy(got).tolist() == torch.unique(torch.tensor(pairs), dim=0).tolist()
+    flags = np.array([[True, False], [True, False], [False, False]])
+    got = make(flags, device).unique(dim=0, return_counts=True)
+    want = torch.tensor(flags).unique(dim=0, return_counts=True)
+    assert [to_numpy(g).tolist() for g in got] == [w.tolist() for w in want]
 
 
 # ---------------------------------------------------------------------------------------- median, mode

@@ -11,16 +11,17 @@ from ...runtime import check_deterministic
 
 
 class Embedding(Function):
-    """weight[indices]; the gradient adds each output row back into its weight row."""
+    """weight[indices]; the gradient adds each output row back into its weight row (divided by how often
+    the row was looked up in this batch, with scale_grad_by_freq)."""
 
     @staticmethod
-    def forward(ctx, indices, weight, padding_idx):
-        ctx.args = (indices, weight.shape, padding_idx)
+    def forward(ctx, indices, weight, padding_idx, scale_grad_by_freq=False):
+        ctx.args = (indices, weight.shape, padding_idx, scale_grad_by_freq)
         return weight[indices]
 
     @staticmethod
     def backward(ctx, grad):
-        indices, shape, padding_idx = ctx.args
+        indices, shape, padding_idx, scale_grad_by_freq = ctx.args
         xp = ctx.xp
         result = xp.zeros(shape, grad.dtype)
         rows = grad.reshape(-1, shape[1])
@@ -32,18 +33,22 @@ class Embedding(Function):
 
             check_deterministic("embedding backward (cupyx.scatter_add)")
             cupyx.scatter_add(result, flat, rows)
+        if scale_grad_by_freq:
+            result /= xp.maximum(xp.bincount(flat, minlength=shape[0]), 1)[:, None].astype(result.dtype)
         if padding_idx is not None:
             result[padding_idx] = 0  # the padding row is never trained
-        return None, result, None
+        return None, result, None, None
 
     @staticmethod
     def backward_graph(ctx, grad):
-        indices, _, padding_idx = ctx.args
+        indices, _, padding_idx, scale_grad_by_freq = ctx.args
+        if scale_grad_by_freq:
+            raise AutogradError("embedding: higher-order gradients with scale_grad_by_freq are not supported")
         if padding_idx is not None:
             # The padding row's gradient is forced to zero, which the lookup (this backward's own
             # derivative) does not know about.
             raise AutogradError("embedding: higher-order gradients with padding_idx are not supported")
-        return linear_backward_graph(ctx, grad, (indices, None), position=1)
+        return linear_backward_graph(ctx, grad, (indices, None, False), position=1)
 
 
 def _add_rows_sorted(result, indices, rows):
@@ -64,9 +69,11 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     """Rows of weight (num_embeddings, dim) at integer indices (*) -> (*, dim).
 
     max_norm: first rescale, in place, each looked-up row whose norm_type-norm exceeds max_norm to that
-    norm (as torch does, so `weight` changes)."""
-    if scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
+    norm (as torch does, so `weight` changes). scale_grad_by_freq: each row's gradient is divided by the
+    number of times input looks it up."""
+    if sparse:
+        raise NotImplementedError("embedding: sparse gradients are not supported; use sparse=False (dense "
+                                  "gradients, trained by Adam / Adagrad / SGD instead of SparseAdam)")
     if input.dtype.kind not in "iu":
         raise DTypeError(f"embedding: indices must be integers (use .long()), got {input.dtype}")
     if weight.dim() != 2:
@@ -80,7 +87,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
             raise IndexError(f"embedding: index {bad} is out of range for {weight.shape[0]} embeddings")
     if max_norm is not None:
         embedding_renorm_(weight, input, max_norm, norm_type)
-    return Embedding.apply(input, weight, padding_idx)
+    return Embedding.apply(input, weight, padding_idx, bool(scale_grad_by_freq))
 
 
 def embedding_renorm_(weight, input, max_norm, norm_type=2.0):

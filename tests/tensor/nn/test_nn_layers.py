@@ -106,6 +106,21 @@ def test_embedding_matches_torch(device):
     assert not frozen.weight.requires_grad
 
 
+def test_embedding_scale_grad_by_freq_matches_torch(device):
+    # each row's gradient is divided by how often the batch looks it up (the padding row stays at zero)
+    ours = nn.Embedding(6, 3, padding_idx=2, scale_grad_by_freq=True)
+    theirs = torch.nn.Embedding(6, 3, padding_idx=2, scale_grad_by_freq=True)
+    assert repr(ours) == repr(theirs)
+    check_twins(ours, theirs, [np.array([[0, 1, 5, 1], [1, 2, 2, 0]])], device)
+    x, w, g = np.array([4, 4, 3, 4]), data(5, 2), data(4, 2, seed=1)
+    weight, t_weight = make(w, device, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (nn.functional.embedding(make(x, device), weight, scale_grad_by_freq=True) * make(g, device)).sum().backward()
+    (torch.nn.functional.embedding(torch.tensor(x), t_weight, scale_grad_by_freq=True) * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(to_numpy(weight.grad), t_weight.grad.numpy(), rtol=1e-12)
+    with pytest.raises(NotImplementedError, match="sparse=False"):
+        nn.Embedding(6, 3, sparse=True)
+
+
 @pytest.mark.parametrize("norm_type", [2.0, 1.0])
 def test_embedding_max_norm_renormalises_looked_up_rows_like_torch(device, norm_type):
     ours = nn.Embedding(6, 8, max_norm=1.5, norm_type=norm_type)

@@ -105,6 +105,20 @@ def test_parameter_basics():
     assert type(p * 2) is tensor.Tensor
 
 
+def test_assigning_a_tensor_to_parameter_data_swaps_in_its_array():
+    # PyTorch's `layer.weight.data = torch.tensor(W, requires_grad=True)` (DLRM's init)
+    layer = nn.Linear(3, 2)
+    weight = layer.weight
+    new = tensor.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True)
+    layer.weight.data = new
+    assert layer.weight is weight and weight.data is new.data and weight.requires_grad and weight.is_leaf
+    layer(tensor.ones(1, 3)).sum().backward()
+    np.testing.assert_array_equal(to_numpy(weight.grad), np.ones((2, 3), np.float32))
+    assert new.grad is None
+    layer.bias.data = np.zeros(2, np.float32)  # a raw array still works as before
+    assert to_numpy(layer.bias).tolist() == [0, 0]
+
+
 # ------------------------------------------------------------------------ modes, grads, apply
 
 
