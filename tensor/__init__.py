@@ -56,6 +56,7 @@ from .printing import set_printoptions  # noqa: E402
 from .anomaly import is_anomaly_check_nan_enabled, is_anomaly_enabled  # noqa: E402
 from .amp import autocast  # noqa: E402
 from .compiler import compile  # noqa: E402,A001 - torch.compile (a passthrough: see compiler.py)
+from . import jit  # noqa: E402 - torch.jit's names for eager code (Final, is_scripting, ignore, ...)
 from .ops.convert import (  # noqa: E402 - torch.channels_last & co.: layouts in memory, see memory_format
     channels_last, channels_last_3d, contiguous_format, memory_format, preserve_format,
 )

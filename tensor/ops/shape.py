@@ -146,13 +146,26 @@ def _permutation(dims, ndim, op):
 # ------------------------------------------------------------------------------------- reshapes
 
 
-def reshape(x, *shape):
-    """x's elements in `shape` (ints or one tuple; one size may be -1)."""
-    return _reshape(x, sizes_arg(shape, "reshape"), "reshape")
+def _sizes_or_keyword(sizes, keyword, op, name):
+    """The sizes given as torch's keyword (x.reshape(shape=...), x.view(size=...)), refused beside positional
+    ones; callers test `keyword is not None` themselves, to keep a plain x.reshape(...) free of this call."""
+    if sizes:
+        raise TypeError(f"{op}: give the sizes either positionally or as {name}=, not both (got {sizes} and "
+                        f"{name}={keyword})")
+    return (keyword,)
 
 
-def view(x, *shape):
-    """Like reshape (see the module docstring for how it differs from PyTorch's view)."""
+def reshape(x, *sizes, shape=None):
+    """x's elements in `shape` (ints or one tuple, or shape=; one size may be -1)."""
+    if shape is not None:
+        sizes = _sizes_or_keyword(sizes, shape, "reshape", "shape")
+    return _reshape(x, sizes_arg(sizes, "reshape"), "reshape")
+
+
+def view(x, *shape, size=None):
+    """Like reshape (see the module docstring for how it differs from PyTorch's view); size= as in torch."""
+    if size is not None:
+        shape = _sizes_or_keyword(shape, size, "view", "size")
     if len(shape) == 1 and isinstance(shape[0], (str, type, np.dtype)):
         raise TypeError(f"view: reinterpreting as dtype {shape[0]!r} is not supported; use .to(dtype) to convert")
     return _reshape(x, sizes_arg(shape, "view"), "view")

@@ -42,6 +42,12 @@ INTERPOLATE_CASES = [
     dict(scale_factor=(0.6, 2.5), mode="bicubic"),
     dict(size=(3, 5), mode="area"),
     dict(size=(9, 6), mode="area"),
+    # antialias (timm's pos-embed resampling, torchvision's Resize); no output width 1: torch 2.13's
+    # antialiased kernels give every row the first row's value there (resizing (7, 5) to (2, 1), say)
+    dict(size=(3, 5), mode="bilinear", antialias=True),
+    dict(scale_factor=(2.5, 0.6), mode="bilinear", antialias=True, align_corners=True),
+    dict(scale_factor=0.45, mode="bicubic", antialias=True),
+    dict(size=(9, 4), mode="bicubic", antialias=True, align_corners=True),
 ]
 
 
@@ -189,3 +195,5 @@ def test_errors(device):
         F.interpolate(x, size=3, scale_factor=2)
     with pytest.raises(ValueError, match="align_corners only applies"):
         F.interpolate(x, size=3, align_corners=True)
+    with pytest.raises(ValueError, match="antialias=True applies to modes 'bilinear' and 'bicubic' only"):
+        F.interpolate(x, size=3, antialias=True)

@@ -325,3 +325,39 @@ def test_compile_returns_the_model_itself_and_checks_torch_arguments():
         tensor.compile(model, mode="default", options={})
     with pytest.raises(TypeError, match="expected a Module or a function"):
         tensor.compile(3)
+
+
+def test_jit_names_let_torchscript_annotated_model_code_run_eagerly():
+    torch = pytest.importorskip("torch")
+
+    def build(T):
+        class Attention(T.nn.Module):
+            fused_attn: T.jit.Final[bool]  # timm's class-body annotation
+
+            def __init__(self):
+                super().__init__()
+                self.fused_attn = not T.jit.is_scripting()
+                self.proj = T.nn.Linear(2, 2)
+
+            @T.jit.ignore
+            def no_weight_decay(self):
+                return {"proj.bias"}
+
+            @T.jit.ignore(drop=False)
+            def group_matcher(self):
+                return {"stem": r"^proj"}
+
+            @T.jit.unused
+            def forward_eager(self, x):
+                return x if T.jit.is_tracing() else self.proj(x)
+
+        return Attention()
+
+    for T in (torch, tensor):
+        model = build(T)
+        assert model.fused_attn and model.no_weight_decay() == {"proj.bias"} and "stem" in model.group_matcher()
+        assert T.jit.annotate(list, []) == [] and tuple(model.forward_eager(T.zeros(1, 2)).shape) == (1, 2)
+    model = build(tensor)
+    assert tensor.jit.script(model) is model and tensor.jit.trace(model, tensor.zeros(1, 2)) is model
+    with pytest.raises(TypeError, match="jit.script: expected a Module or a function, got int"):
+        tensor.jit.script(3)

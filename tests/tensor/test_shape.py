@@ -44,6 +44,17 @@ def test_reshape_and_view(device, op, shape, args, expected):
         check_grad(lambda x: getattr(x, op)(*args), [data(*shape)], device)
 
 
+def test_reshape_and_view_take_torchs_keywords(device):
+    """MAE's patchify writes imgs.reshape(shape=(...)); torch.reshape(input, shape=) and view(size=) too."""
+    check(lambda x: x.reshape(shape=(2, 1, 3, 2)), lambda a: a.reshape(2, 1, 3, 2), [data(2, 3, 2)], device)
+    check(lambda x: tensor.reshape(x, shape=[-1]), lambda a: a.reshape(-1), [data(2, 3)], device)
+    check(lambda x: x.view(size=(3, -1)), lambda a: a.reshape(3, -1), [data(2, 3)], device)
+    with pytest.raises(TypeError, match=r"reshape: give the sizes either positionally or as shape=, not both"):
+        make(data(2, 3), device).reshape(6, shape=(6,))
+    with pytest.raises(TypeError, match=r"view: give the sizes either positionally or as size=, not both"):
+        make(data(2, 3), device).view(6, size=(6,))
+
+
 def test_reshape_of_a_noncontiguous_tensor_copies_and_is_no_view(device):
     check(lambda x: x.mT.reshape(-1), lambda a: swap_last(a).reshape(-1), [data(3, 4)], device)
     y = (make(data(3, 4), device, requires_grad=True) * 1.0).t().reshape(-1)

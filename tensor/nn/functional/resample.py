@@ -116,6 +116,32 @@ def _cubic_matrix(n, out, scale, align_corners, dtype, xp, a=-0.75):
     return xp.asarray(m.astype(dtype))
 
 
+def _antialias_matrix(n, out, scale, align_corners, cubic, dtype, xp):
+    """(out, n) PyTorch's antialiased weights (antialias=True, as PIL resizes): the filter (triangle, or
+    Keys' cubic with a = -0.5) is widened by the downscale factor, so each output averages all the input
+    pixels it covers; taps outside the input are dropped and each row renormalized (no edge repeat)."""
+    if align_corners:
+        step = (n - 1) / (out - 1) if out > 1 else 0.0
+    else:
+        step = n / out if scale is None else 1.0 / scale
+    support = (2.0 if cubic else 1.0) * max(step, 1.0)
+    invscale = 1.0 / step if step >= 1.0 else 1.0
+    m = np.zeros((out, n), dtype=np.float64)
+    for i in range(out):
+        center = step * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n)  # int(): C's truncation
+        d = np.abs((np.arange(lo, hi) - center + 0.5) * invscale)
+        if cubic:
+            a = -0.5
+            w = np.where(d < 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                         np.where(d < 2, (((d - 5) * d + 8) * d - 4) * a, 0.0))
+        else:
+            w = np.maximum(1.0 - d, 0.0)
+        total = w.sum()
+        m[i, lo:hi] = w / total if total != 0 else w
+    return xp.asarray(m.astype(dtype))
+
+
 # ----------------------------------------------------------------------------------- interpolate
 
 _MODES = {"nearest": 1, "nearest-exact": 1, "linear": 1, "bilinear": 2, "bicubic": 2, "area": 1}
@@ -126,13 +152,14 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     """Resize the last 1 (3-d input: 'nearest', 'nearest-exact', 'linear', 'area') or 2 (4-d input:
     'nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area') dims to `size`, or by `scale_factor`
     (output size floor(n * scale)). align_corners (linear and cubic modes only) maps corner pixels onto
-    corner pixels; 'area' is adaptive average pooling to the output size."""
+    corner pixels; 'area' is adaptive average pooling to the output size. antialias=True ('bilinear' and
+    'bicubic' only) widens the filter when downsampling, as PIL and torchvision's Resize do."""
     if not isinstance(input, Tensor):
         raise TypeError(f"interpolate: input must be a Tensor, got {type(input).__name__}")
     if mode not in _MODES:
         raise ValueError(f"interpolate: mode {mode!r} is not supported; use one of {sorted(_MODES)}")
-    if antialias:
-        raise ValueError("interpolate: antialias=True is not supported")
+    if antialias and mode not in ("bilinear", "bicubic"):
+        raise ValueError(f"interpolate: antialias=True applies to modes 'bilinear' and 'bicubic' only, not {mode!r}")
     spatial = input.ndim - 2
     planar = mode in ("bilinear", "bicubic")
     if spatial not in (1, 2) or (planar and spatial != 2) or (mode == "linear" and spatial != 1):
@@ -152,7 +179,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         in_sizes, out_sizes, scales = (1, *in_sizes), (1, *out_sizes), (None, *scales)
     mats, index = [], []
     for n, out, scale in zip(in_sizes, out_sizes, scales):
-        if linear:
+        if antialias:
+            mats.append(_antialias_matrix(n, out, scale, bool(align_corners), mode == "bicubic", dtype, xp))
+        elif linear:
             mats.append(_linear_matrix(n, out, scale, bool(align_corners), dtype, xp))
         elif mode == "bicubic":
             mats.append(_cubic_matrix(n, out, scale, bool(align_corners), dtype, xp))
