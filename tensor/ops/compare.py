@@ -215,11 +215,14 @@ class Where(Function):
 def where(condition, input=None, other=None):  # noqa: A002 - torch's argument names
     """input where condition is True, else other (either may be a Python scalar); broadcasts all three.
 
-    With only a condition, the indices of its True elements, one int64 tensor per dim.
+    With only a condition, the indices of its True elements, one int64 tensor per dim: like
+    nonzero(as_tuple=True), any dtype's nonzero elements (MoE routing: torch.where(expert_mask[e])).
     """
-    _check_bool("where", "condition", condition)
     if input is None and other is None:
+        if not isinstance(condition, Tensor):
+            raise TypeError(f"where: condition must be a Tensor, got {type(condition).__name__}")
         return tuple(_wrap(i.astype(np.int64, copy=False)) for i in condition.xp.nonzero(condition.data))
+    _check_bool("where", "condition", condition)
     if input is None or other is None:
         raise TypeError("where: give both input and other (tensors or numbers), or neither to get indices")
     dtype = dtypes.result_type(input, other)

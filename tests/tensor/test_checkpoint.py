@@ -75,3 +75,33 @@ def test_refusals(device):
         checkpoint(3, x)
     with pytest.warns(UserWarning, match="none of the inputs requires grad"):
         checkpoint(lambda t: t * 2, tensor.randn(2, device=device))
+
+
+
+def test_non_reentrant_gives_parameters_gradients_without_input_grad(device):
+    """use_reentrant=False behind a frozen input (LoRA on a frozen embedding): the block's parameters
+    still get PyTorch's gradients; a fully frozen block's output stays out of the graph."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    state = {k: v.numpy() for k, v in torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 4))
+             .state_dict().items()}
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+
+    def run(lib, dev, use_checkpoint):
+        block = lib.nn.Sequential(lib.nn.Linear(4, 6), lib.nn.Tanh(), lib.nn.Linear(6, 4))
+        block.load_state_dict({k.replace("1.", "2."): lib.tensor(v) for k, v in state.items()})
+        block = block.to(dev)
+        block[0].requires_grad_(False)
+        inputs = lib.tensor(x, device=dev)
+        y = lib.utils.checkpoint.checkpoint(block, inputs, use_reentrant=False) if use_checkpoint else block(inputs)
+        (y * y).sum().backward()
+        return [None if p.grad is None else to_numpy(p.grad) for p in block.parameters()]
+
+    want = run(torch, "cpu", True)
+    for got in (run(tensor, device, True), run(tensor, device, False)):
+        assert [g is None for g in got] == [g is None for g in want] == [True, True, False, False]
+        for g, w in zip(got[2:], want[2:]):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    frozen = nn.Linear(3, 3).to(device).requires_grad_(False)
+    out = checkpoint(frozen, tensor.randn(2, 3, device=device), use_reentrant=False)
+    assert not out.requires_grad and out.shape == (2, 3)

@@ -157,6 +157,19 @@ def test_where_without_values_gives_indices(device):
     assert rows.dtype == tensor.int64
 
 
+def test_where_without_values_takes_any_dtype_like_torch(device):
+    torch = pytest.importorskip("torch")
+    for c in (ints(3, 4), data(2, 3).round()):
+        got = tensor.where(make(c, device))
+        want = torch.where(torch.tensor(c))
+        assert len(got) == len(want) == c.ndim
+        for g, w in zip(got, want):
+            assert g.dtype == tensor.int64
+            np.testing.assert_array_equal(to_numpy(g), w.numpy())
+    with pytest.raises(TypeError, match="condition must be a Tensor, got list"):
+        tensor.where([0, 1])
+
+
 def test_where_and_masked_fill_need_a_bool_mask(device):
     x = make(data(3), device)
     with pytest.raises(DTypeError, match="condition must be a bool tensor, got int64"):
