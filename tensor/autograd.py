@@ -81,6 +81,7 @@ class Function:
 
     forward(ctx, *args) -> array or tuple of arrays      (Tensor args arrive as raw arrays)
     backward(ctx, *grads) -> one gradient (array or None) per forward argument
+    or PyTorch 2's split: forward(*args) without ctx, and setup_context(ctx, inputs, output)
 
     On ctx: `save_for_backward(*arrays)` / `saved_tensors`, `needs_input_grad` (a bool per
     argument), `mark_non_differentiable(*outputs)`, `set_materialize_grads(False)` (None instead of
@@ -100,8 +101,17 @@ class Function:
     def __init__(self):
         self.needs_input_grad = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Done once per class, so apply (the per-op hot path) calls forward(ctx, *arrays) either way.
+        if "forward" in cls.__dict__ and cls.setup_context is not None:
+            cls.forward = staticmethod(_with_setup_context(cls.forward, cls.setup_context))
+
     forward = None
     backward = None
+    # PyTorch 2's alternative: forward(*args) without ctx, plus setup_context(ctx, inputs, output) that
+    # saves what backward needs; __init_subclass__ folds the pair into one forward(ctx, *args).
+    setup_context = None
     # Optional: backward_graph(ctx, *grads) -> input gradients, written with Tensor ops on Tensor
     # grads (and graph_backward.saved_in_graph(ctx)), so that create_graph=True can differentiate
     # through this op again. Ops without it refuse create_graph with a clear error.
@@ -135,8 +145,8 @@ class Function:
         """False: backward gets None (not zeros) for an output that received no gradient."""
         self._materialize_grads = bool(value)
 
-    @property
     def name(self):
+        """The node's name, a method as PyTorch's grad_fn.name()."""
         return type(self).__name__
 
     def __repr__(self):
@@ -228,6 +238,17 @@ class Function:
 
 _new = object.__new__
 _weakref = weakref.ref
+
+
+def _with_setup_context(forward, setup_context):
+    """forward(ctx, *args) made of a ctx-less forward(*args) and setup_context(ctx, inputs, output)."""
+
+    def forward_with_ctx(ctx, *args):
+        output = forward(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    return functools.wraps(forward)(forward_with_ctx)
 
 
 def _link_outputs(ctx, args, arrays, raw, edges, track):

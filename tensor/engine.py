@@ -312,9 +312,14 @@ def _call_backward(node, grads, retain_graph, graph):
     if not isinstance(result, tuple):
         result = (result,)
     if len(result) != count:
-        raise AutogradError(
-            f"{type(node).__name__}.{method} returned {len(result)} gradients but forward took {count} arguments"
-        )
+        # PyTorch drops surplus trailing Nones (a backward written for forward's optional arguments)
+        if len(result) > count and all(g is None for g in result[count:]):
+            result = result[:count]
+        else:
+            raise AutogradError(
+                f"{type(node).__name__}.{method} returned {len(result)} gradients but forward took {count} "
+                "arguments; return one gradient (or None) per argument"
+            )
     if not retain_graph and node._saved:
         node._saved = ()
         node._released = True

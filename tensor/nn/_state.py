@@ -106,9 +106,26 @@ def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = Fa
 
 
 def save_to_state_dict(self, destination, prefix, keep_vars):
-    """Write this module's own (not its children's) parameters and persistent buffers."""
+    """Write this module's own (not its children's) parameters and persistent buffers, and its extra state."""
     for name, value in _local_state(self):
         destination[prefix + name] = value if keep_vars else value.detach()
+    if type(self).get_extra_state is not get_extra_state:
+        destination[prefix + EXTRA_STATE_KEY] = self.get_extra_state()
+
+
+EXTRA_STATE_KEY = "_extra_state"
+
+
+def get_extra_state(self):
+    """Override (with set_extra_state) to keep any picklable value under `<prefix>_extra_state` in the state dict."""
+    raise RuntimeError(f"{type(self).__name__}.get_extra_state() is not implemented; override it together "
+                       "with set_extra_state() to store extra state in the state_dict")
+
+
+def set_extra_state(self, state):
+    """Override (with get_extra_state) to restore what get_extra_state returned, on load_state_dict."""
+    raise RuntimeError(f"{type(self).__name__}.set_extra_state() is not implemented, but the state_dict has "
+                       f"{EXTRA_STATE_KEY!r} for it; override it together with get_extra_state()")
 
 
 def _local_state(module):
@@ -192,9 +209,17 @@ def load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missi
             )
             continue
         _copy_into(target, source, assign)
+    extra_key = prefix + EXTRA_STATE_KEY
+    if type(self).set_extra_state is not set_extra_state:
+        if extra_key in state_dict:
+            self.set_extra_state(state_dict[extra_key])
+        elif strict:
+            missing_keys.append(extra_key)
+    elif strict and extra_key in state_dict:
+        unexpected_keys.append(extra_key)
     if strict:
         for key in state_dict:
-            if not key.startswith(prefix):
+            if not key.startswith(prefix) or key == extra_key:
                 continue
             rest = key[len(prefix):]
             if rest.split(".", 1)[0] not in self._modules and rest not in local:

@@ -413,6 +413,8 @@ class Module:
     load_state_dict = _state.load_state_dict
     _save_to_state_dict = _state.save_to_state_dict
     _load_from_state_dict = _state.load_from_state_dict
+    get_extra_state = _state.get_extra_state
+    set_extra_state = _state.set_extra_state
     register_state_dict_pre_hook = _state.register_state_dict_pre_hook
     register_state_dict_post_hook = _state.register_state_dict_post_hook
     _register_state_dict_hook = _state.register_state_dict_hook

@@ -79,8 +79,11 @@ class Optimizer:
             seen.add(id(p))
 
     def _check_group(self, group: dict):
-        """Raise ValueError for a hyperparameter out of range; subclasses check their own."""
-        check_non_negative(self, group, "lr")
+        """Raise ValueError for a hyperparameter out of range; subclasses check their own.
+
+        The base class checks nothing, as PyTorch's: a user's optimizer may have lr=None (Adafactor's
+        relative step) or no lr at all.
+        """
 
     # ------------------------------------------------------------------------------ hooks
     def _hook_table(self, name) -> OrderedDict:
@@ -205,12 +208,16 @@ class Optimizer:
                 )
             param_of.update(zip(saved["params"], group["params"]))
         state = defaultdict(dict)
+        # Our optimizers (those updating through _step_group) keep parameter-shaped buffers, so a saved buffer
+        # of another shape means another model; a user's step() may keep any shape (Adafactor's row/col means).
+        check_shape = type(self)._step_group is not Optimizer._step_group
         for key, saved_state in state_dict["state"].items():
             index = int(key)  # files written by other tools may store the index as a string
             if index not in param_of:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter {index}, which no group holds")
             p = param_of[index]
-            state[p] = {name: _state_value_for(p, name, value, index) for name, value in saved_state.items()}
+            state[p] = {name: _state_value_for(p, name, value, index, check_shape)
+                        for name, value in saved_state.items()}
         self.state = state
         self.param_groups = [{**saved, "params": group["params"]} for saved, group in zip(saved_groups, self.param_groups)]
         for hook in list(self._hook_table("_optimizer_load_state_dict_post_hooks").values()):
@@ -277,7 +284,7 @@ def _checked_param(p, index):
         raise TypeError(f"optimizer can only optimize Tensors, but parameter {index} is a {type(p).__name__}")
     if not p.is_leaf:
         raise ValueError(
-            f"can't optimize a non-leaf Tensor (parameter {index}, shape {tuple(p.shape)}, made by {p.grad_fn.name}); "
+            f"can't optimize a non-leaf Tensor (parameter {index}, shape {tuple(p.shape)}, made by {p.grad_fn.name()}); "
             "optimize the leaf it was computed from, or use t.detach().requires_grad_()"
         )
     return p
@@ -286,13 +293,13 @@ def _checked_param(p, index):
 _NUMBER_STATE = {"step": int, "mu_product": float}  # state entries kept as numbers, not buffers
 
 
-def _state_value_for(p: Tensor, name, value, index):
+def _state_value_for(p: Tensor, name, value, index, check_shape=True):
     """A loaded state entry in the form this optimizer uses: float buffers in the parameter's dtype and device."""
     if name in _NUMBER_STATE:  # PyTorch saves these as 0-d tensors; we keep plain numbers
         return _NUMBER_STATE[name](value.item()) if isinstance(value, Tensor) else value
     if not isinstance(value, Tensor):
         return value
-    if value.ndim and tuple(value.shape) != tuple(p.shape):
+    if check_shape and value.ndim and tuple(value.shape) != tuple(p.shape):
         raise ValueError(
             f"optimizer state {name!r} of parameter {index} has shape {tuple(value.shape)}, but the parameter has "
             f"shape {tuple(p.shape)}; was the state saved for a different model?"

@@ -286,3 +286,41 @@ def test_autograd_grad_accepts_torchs_deprecated_only_inputs(device):
     tx = torch.ones(2, requires_grad=True)
     with pytest.warns(FutureWarning, match="only_inputs"):
         torch.autograd.grad((tx * 2).sum(), tx, only_inputs=False)
+
+
+def test_custom_function_extension_points_as_in_torch(device):
+    """PyTorch 2's ctx-less forward + setup_context; surplus trailing None gradients; grad_fn.name()."""
+    torch = pytest.importorskip("torch")
+    grads = []
+    for T, dev in ((torch, "cpu"), (tensor, device)):
+        class Scale(T.autograd.Function):
+            @staticmethod
+            def forward(x, c, bias=None):
+                return x * c
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.c = inputs[1]
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * ctx.c, None, None, None  # one more None than forward's arguments
+
+        x = T.ones(3, device=dev, requires_grad=True)
+        y = Scale.apply(x, 2.5)
+        assert isinstance(y.grad_fn.name(), str)
+        y.sum().backward()
+        grads.append(x.grad.tolist())
+    assert grads[0] == grads[1] == [2.5] * 3
+
+    class Bad(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, grad  # a surplus gradient that is not None is still refused
+
+    with pytest.raises(AutogradError, match="returned 2 gradients but forward took 1"):
+        Bad.apply(leaf((2,), device)).sum().backward()

@@ -238,3 +238,22 @@ def test_reduce_on_plateau_state_dict_round_trip_through_a_file(tmp_path):
     resumed.load_state_dict(loaded["sched"])
     expected, got = step_both([scheduler, resumed], [opt, resumed_opt], 5, metrics[3:])
     assert got == expected
+
+
+def test_old_private_base_class_name():
+    """Much published scheduler code subclasses torch.optim.lr_scheduler._LRScheduler."""
+    torch = pytest.importorskip("torch")
+    lrs = []
+    for T in (torch, tensor):
+        class Halving(T.optim.lr_scheduler._LRScheduler):
+            def get_lr(self):
+                return [base_lr * 0.5 ** self.last_epoch for base_lr in self.base_lrs]
+
+        opt = T.optim.SGD([T.nn.Parameter(T.ones(1))], lr=0.8)
+        sched = Halving(opt)
+        assert isinstance(sched, T.optim.lr_scheduler.LRScheduler)
+        for _ in range(3):
+            opt.step()
+            sched.step()
+        lrs.append(sched.get_last_lr())
+    assert lrs[0] == lrs[1] == [0.1]

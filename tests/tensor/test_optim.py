@@ -390,3 +390,39 @@ def test_loading_copies_state_so_the_source_is_untouched(starts, grads):
 def test_repr_lists_groups(starts):
     opt = optim.SGD(make_params(starts), lr=0.1)
     assert "Parameter Group 0" in repr(opt) and "lr: 0.1" in repr(opt)
+
+
+def test_user_optimizer_base_class_is_as_permissive_as_torch():
+    """torch's Optimizer base validates nothing (Adafactor passes lr=None) and loads user state of any shape."""
+    torch = pytest.importorskip("torch")
+    for T in (torch, tensor):
+        class Factored(T.optim.Optimizer):
+            def __init__(self, params, lr=None):
+                super().__init__(params, dict(lr=lr))
+
+            @T.no_grad()
+            def step(self, closure=None):
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        state = self.state[p]
+                        if not state:
+                            state["row"] = T.zeros(p.shape[:-1])
+                        state["row"].add_(p.grad.mean(dim=-1))
+                        p.sub_(state["row"].unsqueeze(-1) * 0.1)
+
+        p = T.nn.Parameter(T.ones(3, 2))
+        opt = Factored([p])
+        p.grad = T.ones(3, 2)
+        opt.step()
+        again = Factored([p])
+        again.load_state_dict(opt.state_dict())
+        assert tuple(again.state[p]["row"].shape) == (3,)
+        assert again.param_groups[0]["lr"] is None
+    with pytest.raises(ValueError, match="has shape"):  # our own optimizers still refuse another model's state
+        q = tensor.nn.Parameter(tensor.ones(3, 2))
+        sgd = optim.SGD([q], lr=0.1, momentum=0.9)
+        q.grad = tensor.ones(3, 2)
+        sgd.step()
+        state = sgd.state_dict()
+        state["state"][0]["momentum_buffer"] = tensor.zeros(3)
+        optim.SGD([q], lr=0.1, momentum=0.9).load_state_dict(state)

@@ -75,3 +75,14 @@ def test_errors_name_the_value_and_the_fix(device):
         random_split(_dataset(device), [5, 6])
     with pytest.raises(TypeError, match="cannot batch samples of type object"):
         default_collate([object(), object()])
+
+
+def test_default_collate_nested_fields_come_back_as_torch_gives_them():
+    """Inside a collated tuple/list field the batch is a tuple (PyTorch zips the samples), so are strings."""
+    torch = pytest.importorskip("torch")
+    batch = [(i, ["s%d" % i, float(i)]) for i in range(3)]
+    want, got = torch.utils.data.default_collate(batch), default_collate(batch)
+    assert got[1][0] == want[1][0] == ("s0", "s1", "s2")
+    assert type(got) is type(want) and type(got[1]) is type(want[1])
+    assert got[0].tolist() == want[0].tolist() and got[1][1].tolist() == want[1][1].tolist()
+    assert default_collate([{"name": "a"}, {"name": "b"}]) == {"name": ["a", "b"]}

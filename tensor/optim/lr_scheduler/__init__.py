@@ -5,7 +5,7 @@
         train(...)              # optimizer.step() inside
         scheduler.step()
 """
-from .base import LRScheduler
+from .base import LRScheduler, _LRScheduler  # noqa: F401  (PyTorch's old name, not in __all__)
 from .compose import ChainedScheduler, SequentialLR
 from .cyclic import CosineAnnealingWarmRestarts, CyclicLR
 from .one_cycle import OneCycleLR

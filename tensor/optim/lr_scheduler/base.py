@@ -92,6 +92,10 @@ class LRScheduler:
         self.__dict__.update(state_dict)
 
 
+class _LRScheduler(LRScheduler):
+    """PyTorch's old name for LRScheduler, which much published scheduler code still subclasses."""
+
+
 def group_values(optimizer: Optimizer, key: str) -> list:
     """`group[key]` for every parameter group."""
     return [group[key] for group in optimizer.param_groups]

@@ -1,7 +1,8 @@
 """default_collate and default_convert, as in torch.utils.data.
 
 default_collate turns a list of samples into a batch: Tensors and NumPy arrays stack on a new first
-dim, Python floats become a float64 tensor and ints an int64 one, strings stay a list, and tuples,
+dim, Python floats become a float64 tensor and ints an int64 one, strings stay as the batch held them
+(a list, or a tuple inside a collated tuple or list field, as in PyTorch), and tuples,
 lists, named tuples and dicts are collated field by field (a tuple of fields comes back a list, as
 in PyTorch). default_convert (what a DataLoader with batch_size=None applies to each sample) only
 turns NumPy arrays and scalars into Tensors.
@@ -45,13 +46,13 @@ def default_collate(samples):
     if isinstance(first, Mapping):
         return _rebuild_mapping(first, {key: default_collate([s[key] for s in samples]) for key in first})
     if isinstance(first, tuple) and hasattr(first, "_fields"):  # a named tuple keeps its type
-        return type(first)(*(default_collate(list(field)) for field in zip(*samples)))
+        return type(first)(*(default_collate(field) for field in zip(*samples)))
     if isinstance(first, Sequence):
         sizes = [len(s) for s in samples]
         if len(set(sizes)) != 1:
             raise RuntimeError(f"default_collate: every sample must have the same number of fields, got sizes "
                                f"{sizes}; pad them or pass collate_fn=")
-        fields = [default_collate(list(field)) for field in zip(*samples)]
+        fields = [default_collate(field) for field in zip(*samples)]  # tuples, as PyTorch passes them
         return fields if isinstance(first, tuple) else _rebuild_sequence(first, fields)
     raise TypeError(f"default_collate: cannot batch samples of type {type(first).__name__}; it batches tensors, "
                     "NumPy arrays, numbers, strings, and tuples/lists/dicts of them: pass collate_fn=")

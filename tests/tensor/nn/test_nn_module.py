@@ -220,6 +220,37 @@ def test_state_dict_round_trip_and_torch_state_dicts_load():
     np.testing.assert_array_equal(to_numpy(target[2].bias), twin[2].bias.detach().numpy())
 
 
+def test_extra_state_as_in_torch():
+    """get_extra_state/set_extra_state: any value under `<prefix>_extra_state`, its key checked like the others."""
+    torch = pytest.importorskip("torch")
+    for T in (torch, tensor):
+        class Tokenizer(T.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.proj = T.nn.Linear(2, 2)
+                self.vocab = ["<pad>"]
+
+            def get_extra_state(self):
+                return {"vocab": list(self.vocab)}
+
+            def set_extra_state(self, state):
+                self.vocab = list(state["vocab"])
+
+        model = T.nn.Sequential(Tokenizer())
+        model[0].vocab.append("x")
+        sd = model.state_dict()
+        assert list(sd) == ["0._extra_state", "0.proj.weight", "0.proj.bias"]
+        fresh = T.nn.Sequential(Tokenizer())
+        fresh.load_state_dict(sd)
+        assert fresh[0].vocab == ["<pad>", "x"]
+        del sd["0._extra_state"]
+        with pytest.raises(RuntimeError, match="Missing key.*0._extra_state"):
+            fresh.load_state_dict(sd)
+        plain = T.nn.Sequential(T.nn.Module())
+        with pytest.raises(RuntimeError, match="Unexpected key.*0._extra_state"):
+            plain.load_state_dict({"0._extra_state": 1})
+
+
 def test_state_dict_values_are_detached_and_share_memory():
     model = mlp()
     state = model.state_dict()
