@@ -8,6 +8,7 @@
 Every other line is Ray Train's, except where a comment starting with "raygrad:" says what changed
 and why. Then a few in-process tests of the Ray Train names the scripts rely on.
 """
+import importlib.util
 import json
 import os
 import tempfile
@@ -305,7 +306,8 @@ def test_configs_checkpoint_policy_and_failure_script(ray_cluster, tmp_path):
     assert best.metrics["loss"] == min(losses)
     assert best.get_metadata() == {"epoch": losses.index(min(losses))}
     assert result.checkpoint.get_metadata() == {"epoch": 3}
-    assert list(result.metrics_dataframe["epoch"]) == [0, 1, 2, 3]
+    if importlib.util.find_spec("pandas") is not None:  # optional, as in Ray Train
+        assert list(result.metrics_dataframe["epoch"]) == [0, 1, 2, 3]
 
 
 # ----------------------------------------------- the Ray Train names above, in process, one by one
