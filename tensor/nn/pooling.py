@@ -118,7 +118,7 @@ class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
 
 class Upsample(Module):
     """Resize to `size` or by `scale_factor` with F.interpolate ('nearest', 'nearest-exact', 'linear',
-    'bilinear')."""
+    'bilinear', 'bicubic', 'trilinear', 'area')."""
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None):
         super().__init__()

@@ -60,6 +60,7 @@ BUILDERS = {
     "gumbel": (lambda m, a: m.Gumbel(a[0], a[1]), [LOC, POS], RNG.normal(size=(2, 3)) * 2),
     "cauchy": (lambda m, a: m.Cauchy(a[0], a[1]), [LOC, POS], RNG.normal(size=(2, 3)) * 3),
     "halfnormal": (lambda m, a: m.HalfNormal(a[0]), [POS], RNG.uniform(0, 3, size=(4, 2, 3))),
+    "weibull": (lambda m, a: m.Weibull(a[0], a[1]), [POS, POS2], RNG.uniform(0.1, 4, size=(4, 2, 3))),
     "studentt": (lambda m, a: m.StudentT(a[0] + 2.5, a[1], a[2]), [POS, LOC, POS2], RNG.normal(size=(2, 3)) * 3),
     "poisson": (lambda m, a: m.Poisson(a[0]), [POS], RNG.integers(0, 6, size=(3, 2, 3)).astype(float)),
     "geometric_probs": (lambda m, a: m.Geometric(probs=a[0]), [PROBS], RNG.integers(0, 6, size=(2, 3)) * 1.0),
@@ -76,7 +77,7 @@ BUILDERS = {
 NO_ENTROPY = {"poisson", "mixture", "mixture_mvn"}
 CONTINUOUS_RSAMPLE = [n for n in BUILDERS if n.split("_")[0] in {
     "mvn", "gamma", "chi2", "beta", "dirichlet", "exponential", "laplace", "lognormal", "gumbel", "cauchy",
-    "halfnormal", "studentt"}]
+    "halfnormal", "studentt", "weibull"}]
 
 
 def build(name, device):
@@ -125,6 +126,7 @@ def test_moments_match_torch(name, device):
     ("exponential", RNG.uniform(0, 3, size=(2, 3))), ("laplace", RNG.normal(size=(2, 3))),
     ("gumbel", RNG.normal(size=(2, 3))), ("cauchy", RNG.normal(size=(2, 3)) * 3),
     ("halfnormal", RNG.uniform(0, 3, size=(2, 3))), ("mixture", RNG.normal(size=(2,))),
+    ("weibull", RNG.uniform(0.1, 4, size=(2, 3))), ("lognormal", RNG.uniform(0.1, 5, size=(2, 3))),
 ])
 def test_cdf_and_icdf_match_torch(name, values, device):
     ours, theirs, ours_params, theirs_params, _, _ = build(name, device)
@@ -135,6 +137,20 @@ def test_cdf_and_icdf_match_torch(name, values, device):
         ours_q, theirs_q = ours.icdf(make(probs, device)), theirs.icdf(torch.tensor(probs))
         assert_close(ours_q, theirs_q, rtol=1e-8)
         assert_same_grads(ours_q, theirs_q, ours_params, theirs_params)
+
+
+def test_normal_icdf_and_transformed_cdf_match_torch(device):
+    """Normal.icdf, and TransformedDistribution's cdf/icdf through an increasing and a decreasing transform."""
+    loc, scale = pair(LOC, device), pair(POS, device)
+    probs = RNG.uniform(0.05, 0.95, size=(2, 3))
+    ours, theirs = D.Normal(loc[0], scale[0]), TD.Normal(loc[1], scale[1])
+    ours_q, theirs_q = ours.icdf(make(probs, device)), theirs.icdf(torch.tensor(probs))
+    assert_close(ours_q, theirs_q, rtol=1e-8)
+    assert_same_grads(ours_q, theirs_q, [loc[0], scale[0]], [loc[1], scale[1]])
+    flip = lambda m, base: m.TransformedDistribution(base, [m.AffineTransform(1.0, -2.0)])  # noqa: E731
+    values = RNG.normal(size=(2, 3))
+    assert_close(flip(D, ours).cdf(make(values, device)), flip(TD, theirs).cdf(torch.tensor(values)))
+    assert_close(flip(D, ours).icdf(make(probs, device)), flip(TD, theirs).icdf(torch.tensor(probs)), rtol=1e-8)
 
 
 def test_studentt_moments_for_small_df(device):
@@ -209,6 +225,7 @@ MOMENT_PARAMS = {
     "mixture": [np.array([0.0, 1.0, -1.0]), np.array([-2.0, 0.0, 3.0]), np.array([0.5, 1.0, 0.3])],
 }
 MOMENT_PARAMS.update({n: None for n in ("exponential", "laplace", "lognormal", "gumbel", "halfnormal", "chi2")})
+MOMENT_PARAMS["weibull"] = [np.array([0.5, 1.0, 2.0]), np.array([1.5, 2.0, 4.0])]
 
 
 @pytest.mark.parametrize("name", list(MOMENT_PARAMS))

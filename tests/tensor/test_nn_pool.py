@@ -154,6 +154,33 @@ def test_interpolate_3d_matches_torch(device, rng):
         _compare(lambda t: F.interpolate(t, **case), lambda t: tf.interpolate(t, **case), x, device)
 
 
+@pytest.mark.parametrize("case", [
+    dict(scale_factor=2, mode="trilinear", align_corners=False), dict(size=(3, 6, 4), mode="trilinear"),
+    dict(size=(7, 3, 9), mode="trilinear", align_corners=True), dict(scale_factor=(1.5, 2, 0.5), mode="trilinear"),
+    dict(scale_factor=2), dict(size=(3, 7, 2)), dict(size=(6, 3, 7), mode="nearest-exact"),
+    dict(size=(2, 3, 4), mode="area"),
+], ids=str)
+def test_interpolate_5d_matches_torch(case, device, rng):
+    tf = pytest.importorskip("torch.nn.functional")
+    _compare(lambda t: F.interpolate(t, **case), lambda t: tf.interpolate(t, **case),
+             rng.standard_normal((2, 3, 4, 5, 6)), device)
+
+
+def test_interpolate_5d_gradcheck_and_upsample(device, rng):
+    torch = pytest.importorskip("torch")
+    x = _x(rng, device, (1, 2, 2, 3, 2))
+    assert gradcheck(lambda t: F.interpolate(t, scale_factor=2, mode="trilinear"), [x])
+    assert gradcheck(lambda t: F.interpolate(t, size=(3, 2, 5)), [x])
+    v = rng.standard_normal((1, 2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(to_numpy(nn.Upsample(scale_factor=2, mode="trilinear")(make(v, device))),
+                               torch.nn.Upsample(scale_factor=2, mode="trilinear")(torch.tensor(v)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(tensor.ShapeError, match="'trilinear' needs a 5-d input"):
+        F.interpolate(tensor.zeros(1, 2, 4, 4, device=device), scale_factor=2, mode="trilinear")
+    with pytest.raises(tensor.ShapeError, match="'bilinear' needs a 4-d input"):
+        F.interpolate(tensor.zeros(1, 2, 4, 4, 4, device=device), scale_factor=2, mode="bilinear")
+
+
 # -------------------------------------------------------------------------------------- modules
 
 

@@ -1,5 +1,5 @@
-"""Separable resampling: interpolate ('nearest', 'nearest-exact', 'linear', 'bilinear') and the
-general case of adaptive_avg_pool2d.
+"""Separable resampling: interpolate ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear')
+and the general case of adaptive_avg_pool2d.
 
 Each of these maps an (H, W) plane linearly and separably: out = Mh @ x @ Mw.T with small fixed
 matrices Mh (oh, H) and Mw (ow, W) (interpolation weights, one-hot rows for nearest, bin means for
@@ -144,13 +144,15 @@ def _antialias_matrix(n, out, scale, align_corners, cubic, dtype, xp):
 
 # ----------------------------------------------------------------------------------- interpolate
 
-_MODES = {"nearest": 1, "nearest-exact": 1, "linear": 1, "bilinear": 2, "bicubic": 2, "area": 1}
+_MODES = {"nearest": 1, "nearest-exact": 1, "linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3, "area": 1}
+_NEEDS_NDIM = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}  # the others: 3-, 4- or 5-d
 
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,  # noqa: A002
                 recompute_scale_factor=None, antialias=False):
-    """Resize the last 1 (3-d input: 'nearest', 'nearest-exact', 'linear', 'area') or 2 (4-d input:
-    'nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area') dims to `size`, or by `scale_factor`
+    """Resize the last 1 (3-d input: 'nearest', 'nearest-exact', 'linear', 'area'), 2 (4-d input:
+    'nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area') or 3 (5-d input: 'nearest',
+    'nearest-exact', 'trilinear', 'area') dims to `size`, or by `scale_factor`
     (output size floor(n * scale)). align_corners (linear and cubic modes only) maps corner pixels onto
     corner pixels; 'area' is adaptive average pooling to the output size. antialias=True ('bilinear' and
     'bicubic' only) widens the filter when downsampling, as PIL and torchvision's Resize do."""
@@ -161,13 +163,12 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if antialias and mode not in ("bilinear", "bicubic"):
         raise ValueError(f"interpolate: antialias=True applies to modes 'bilinear' and 'bicubic' only, not {mode!r}")
     spatial = input.ndim - 2
-    planar = mode in ("bilinear", "bicubic")
-    if spatial not in (1, 2) or (planar and spatial != 2) or (mode == "linear" and spatial != 1):
+    if spatial not in (1, 2, 3) or _NEEDS_NDIM.get(mode, input.ndim) != input.ndim:
         raise ShapeError(
-            f"interpolate: mode {mode!r} needs a {'4' if planar else '3'}-d input (N, C, ...), got "
-            f"shape {tuple(input.shape)}"
+            f"interpolate: mode {mode!r} needs a {_NEEDS_NDIM.get(mode, '3-, 4- or 5')}-d input (N, C, ...), "
+            f"got shape {tuple(input.shape)}"
         )
-    linear = mode in ("linear", "bilinear")
+    linear = mode in ("linear", "bilinear", "trilinear")
     if align_corners is not None and not (linear or mode == "bicubic"):
         raise ValueError(f"interpolate: align_corners only applies to linear and cubic modes, not {mode!r}")
     if input.dtype.kind != "f":
@@ -190,10 +191,26 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         else:
             index.append(_nearest_index(n, out, scale, mode == "nearest-exact", xp))
             mats.append(_one_hot_rows(index[-1], n, dtype, xp))
+    if spatial == 3:
+        return _resample3d(input, mats, index)
     rows, cols = index if index else (None, None)
     x = input.unsqueeze(2) if spatial == 1 else input
     y = Resample2d.apply(x, mats[0], mats[1], rows, cols)
     return y.squeeze(2) if spatial == 1 else y
+
+
+def _resample3d(x, mats, index):
+    """x (N, C, D, H, W) resampled separably: each (H, W) plane by mats[1:], then the D axis as the
+    columns of (1, D) planes, each pass one Resample2d (so the backward stays two matrix products)."""
+    N, C, D, H, W = x.shape
+    rows, cols = index[1:] if index else (None, None)
+    y = Resample2d.apply(x.reshape(N, C * D, H, W), mats[1], mats[2], rows, cols)
+    od, oh, ow = mats[0].shape[0], y.shape[2], y.shape[3]
+    y = y.reshape(N, C, D, oh * ow).transpose(2, 3).reshape(N, C * oh * ow, 1, D)
+    one = x.xp.ones((1, 1), dtype=x.dtype)
+    rows, cols = (x.xp.zeros(1, dtype=np.int64), index[0]) if index else (None, None)
+    y = Resample2d.apply(y, one, mats[0], rows, cols)
+    return y.reshape(N, C, oh * ow, od).transpose(2, 3).reshape(N, C, od, oh, ow)
 
 
 def _output_sizes(in_sizes, size, scale_factor, recompute):
