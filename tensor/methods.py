@@ -43,7 +43,7 @@ METHODS = {
     "elementwise": "fmod frac sgn logit signbit float_power gcd lcm frexp",
     "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_",
     "aliases": "multiply subtract divide negative positive absolute not_equal greater greater_equal less less_equal "
-    "moveaxis swapdims ravel ndimension byte char short",
+    "moveaxis swapdims ravel ndimension byte char short ger",
     "introspect": "is_complex is_signed is_nonzero is_same_size is_inference get_device data_ptr storage_offset",
     "order_stats": "aminmax cummax cummin kthvalue nanmedian quantile nanquantile",
     "counting": "count_nonzero bincount unique_consecutive histogram",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import dtypes
 from ..errors import DTypeError
-from . import arithmetic, compare, convert, integrate, join, shape, unary
+from . import arithmetic, compare, convert, integrate, join, linalg, shape, unary
 
 multiply = arithmetic.mul
 subtract = arithmetic.sub  # subtract(input, other, *, alpha=1)
@@ -24,6 +24,7 @@ moveaxis = shape.movedim
 swapdims = shape.transpose
 concatenate = join.cat
 trapz = integrate.trapezoid
+ger = linalg.outer  # torch's older name, still in NoisyNet code: epsilon_out.ger(epsilon_in)
 
 
 def positive(x):

@@ -71,7 +71,7 @@ def _index_item(item, x):
             )
     elif isinstance(item, np.integer):
         return int(item)
-    elif isinstance(item, (list, tuple, np.ndarray, np.bool_)):
+    elif isinstance(item, (list, tuple, range, np.ndarray, np.bool_)):  # range: x[range(B), actions]
         item = np.asarray(item)
         if item.size == 0 and item.dtype.kind == "f":  # x[[]]: an empty list selects nothing
             item = item.astype(np.int64)

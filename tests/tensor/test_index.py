@@ -71,6 +71,19 @@ def test_repeated_indices_accumulate(device):
     np.testing.assert_array_equal(to_numpy(x.grad), [0, 3, 0, 1])
 
 
+def test_range_index_like_torch(device):
+    # Rainbow's log_ps[range(batch_size), actions]: a range is an integer index list, read and written
+    torch = pytest.importorskip("torch")
+    actions = np.array([2, 0, 1])
+    x = make(X[:, :, 0], device)
+    want = torch.tensor(X[:, :, 0])[range(3), torch.tensor(actions)]
+    np.testing.assert_array_equal(to_numpy(x[range(3), tensor.tensor(actions, device=device)]), want.numpy())
+    np.testing.assert_array_equal(to_numpy(x[range(1, 3)]), X[1:3, :, 0])
+    x[range(2), 1] = 7.0
+    np.testing.assert_array_equal(to_numpy(x[:2, 1]), [7.0, 7.0])
+    check_grad(lambda t: t[range(3), [1, 1, 0]], [X[:, :, 0]], device)
+
+
 def test_masked_selection(device):
     x = make(X, device)
     mask = make(X > 0, device)

@@ -59,6 +59,7 @@ ALIASES = [  # alias, original, arguments (arrays become tensors)
     ("swapdims", "transpose", (data(2, 3, 4), 0, 2)),
     ("ravel", "flatten", (data(2, 3).T,)),
     ("trapz", "trapezoid", (data(2, 5),)),
+    ("ger", "outer", (data(3), data(4, seed=1))),
 ]
 
 

@@ -457,3 +457,20 @@ def test_grid_sample_and_affine_grid_errors(device):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         F.affine_grid(theta, (1, 1, 2, 2), align_corners=False)
+
+
+def test_data_parallel_wraps_like_torch_on_one_device(device):
+    # muzero-general wraps each sub-network in nn.DataParallel; on one device torch's runs the module whole
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.DataParallel(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ELU()))
+    ours = nn.DataParallel(nn.Sequential(nn.Linear(3, 2), nn.ELU())).to(device)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["module.0.weight", "module.0.bias"]
+    ours.load_state_dict({k: tensor.tensor(v.numpy()) for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    ours(make(x, device)).sum().backward()
+    theirs(torch.tensor(x)).sum().backward()
+    np.testing.assert_allclose(to_numpy(ours(make(x, device))), theirs(torch.tensor(x)).detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(ours.module[0].weight.grad), theirs.module[0].weight.grad.numpy(), atol=1e-6)
+    assert list(ours.parameters())[0] is ours.module[0].weight
+    with pytest.raises(TypeError, match="expects an nn.Module"):
+        nn.DataParallel(lambda x: x)
