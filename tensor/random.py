@@ -6,6 +6,8 @@ numpy's PCG64 (cpu) or cupy's generator (cuda), so the same seed gives the same 
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from . import dtypes
@@ -41,12 +43,21 @@ class Generator:
         return self._rng
 
     def get_state(self):
-        """A JSON-friendly snapshot (cpu only: cupy's generators expose no portable state)."""
-        if self.device.type != "cpu":
-            return {"seed": self._seed}
-        return {"seed": self._seed, "bit_generator": self._rng.bit_generator.state}
+        """The stream's state as a uint8 CPU Tensor, as torch's ByteTensor: checkpoints save it, scripts
+        `.clone()` / `.cpu()` it and hand it back to set_state. The bytes are JSON of the seed and, on the
+        cpu, numpy's PCG64 state (cupy's generators expose no portable state: set_state restarts the seed)."""
+        state = {"seed": self._seed}
+        if self.device.type == "cpu":
+            state["bit_generator"] = self._rng.bit_generator.state
+        return _wrap(np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy())
 
     def set_state(self, state):
+        if not isinstance(state, dict):  # a get_state() Tensor (a dict is the older form, still read)
+            try:
+                state = json.loads(bytes(np.asarray(state.detach().cpu().numpy(), dtype=np.uint8)))
+            except (AttributeError, TypeError, ValueError) as e:
+                raise TypeError(f"set_rng_state: expected the uint8 Tensor that get_rng_state() returned, got "
+                                f"{type(state).__name__} ({e})") from None
         self.manual_seed(state["seed"])
         if "bit_generator" in state and self.device.type == "cpu":
             self._rng.bit_generator.state = state["bit_generator"]

@@ -36,7 +36,9 @@ from .tensor import Tensor, _wrap
 
 _DTYPE_CODES = {np.dtype(name): code for name, code in [
     ("float64", "F64"), ("float32", "F32"), ("float16", "F16"), ("int64", "I64"), ("int32", "I32"),
-    ("int16", "I16"), ("int8", "I8"), ("uint8", "U8"), ("bool", "BOOL")]}
+    ("int16", "I16"), ("int8", "I8"), ("uint8", "U8"), ("bool", "BOOL"),
+    # the unsigned widths safetensors names: np.random.get_state()'s MT19937 key is uint32
+    ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")]}
 _CODE_DTYPES = {code: dtype.newbyteorder("<") for dtype, code in _DTYPE_CODES.items()}
 _FORMAT = "raygrad"
 _VERSION = "1"
@@ -260,6 +262,36 @@ def load(path, map_location=None, weights_only=True):
         return {name: place(_wrap(array), "cpu") for name, array in tensors.items()}
     structure = _parse_json(metadata[_STRUCTURE].encode(), path, "structure")
     return _Decoder(tensors, place, path).decode(structure, 0)
+
+
+# torch.load(weights_only=True) unpickles only allow-listed globals, and its error tells scripts to
+# allow more (numpy arrays, a config class) with these. raygrad's files never hold pickled objects, so
+# there is nothing to allow: the list is only kept, so that ported code runs and can read it back.
+_safe_globals = []
+
+
+def add_safe_globals(safe_globals) -> None:
+    """torch.serialization.add_safe_globals: accepted and recorded; tensor.load unpickles nothing."""
+    _safe_globals.extend(safe_globals)
+
+
+def get_safe_globals() -> list:
+    return list(_safe_globals)
+
+
+def clear_safe_globals() -> None:
+    _safe_globals.clear()
+
+
+@contextlib.contextmanager
+def safe_globals(safe_globals):
+    """torch.serialization.safe_globals: `with safe_globals([...]): load(...)`, the list kept for the block."""
+    saved = list(_safe_globals)
+    add_safe_globals(safe_globals)
+    try:
+        yield
+    finally:
+        _safe_globals[:] = saved
 
 
 def _bad(path, reason):

@@ -164,8 +164,9 @@ def _rng_device(device) -> Device:
 
 
 def get_rng_state(device="cuda"):
-    """The state of a GPU's default generator: its seed (CuPy's generators expose no portable state, so
-    set_rng_state restarts the stream from that seed rather than continuing it mid-way)."""
+    """The state of a GPU's default generator, a uint8 Tensor as in torch, holding its seed (CuPy's
+    generators expose no portable state, so set_rng_state restarts the stream from that seed rather
+    than continuing it mid-way)."""
     return default_generator(_rng_device(device)).get_state()
 
 

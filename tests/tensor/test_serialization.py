@@ -372,3 +372,31 @@ def test_internal_names_stay_unique(tmp_path):
     loaded = tensor.load(tmp_path / "f")
     assert float(loaded["x.y"]) == 1.0 and float(loaded["x"]["y"]) == 2.0 and int(loaded["__metadata__"]) == 3
     assert ser._MAX_DEPTH >= 16
+
+
+def test_numpy_rng_state_round_trips_as_torch_checkpoints_store_it(tmp_path):
+    # {'numpy_rng': np.random.get_state()} in a checkpoint: a tuple holding a uint32 key
+    state = np.random.RandomState(5).get_state()
+    tensor.save({"numpy_rng": state, "u16": np.arange(3, dtype=np.uint16), "u64": np.array([2**63], np.uint64)},
+                tmp_path / "f")
+    loaded = tensor.load(tmp_path / "f", map_location="cpu", weights_only=True)
+    assert isinstance(loaded["numpy_rng"], tuple) and loaded["numpy_rng"][0] == "MT19937"
+    assert loaded["numpy_rng"][1].dtype == np.uint32 and loaded["numpy_rng"][2:] == state[2:]
+    np.testing.assert_array_equal(loaded["numpy_rng"][1], state[1])
+    assert loaded["u16"].dtype == np.uint16 and int(loaded["u64"][0]) == 2**63
+    restored = np.random.RandomState()
+    restored.set_state(loaded["numpy_rng"])
+    assert restored.rand() == np.random.RandomState(5).rand()
+
+
+def test_safe_globals_are_accepted_as_in_torch(saved):
+    # torch's weights_only error tells scripts to allow-list globals; raygrad unpickles nothing, so they are only kept
+    before = ser.get_safe_globals()
+    with ser.safe_globals([np.ndarray, np.dtype]):
+        assert ser.get_safe_globals() == before + [np.ndarray, np.dtype]
+        assert tensor.load(saved, weights_only=True)["step"] == 3
+    assert ser.get_safe_globals() == before
+    ser.add_safe_globals([np.ndarray])
+    assert ser.get_safe_globals()[-1] is np.ndarray
+    ser.clear_safe_globals()
+    assert ser.get_safe_globals() == []

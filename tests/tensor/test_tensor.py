@@ -101,6 +101,29 @@ def test_manual_seed_makes_randomness_reproducible(device):
     assert tensor.rand(3, generator=tensor.Generator(device).manual_seed(7), device=device).tolist() == b
 
 
+def test_rng_state_is_a_byte_tensor_that_resumes_the_stream_as_in_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    for T in (torch, tensor):
+        T.manual_seed(5)
+        T.rand(3)
+        state = T.get_rng_state()
+        assert state.dtype == T.uint8 and state.dim() == 1
+        want = T.rand(4).tolist()
+        T.manual_seed(99)
+        T.set_rng_state(state.clone().cpu())  # as scripts restore it from a checkpoint
+        assert T.rand(4).tolist() == want
+    tensor.save({"rng_state": state}, tmp_path / "ckpt")
+    tensor.manual_seed(1)
+    tensor.set_rng_state(tensor.load(tmp_path / "ckpt")["rng_state"])
+    assert tensor.rand(4).tolist() == want
+    g = tensor.Generator().manual_seed(3)
+    saved, first = g.get_state(), tensor.rand(2, generator=g).tolist()
+    g.set_state(saved)
+    assert tensor.rand(2, generator=g).tolist() == first
+    with pytest.raises(TypeError, match="get_rng_state"):
+        tensor.set_rng_state(torch.get_rng_state())
+
+
 def test_to_and_back_is_differentiable(device):
     x = tensor.tensor([1.0, 2.0], device=device, requires_grad=True)
     y = x.to(tensor.float64) * 3
