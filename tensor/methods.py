@@ -30,7 +30,7 @@ METHODS = {
     "linalg_extra": "inverse det logdet slogdet qr cholesky svd pinverse matrix_power matrix_exp cross kron mv inner vdot",
     "sort": "sort argsort msort topk",
     "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty new_empty_strided "
-    "new_tensor",
+    "new_tensor new",
     "inplace": "add_ sub_ mul_ div_ pow_ neg_ zero_ fill_ copy_ clamp_",
     "inplace_math": "masked_fill_ abs_ exp_ log_ sqrt_ relu_ sigmoid_ tanh_ lerp_ addcmul_ addcdiv_",
     "random_fills": "uniform_ normal_ log_normal_ exponential_ cauchy_ geometric_ bernoulli_ random_",

@@ -1,6 +1,8 @@
 """Moving between dtypes and devices, and copying: to(), clone(), contiguous(), float(), ..."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import dtypes
@@ -208,6 +210,23 @@ def new_tensor(x, data, *, dtype=None, device=None, requires_grad=False):
     if hasattr(data, "detach"):
         data = data.detach()
     return tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def new(x, *args, device=None):
+    """PyTorch's legacy constructor, with x's dtype and device (unless `device` is given):
+    x.new(*sizes) or x.new(Size) is uninitialised (x.new() is empty, shape (0,)); x.new(data) copies a
+    sequence or array; x.new(other) is the Tensor `other` itself, detached, which must have x's dtype."""
+    from ..tensor import Size, Tensor
+
+    if len(args) == 1 and isinstance(args[0], Tensor):
+        other = args[0]
+        if other.dtype != x.dtype:
+            raise DTypeError(f"new: expected a {x.dtype} tensor, got {other.dtype}; "
+                             f"use x.new_tensor(other) to copy it into {x.dtype}")
+        return other.detach() if device is None else other.detach().to(device)
+    if len(args) == 1 and not isinstance(args[0], (numbers.Integral, Size)):  # int is shadowed here
+        return new_tensor(x, args[0], device=device)
+    return new_empty(x, *(args or (0,)), device=device)
 
 
 # ------------------------------------------------------------------------------------- finfo, iinfo

@@ -310,6 +310,18 @@ def test_new_factories_and_type_as(device):
     assert ints.type_as(x).dtype == tensor.float64 and x.type_as(ints).dtype == tensor.int64
 
 
+def test_legacy_new_constructor(device):
+    """x.new(...) as torch's: sizes (uninitialised), data copied into x's dtype, or a same-dtype tensor."""
+    x = make(np.array([0, 0]), device)
+    for t in (x.new(2, 3), x.new(tensor.Size([2, 3])), x.new(), x.new([1, 2]), x.new(np.array([1.0, 2.0]))):
+        assert t.dtype == tensor.int64 and t.device == x.device
+    assert x.new(2, 3).shape == (2, 3) and x.new().shape == (0,) and x.new((2, 3)).tolist() == [2, 3]
+    other = make(np.array([3, 4]), device)
+    assert x.new(other).data is other.data and x.new([1.7, 2]).tolist() == [1, 2]
+    with pytest.raises(tensor.DTypeError, match="new: expected a int64 tensor, got float32"):
+        x.new(make(np.array([1.5], np.float32), device))
+
+
 def test_softmax_methods_match_functional(device):
     a = data(3, 5)
     check_forward(lambda x: x.softmax(1), lambda a: np.exp(a) / np.exp(a).sum(1, keepdims=True), [a], device)
