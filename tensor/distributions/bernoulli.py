@@ -6,10 +6,10 @@ from ..nn.functional import binary_cross_entropy_with_logits
 from ..random import rand
 from . import constraints
 from .distribution import Distribution
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import BinaryParameters, broadcast_all
 
 
-class Bernoulli(Distribution):
+class Bernoulli(BinaryParameters, Distribution):
     """Values 0.0 / 1.0 in the parameter's float dtype; batch_shape is the parameter's shape.
 
     log_prob and entropy are computed from the logits with the fused, overflow-free BCE-with-logits, so they
@@ -30,15 +30,6 @@ class Bernoulli(Distribution):
             (self.logits,) = broadcast_all(logits)
         self._param = self.probs if probs is not None else self.logits
         super().__init__(self._param.shape, (), validate_args)
-
-    @lazy_property
-    def logits(self):
-        """log(p / (1 - p)), p clamped inside (eps, 1 - eps)."""
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
 
     @property
     def param_shape(self):

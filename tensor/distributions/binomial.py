@@ -9,7 +9,7 @@ from ..random import rng_for
 from ..tensor import _wrap
 from . import constraints
 from .distribution import Distribution
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import BinaryParameters, broadcast_all
 
 
 def _clamp_by_zero(x):
@@ -17,7 +17,7 @@ def _clamp_by_zero(x):
     return (x.clamp(min=0) + x - x.clamp(max=0)) / 2
 
 
-class Binomial(Distribution):
+class Binomial(BinaryParameters, Distribution):
     """P(k) = C(n, k) p^k (1 - p)^(n - k), n = total_count (a number or tensor of non-negative integers);
     batch_shape is the broadcast of total_count and probs (or logits).
 
@@ -41,14 +41,6 @@ class Binomial(Distribution):
             self.total_count = self.total_count.to(dtype=self.logits.dtype)
         self._param = self.probs if probs is not None else self.logits
         super().__init__(self._param.shape, (), validate_args)
-
-    @lazy_property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
 
     @property
     def support(self):

@@ -8,10 +8,10 @@ from ..ops.convert import finfo
 from ..random import rand
 from . import constraints
 from .distribution import Distribution, _raise_if_invalid
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import BinaryParameters, broadcast_all
 
 
-class Geometric(Distribution):
+class Geometric(BinaryParameters, Distribution):
     """P(k) = (1 - p)^k p for k = 0, 1, ...; give probs (in (0, 1]) or logits. Samples are floats,
     floor(log u / log1p(-p)) for u ~ U(tiny, 1), without a graph (no rsample)."""
 
@@ -32,14 +32,6 @@ class Geometric(Distribution):
             with no_grad():
                 _raise_if_invalid(self.probs > 0, self.probs, f"parameter probs of {self!r} to be in (0, 1] (with "
                                   "probs = 0 no success ever comes; pass logits for probabilities near 0)")
-
-    @lazy_property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
 
     @property
     def mean(self):

@@ -63,3 +63,16 @@ def logits_to_probs(logits, is_binary=False):
 def sum_rightmost(value, dim: int):
     """value summed over its `dim` rightmost dims (none when dim is 0): log densities of independent dims."""
     return value.sum(tuple(range(-dim, 0))) if dim > 0 else value
+
+
+class BinaryParameters:
+    """probs and logits of a success probability (Bernoulli, Binomial, Geometric): the one given to
+    __init__ is stored, the other computed on first use (logits from probs clamped inside (eps, 1 - eps))."""
+
+    @lazy_property
+    def logits(self):
+        return probs_to_logits(self.probs, is_binary=True)
+
+    @lazy_property
+    def probs(self):
+        return logits_to_probs(self.logits, is_binary=True)
