@@ -25,7 +25,7 @@ from .levels import Level, depends_on, keep, reaches_outside
 from .pytree import flatten, unflatten
 from .vmap import check_randomness, randomness_scope
 
-__all__ = ["grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian"]
+__all__ = ["grad", "grad_and_value", "vjp", "jvp", "linearize", "jacrev", "jacfwd", "hessian"]
 
 
 def grad_and_value(func, argnums=0, has_aux=False):
@@ -104,6 +104,28 @@ def jvp(func, primals, tangents, *, strict=False, has_aux=False):
         products = _grad(vjps, dummies, tangent_leaves, graph, False, "jvp")
         result = (keep(state.output, level), unflatten(products, state.out_spec))
         return result + (keep(state.aux, level),) if has_aux else result
+
+
+def linearize(func, *primals):
+    """(func(*primals), jvp_fn): jvp_fn(*tangents), tangents shaped like primals, gives J v at primals
+    (torch.func.linearize). Nothing is traced: each jvp_fn call is jvp(func, primals, tangents), which
+    runs func again, so func should be deterministic (torch's traced graph replays the first call)."""
+    output = func(*primals)
+    p_leaves, p_spec = flatten(primals)
+
+    def jvp_fn(*tangents):
+        t_leaves, t_spec = flatten(tangents)
+        if t_spec != p_spec:
+            raise RuntimeError(f"Expected the tangents {t_spec} to have the same argspec as the primals {p_spec}")
+        for i, (t, p) in enumerate(zip(t_leaves, p_leaves)):
+            for what in ("shape", "device", "dtype"):
+                if not isinstance(t, Tensor) or getattr(t, what) != getattr(p, what):
+                    got = getattr(t, what) if isinstance(t, Tensor) else type(t).__name__
+                    raise RuntimeError(f"tangent:{i} with {what} {got} in flattened pytree doesn't match the {what} "
+                                       f"{getattr(p, what)} of the corresponding primal.")
+        return jvp(func, primals, tangents)[1]
+
+    return output, jvp_fn
 
 
 def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None):

@@ -372,3 +372,72 @@ def test_transform_argument_errors(device):
         tf.grad(lambda x: x.sum())(tensor.arange(3, device=device))
     with pytest.raises(AutogradError, match="return only tensors"):
         tf.jacrev(lambda x: 1)(x)
+
+
+def test_stack_module_state_matches_torch(device):
+    torch = pytest.importorskip("torch")
+    ref = [torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2)) for _ in range(3)]
+    ref[0][0].bias.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="0.bias from each model to have the same .requires_grad"):
+        torch.func.stack_module_state(ref)
+    ref[1][0].bias.requires_grad_(False)
+    ref[2][0].bias.requires_grad_(False)
+    ours = [nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).to(device) for _ in range(3)]
+    for o, r in zip(ours, ref):
+        o.load_state_dict({k: tensor.tensor(v.detach().numpy()) for k, v in r.state_dict().items()})
+        o[0].bias.requires_grad_(False)
+    (params, buffers), (tparams, tbuffers) = tf.stack_module_state(ours), torch.func.stack_module_state(ref)
+    assert_same(params, tparams)
+    assert_same(buffers, tbuffers)
+    for k, p in params.items():
+        assert p.is_leaf and p.requires_grad == tparams[k].requires_grad
+        assert p.grad_fn is None
+    assert not any(b.requires_grad for b in buffers.values())
+    x = make(arr(4, 3), device).float()
+    out = tf.vmap(lambda p, b, x: tf.functional_call(ours[0], (p, b), (x,)), in_dims=(0, 0, None))(params, buffers, x)
+    assert out.shape == (3, 4, 2)
+    out.sum().backward()
+    assert params["0.weight"].grad.shape == (3, 2, 3) and ours[0][0].weight.grad is None
+
+
+def test_linearize_matches_torch(device):
+    torch = pytest.importorskip("torch")
+    (x, w, v, u), (tx, tw, tv, tu) = pair(device, arr(3), arr(3, 3), arr(3), arr(3, 3))
+
+    def f(x, w):
+        return (w @ x).tanh() * x.sum()
+
+    (out, jvp_fn), (tout, tjvp_fn) = tf.linearize(f, x, w), torch.func.linearize(f, tx, tw)
+    assert_same(out, tout)
+    assert_same(jvp_fn(v, u), tjvp_fn(tv, tu))
+    assert_same(jvp_fn(v, tensor.zeros_like(w)), tf.jvp(f, (x, w), (v, tensor.zeros_like(w)))[1])
+    with pytest.raises(RuntimeError, match="same argspec"):
+        jvp_fn(v)
+    with pytest.raises(RuntimeError, match=r"tangent:1 with shape .* doesn't match the shape"):
+        jvp_fn(v, v)
+    with pytest.raises(RuntimeError, match="tangent:0 with dtype float32 .* doesn't match the dtype float64"):
+        jvp_fn(v.float(), u)
+
+
+def test_replace_all_batch_norm_modules_and_functionalize(device):
+    torch = pytest.importorskip("torch")
+    for T in (torch, tensor):
+        net = T.nn.Sequential(T.nn.BatchNorm1d(2), T.nn.Sequential(T.nn.BatchNorm2d(2)), T.nn.InstanceNorm1d(2,
+                              track_running_stats=True))
+        assert T.func.replace_all_batch_norm_modules_(net) is net
+        assert net[0].running_mean is None and net[1][0].running_var is None and not net[0].track_running_stats
+        assert list(net.state_dict()) == ["0.weight", "0.bias", "1.0.weight", "1.0.bias", "2.running_mean",
+                                          "2.running_var", "2.num_batches_tracked"]
+        x = T.tensor(arr(3, 2)).float()
+        before = net[0](x)
+        assert T.allclose(net.eval()[0](x), before)  # eval mode uses the batch statistics now
+        with pytest.raises(RuntimeError, match="invalid argument for remove=views"):
+            T.func.functionalize(lambda y: y, remove="views")
+
+    def f(a):
+        a.add_(1)
+        return a * 2
+    a = make(arr(3), device)
+    want = a * 2 + 2
+    assert_same(tf.functionalize(f)(a), torch.tensor(to_numpy(want)))
+    assert_same(a, torch.tensor(to_numpy(want) / 2))  # the input mutation is kept, as in torch
