@@ -50,8 +50,9 @@ class Tensor:
 
         dtype = dtypes.get_default_dtype() if dtype is None else dtype
         sizes = args[0] if len(args) == 1 and isinstance(args[0], Size) else args or (0,)
-        if all(type(n) is int for n in sizes):  # Tensor(), Tensor(2, 3), Tensor(Size([2, 3]))
-            self.data = empty(*sizes, dtype=dtype, device=device).data
+        # NumPy integers are sizes too, as in torch: A-GEM's Tensor(np.sum(grad_dims))
+        if all(type(n) is int or isinstance(n, np.integer) for n in sizes):  # Tensor(2, 3), Tensor(Size)
+            self.data = empty(*(int(n) for n in sizes), dtype=dtype, device=device).data
         elif len(args) == 1:
             self.data = _to_array(args[0], dtype, device)
         else:

@@ -110,15 +110,23 @@ def promote(a, b):
         # The common `float_tensor * 0.5`: a Python number never lifts a float tensor's dtype.
         if (type(b) is float or type(b) is int) and a.data.dtype.kind == "f":
             return a, b
+        b = _as_python_number(b)
         if not _scalar_upcasts(a.data.dtype, b):
             return a, b
     elif tb:
+        a = _as_python_number(a)
         if not _scalar_upcasts(b.data.dtype, a):
             return a, b
     else:
         raise TypeError(f"expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
     target = dtypes.result_type(a, b)
     return cast(a, target), cast(b, target)
+
+
+def _as_python_number(scalar):
+    """PyTorch takes a NumPy scalar (np.random.beta's float64, an np.int64 count) as the Python number it
+    holds; kept as it is, it would count as a float64 0-d tensor and NumPy would compute in float64."""
+    return scalar.item() if isinstance(scalar, np.generic) else scalar
 
 
 def _scalar_upcasts(dtype, scalar):

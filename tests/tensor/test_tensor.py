@@ -59,6 +59,17 @@ def test_scalar_promotion(device):
     assert (tensor.ones(3, device=device) * zero_d).dtype == tensor.float32  # 0-d tensor is weaker
 
 
+def test_numpy_scalars_promote_as_python_numbers(device):
+    torch = pytest.importorskip("torch")
+    for lib, dev in ((torch, "cpu"), (tensor, device)):
+        f32, i32 = lib.ones(3, device=dev), lib.ones(3, dtype=lib.int32, device=dev)
+        lam = np.float64(0.7)  # MixMatch's l = max(np.random.beta(a, a), 1 - l)
+        got = [lam * f32, f32 * lam, (1 - lam) * f32, f32 / lam, f32 - np.float64(2), f32 * np.int64(2),
+               f32 ** np.float64(2), i32 * np.float64(0.5), i32 + np.int64(3)]
+        assert [str(v.dtype).replace("torch.", "") for v in got] == ["float32"] * 8 + ["int32"]
+    np.testing.assert_allclose((np.float64(0.7) * f32).cpu().numpy(), 0.7, rtol=1e-6)
+
+
 def test_integer_trunc_division_and_scalar_alpha(device):
     a, b = tensor.tensor([7, -7, 7, -7, 6], device=device), tensor.tensor([2, 2, -2, -2, 3], device=device)
     q = tensor.div(a, b, rounding_mode="trunc")
@@ -255,6 +266,8 @@ def test_legacy_tensor_constructor_makes_default_float_tensors_like_torch(device
     assert made.dtype == tensor.float32 and made.tolist() == obs.tolist()
     assert tensor.Tensor([0]).dtype == tensor.float32 and tensor.Tensor([True]).tolist() == [1.0]
     assert tensor.Tensor(2, 3).shape == (2, 3) and tensor.Tensor(tensor.Size([4])).shape == (4,)
+    # NumPy integers are sizes, as in torch: mammoth's A-GEM allocates torch.Tensor(np.sum(grad_dims))
+    assert tensor.Tensor(np.sum([2, 3])).shape == (5,) and tensor.Tensor(np.int32(2), 3).shape == (2, 3)
     assert tensor.Tensor().shape == (0,) and tensor.Tensor([1], dtype=tensor.int64).dtype == tensor.int64
     loss = tensor.Tensor([0])
     loss += tensor.tensor([1.5])  # float32 holds it in place
