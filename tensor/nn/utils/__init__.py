@@ -1,5 +1,5 @@
 """nn.utils: gradient clipping, flattening parameters into one vector, weight/spectral normalization
-(hooks, or parametrizations), parametrize, batch-norm fusion, skip_init, stateless.functional_call,
+(hooks, or parametrizations), parametrize, prune, batch-norm fusion, skip_init, stateless.functional_call,
 and (utils.rnn) packed sequences."""
 from .clip_grad import clip_grad_norm, clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .convert_parameters import parameters_to_vector, vector_to_parameters
@@ -7,11 +7,12 @@ from .fusion import fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval
 from .init import skip_init
 from .spectral_norm import remove_spectral_norm, spectral_norm
 from .weight_norm import remove_weight_norm, weight_norm
-from . import parametrizations, parametrize, rnn, stateless
+from . import parametrizations, parametrize, prune, rnn, stateless
 
 __all__ = [
     "clip_grad_norm", "clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm",
     "parameters_to_vector", "vector_to_parameters", "fuse_conv_bn_eval", "fuse_conv_bn_weights",
     "fuse_linear_bn_eval", "fuse_linear_bn_weights", "skip_init", "spectral_norm", "remove_spectral_norm",
-    "weight_norm", "remove_weight_norm", "parametrizations", "parametrize", "rnn", "stateless",
+    "weight_norm", "remove_weight_norm", "parametrizations", "parametrize", "prune", "rnn",
+    "stateless",
 ]
