@@ -44,20 +44,28 @@ BitwiseXor, BitwiseNot = _predicate("BitwiseXor", "bitwise_xor"), _predicate("Bi
 
 
 def _is_operand(x):
-    return isinstance(x, (Tensor, numbers.Number, np.generic))
+    # an array is no operand either, but must say so (DTypeError) rather than compare as unequal objects
+    return isinstance(x, (Tensor, numbers.Number, np.generic)) or hasattr(x, "__array_interface__") \
+        or hasattr(x, "__cuda_array_interface__")
 
 
 # ------------------------------------------------------------------------------------- comparisons
 def eq(a, b):
-    if not _is_operand(b):  # `t == None` is False, as in PyTorch (Python falls back to identity)
-        return NotImplemented
     return Eq.apply(*promote(a, b))
 
 
 def ne(a, b):
-    if not _is_operand(b):
-        return NotImplemented
     return Ne.apply(*promote(a, b))
+
+
+def eq_operator(a, b):
+    """`a == b`: `t == None` (any non-operand) is False, as in PyTorch (Python falls back to identity);
+    only the operator does this: the method and function `eq` reject such an operand, as PyTorch's do."""
+    return eq(a, b) if _is_operand(b) else NotImplemented
+
+
+def ne_operator(a, b):
+    return ne(a, b) if _is_operand(b) else NotImplemented
 
 
 def lt(a, b):

@@ -63,6 +63,17 @@ def test_eq_with_none_is_false_like_torch(device):
     assert (x != None) is True  # noqa: E711
 
 
+def test_eq_method_rejects_non_operands_and_eq_operator_rejects_arrays(device):
+    # Only the operator falls back to identity; torch's t.eq(None) and torch.ne(t, None) raise TypeError.
+    # An array is no operand (as in `t + array`): `t == array` must say so, not answer False.
+    x = make(data(3), device)
+    for compare in (lambda: x.eq(None), lambda: tensor.ne(x, None), lambda: x.eq(np.zeros(3)),
+                    lambda: x == np.zeros(3), lambda: x != np.zeros(3)):
+        with pytest.raises(DTypeError, match="as a tensor operand"):
+            compare()
+    assert (x == "a") is False and (x == [1.0]) is False  # torch: False too
+
+
 LOGICAL = [
     ("and", lambda a, b: a & b, np.logical_and),
     ("or", lambda a, b: a | b, np.logical_or),
