@@ -27,7 +27,8 @@ METHODS = {
     "join": "split split_with_sizes chunk unbind tensor_split hsplit vsplit dsplit",
     "index": "gather scatter scatter_add index_select take_along_dim",
     "linalg": "matmul mm bmm dot outer",
-    "linalg_extra": "inverse det logdet slogdet qr cholesky svd pinverse matrix_power matrix_exp cross kron mv inner vdot",
+    "linalg_extra": "inverse det logdet slogdet qr cholesky svd pinverse matrix_power matrix_exp cross kron mv inner vdot "
+    "cholesky_solve cholesky_inverse triangular_solve lu lu_solve",
     "sort": "sort argsort msort topk",
     "convert": "clone contiguous float double half long int bool type_as new_zeros new_ones new_full new_empty new_empty_strided "
     "new_tensor new",
@@ -126,7 +127,7 @@ FUNCTIONS = {
     "index": "one_hot",
     "layout": "pad",
     "linalg": "einsum tensordot",
-    "linalg_extra": "chain_matmul",
+    "linalg_extra": "chain_matmul svd_lowrank pca_lowrank",
     "compare": "where",
     "views": "broadcast_tensors broadcast_shapes meshgrid numel",
     "convert": "finfo iinfo",

@@ -2,18 +2,30 @@
 forwarding to tensor.linalg; plus kron, mv, inner, vdot and chain_matmul, built on products.
 
 Legacy forms keep torch's legacy signatures: svd returns V (not Vh) and takes some=True;
-cholesky takes upper=False positionally; cross without dim uses the first dim of size 3.
+cholesky takes upper=False positionally; cross without dim uses the first dim of size 3;
+cholesky_solve(B, L), triangular_solve(B, A) and lu_solve(B, LU, pivots) take the right-hand side
+first, and triangular_solve defaults to upper=True.
 """
 from __future__ import annotations
 
 from collections import namedtuple
 
 from .. import linalg  # the tensor.linalg package (ops/linalg.py is matmul's family)
+from ..autograd import Function
+from ..creation import eye
 from ..errors import ShapeError
+from ..graph_backward import saved_in_graph
+from ..linalg._common import mT, require_float
+from ..linalg.triangular import tri_solve
+from ..linalg.lowrank import pca_lowrank, svd_lowrank  # noqa: F401 - top-level names, bound in methods.py
 from ..tensor import Tensor
+from ._util import sum_to
 from .linalg import matmul, tensordot
 
 svd_result = namedtuple("svd", ["U", "S", "V"])  # torch.return_types.svd
+triangular_solve_result = namedtuple("triangular_solve", ["solution", "cloned_coefficient"])
+lu_result = namedtuple("lu", ["LU", "pivots"])
+lu_infos_result = namedtuple("lu", ["LU", "pivots", "infos"])
 
 
 def inverse(x):
@@ -46,6 +58,100 @@ def qr(x, some=True):
 def cholesky(x, upper=False):
     """torch.cholesky (deprecated in torch): linalg.cholesky."""
     return linalg.cholesky(x, upper=upper)
+
+
+class CholeskySolve(Function):
+    """X = A^-1 B for A = L L^T (or U^T U): two triangular solves, reading only the factor's triangle.
+    The factor's gradient is torch's, -(G + G^T) L with G = gB X^T (L (G + G^T) for U): that of
+    (L L^T)^-1 B in a full L, so it is not kept on the triangle; through linalg.cholesky, whose backward
+    reads only the lower part, it is the same."""
+
+    @staticmethod
+    def forward(ctx, b, factor, upper):
+        x = _cholesky_solve(ctx.xp, b, factor, upper)
+        ctx.save_for_backward(factor, x)
+        ctx.meta = (upper, b.shape, factor.shape)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        factor, x = ctx.saved_tensors
+        upper, b_shape, f_shape = ctx.meta
+        grad_b = _cholesky_solve(ctx.xp, grad, factor, upper)
+        grad_f = None
+        if ctx.needs_input_grad[1]:
+            common = grad_b @ mT(x)
+            common = common + mT(common)
+            grad_f = sum_to(-(factor @ common) if upper else -(common @ factor), f_shape)
+        return (sum_to(grad_b, b_shape) if ctx.needs_input_grad[0] else None), grad_f, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        factor, x = saved_in_graph(ctx)
+        upper, b_shape, f_shape = ctx.meta
+        grad_b = CholeskySolve.apply(grad, factor, upper)
+        grad_f = None
+        if ctx.needs_input_grad[1]:
+            common = grad_b @ x.mT
+            common = common + common.mT
+            grad_f = sum_to(-(factor @ common) if upper else -(common @ factor), f_shape)
+        return (sum_to(grad_b, b_shape) if ctx.needs_input_grad[0] else None), grad_f, None
+
+
+def _cholesky_solve(xp, b, factor, upper):
+    """(F F^T)^-1 b for a lower factor F, or (F^T F)^-1 b for an upper one (upper=True); arrays."""
+    first, second = (mT(factor), factor) if upper else (factor, mT(factor))
+    return tri_solve(xp, second, tri_solve(xp, first, b, False, op="cholesky_solve"), True, op="cholesky_solve")
+
+
+def cholesky_solve(x, input2, upper=False):
+    """torch.cholesky_solve(B, L, upper=False): X with A X = B for A = L L^T (upper=False, L lower) or
+    A = U^T U (upper=True), B (..., n, k), the factor (..., n, n); batch dims broadcast. Reads only the
+    factor's triangle; its gradient is torch's (see CholeskySolve)."""
+    _require_rhs("cholesky_solve", x, input2)
+    require_float("cholesky_solve", x, input2)
+    return CholeskySolve.apply(x, input2, bool(upper))
+
+
+def cholesky_inverse(x, upper=False):
+    """torch.cholesky_inverse(L, upper=False): A^-1 for A = L L^T (or U^T U with upper=True), (..., n, n)."""
+    if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ShapeError(f"cholesky_inverse: expects a (batch of) square Cholesky factor (..., n, n), got {got}")
+    return cholesky_solve(eye(x.shape[-1], dtype=x.dtype, device=x.device), x, upper=upper)
+
+
+def triangular_solve(x, A, upper=True, transpose=False, unitriangular=False):
+    """torch.triangular_solve(B, A, upper=True, transpose=False, unitriangular=False) (deprecated in torch
+    for linalg.solve_triangular, which takes A first): (solution, cloned_coefficient) with A X = B, or
+    A^T X = B for transpose=True; B (..., n, k), A (..., n, n) triangular, batch dims broadcast."""
+    _require_rhs("triangular_solve", x, A)
+    a = A.mT if transpose else A
+    solution = linalg.solve_triangular(a, x, upper=bool(upper) != bool(transpose), unitriangular=unitriangular)
+    return triangular_solve_result(solution, A.clone())
+
+
+def lu(x, pivot=True, get_infos=False):
+    """torch.lu (deprecated in torch for linalg.lu_factor): (LU, pivots), plus infos with get_infos=True
+    (then a singular matrix does not raise)."""
+    if get_infos:
+        return lu_infos_result(*linalg.lu_factor_ex(x, pivot=pivot))
+    return lu_result(*linalg.lu_factor(x, pivot=pivot))
+
+
+def lu_solve(x, LU_data, LU_pivots):  # noqa: N803 - torch's argument names
+    """torch.lu_solve(B, LU_data, LU_pivots) (deprecated in torch for linalg.lu_solve, which takes B last)."""
+    return linalg.lu_solve(LU_data, LU_pivots, x)
+
+
+def _require_rhs(op, b, a):
+    """B (..., n, k) and a square factor A (..., n, n) that fit, for the legacy B-first solvers."""
+    for name, t in (("B", b), ("A", a)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+    if b.ndim < 2 or a.ndim < 2 or a.shape[-1] != a.shape[-2] or b.shape[-2] != a.shape[-1]:
+        raise ShapeError(f"{op}: expects B (..., n, k) and a square A (..., n, n), got B {tuple(b.shape)} and "
+                         f"A {tuple(a.shape)}; a vector right-hand side needs B.unsqueeze(-1)")
 
 
 def svd(x, some=True, compute_uv=True):

@@ -256,3 +256,66 @@ def test_singular_and_indefinite_matrices(device):
     with pytest.raises(LA.LinAlgError, match="linalg.cholesky: .*not positive-definite"):
         LA.cholesky(make(-np.eye(3), device))
     assert issubclass(LA.LinAlgError, tensor.TensorError)
+
+
+def test_legacy_solvers_take_the_right_hand_side_first(device):
+    """torch.cholesky_solve(B, L), cholesky_inverse, triangular_solve(B, A), lu / lu_solve(B, LU, pivots):
+    torch's legacy argument orders and defaults (triangular_solve: upper=True), values and gradients."""
+    torch = pytest.importorskip("torch")
+    s = data(3, 3) @ data(3, 3).T + 3 * np.eye(3)
+    low, b = np.linalg.cholesky(s), data(2, 3, 2, seed=1)
+    cases = {  # name: (fn(T, factor, B), factor)
+        "cholesky_solve": (lambda T, f, b: T.cholesky_solve(b, f), low),
+        "cholesky_solve_upper": (lambda T, f, b: b.cholesky_solve(f, True), low.T),
+        "cholesky_inverse": (lambda T, f, b: T.cholesky_inverse(f) + b.sum(), low),
+        "cholesky_inverse_upper": (lambda T, f, b: f.cholesky_inverse(upper=True) + b.sum(), low.T),
+        "triangular_solve": (lambda T, f, b: T.triangular_solve(b, f).solution, low.T),
+        "triangular_solve_lower_transpose": (lambda T, f, b: b.triangular_solve(f, False, True)[0], low),
+        "triangular_solve_unit": (lambda T, f, b: T.triangular_solve(b, f, unitriangular=True)[0], low.T),
+        "lu_solve": (lambda T, f, b: T.lu_solve(b, *T.lu(f)), s),
+        "lu_solve_method": (lambda T, f, b: b.lu_solve(*f.lu()), s),
+    }
+    for name, (fn, factor) in cases.items():
+        compare_with_torch(lambda f, b: fn(tensor, f, b), lambda f, b: fn(torch, f, b), [factor, b], device)
+    # the factor's gradient is torch's full-matrix one (above); on its triangle it is the true derivative
+    tri = [(lambda f, b: tensor.cholesky_solve(b, f.tril() + 3 * make(np.eye(3), device))), [data(3, 3), b]]
+    check_grad(*tri, device)
+    assert tensor.autograd.gradgradcheck(tri[0], [make(a, device, requires_grad=True) for a in tri[1]])
+    x = make(s, device)
+    assert tensor.triangular_solve(make(b, device), x).cloned_coefficient.data is not x.data
+    lu, pivots, infos = tensor.lu(make(np.zeros((3, 3)), device), get_infos=True)
+    assert int(infos) == 1
+    with pytest.raises(ShapeError, match=r"cholesky_solve: .*B \(3,\).*unsqueeze\(-1\)"):
+        tensor.cholesky_solve(make(data(3), device), x)
+    with pytest.raises(ShapeError, match=r"triangular_solve: .*B \(2, 2\) and A \(3, 3\)"):
+        tensor.triangular_solve(make(data(2, 2), device), x)
+    with pytest.raises(ShapeError, match="cholesky_inverse: .*square"):
+        tensor.cholesky_inverse(make(data(2, 3), device))
+
+
+@pytest.mark.parametrize("shape, q", [((9, 5), 3), ((5, 9), 3), ((2, 8, 6), 2)])
+def test_svd_lowrank_and_pca_lowrank(device, shape, q):
+    """Exact for rank(A) <= q whatever the random draw: singular values as torch's, the same subspaces
+    (projectors, sign- and basis-free), gradients of the singular values as torch's."""
+    torch = pytest.importorskip("torch")
+    *batch, m, n = shape
+    a = data(*batch, m, q) @ data(*batch, q, n, seed=1)
+    for center in (False, True):
+        a_c = a - a.mean(-2, keepdims=True) if center else a
+        got = [make(a, device, requires_grad=True), make(a_c, device, requires_grad=True)]
+        want = [torch.tensor(a, requires_grad=True), torch.tensor(a_c, requires_grad=True)]
+        results = []
+        for lib, (x, x_c) in ((tensor, got), (torch, want)):
+            u, s, v = lib.pca_lowrank(x, q=q, center=center, niter=1) if center else lib.svd_lowrank(x, q=q)
+            assert tuple(u.shape) == (*batch, m, q) and tuple(v.shape) == (*batch, n, q)
+            s.sum().backward()
+            results.append([z.detach().cpu().numpy() for z in (s, u @ u.mT, v @ v.mT, x.grad)])
+            np.testing.assert_allclose(results[-1][1] @ a_c, a_c, atol=1e-10)  # U spans A's (centred) columns
+        for ours, ref in zip(*results):
+            np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9)
+    x = make(a, device)
+    with pytest.raises(ValueError, match=r"svd_lowrank: q=9 must be between 0 and min\(m, n\)"):
+        tensor.svd_lowrank(x, q=9)
+    with pytest.raises(ValueError, match="niter=-1"):
+        tensor.pca_lowrank(x, niter=-1)
+    assert tensor.svd_lowrank(x.float(), q=q)[1].dtype == tensor.float32
