@@ -35,12 +35,12 @@ class Beta(Distribution):
 
     @property
     def mode(self):
-        """(a - 1) / (a + b - 2) with a - 1, b - 1 clamped at 0; 1 or 0 (the larger side) where a, b < 1, as torch."""
+        """(a - 1) / (a + b - 2) with a - 1, b - 1 clamped at 0; 1 where a, b < 1 (the density is unbounded at both
+        ends; torch's Dirichlet mode picks the first category, x = 1)."""
         a, b = self.concentration1, self.concentration0
         a1, b1 = (a - 1).clamp(min=0), (b - 1).clamp(min=0)
         total = a1 + b1
-        vertex = (a >= b).to(dtype=a.dtype)
-        return where((a < 1) & (b < 1), vertex, a1 / where(total > 0, total, math.nan))
+        return where((a < 1) & (b < 1), 1.0, a1 / where(total > 0, total, math.nan))
 
     @property
     def variance(self):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from ..creation import zeros
+from ..dtypes import int64
 from ..ops.compare import where
 from ..ops.convert import finfo
 from ..ops.gather import one_hot
@@ -39,13 +41,13 @@ class Dirichlet(Distribution):
 
     @property
     def mode(self):
-        """(a - 1) / sum(a - 1) with a - 1 clamped at 0; the vertex of the largest a where every a < 1
-        (the density is unbounded at every vertex there; torch picks the first category)."""
+        """(a - 1) / sum(a - 1) with a - 1 clamped at 0; where every a < 1 the density is unbounded at every vertex,
+        and torch picks the first category's (its argmax runs over the NaN quotients, not over a)."""
         a = self.concentration
         excess = (a - 1).clamp(min=0)
         total = excess.sum(-1, keepdim=True)
         mode = excess / where(total > 0, total, math.nan)  # NaN (as torch) where every a == 1, without a warning
-        vertex = one_hot(a.argmax(-1), a.shape[-1]).to(dtype=a.dtype)
+        vertex = one_hot(zeros(a.shape[:-1], dtype=int64, device=a.device), a.shape[-1]).to(dtype=a.dtype)
         return where((a < 1).all(-1, keepdim=True), vertex, mode)
 
     @property

@@ -15,6 +15,7 @@ A = RNG.normal(size=(2, 3, 3))
 COV = A @ A.transpose(0, 2, 1) + np.eye(3)
 TRIL = np.linalg.cholesky(COV)
 MVN_LOC = RNG.normal(size=(4, 1, 3))
+FACTOR = RNG.normal(size=(2, 3, 2))
 POS, POS2 = RNG.uniform(0.5, 3.0, size=(2, 3)), RNG.uniform(0.5, 3.0, size=(2, 3))
 LOC = RNG.normal(size=(2, 3))
 CONC = RNG.uniform(0.5, 3.0, size=(2, 4))
@@ -50,6 +51,8 @@ BUILDERS = {
                       RNG.normal(size=(4, 2, 3))),
     "mvn_tril": (lambda m, a: m.MultivariateNormal(a[0], scale_tril=a[1]), [MVN_LOC[0, 0], TRIL],
                  RNG.normal(size=(5, 2, 3))),
+    "mvn_lowrank": (lambda m, a: m.LowRankMultivariateNormal(a[0], a[1], a[2]), [MVN_LOC, FACTOR, POS],
+                    RNG.normal(size=(5, 4, 2, 3))),
     "gamma": (lambda m, a: m.Gamma(a[0], a[1]), [POS, POS2], RNG.uniform(0.1, 4, size=(4, 2, 3))),
     "chi2": (lambda m, a: m.Chi2(a[0]), [POS], RNG.uniform(0.1, 4, size=(2, 3))),
     "beta": (lambda m, a: m.Beta(a[0], a[1]), [POS, POS2], RNG.uniform(0.05, 0.95, size=(4, 2, 3))),
@@ -153,6 +156,14 @@ def test_normal_icdf_and_transformed_cdf_match_torch(device):
     assert_close(flip(D, ours).icdf(make(probs, device)), flip(TD, theirs).icdf(torch.tensor(probs)), rtol=1e-8)
 
 
+def test_beta_and_dirichlet_mode_where_every_concentration_is_below_one(device):
+    """The density is unbounded at every vertex; torch picks the first category (x = 1 for Beta), not the largest a."""
+    a, b = np.array([0.8, 0.9, 0.9, 2.0]), np.array([0.9, 0.8, 2.0, 3.0])
+    assert_close(D.Beta(make(a, device), make(b, device)).mode, TD.Beta(torch.tensor(a), torch.tensor(b)).mode)
+    conc = np.array([[0.3, 0.9, 0.5], [0.5, 0.2, 0.1], [2.0, 3.0, 1.0]])
+    assert_close(D.Dirichlet(make(conc, device)).mode, TD.Dirichlet(torch.tensor(conc)).mode)
+
+
 def test_studentt_moments_for_small_df(device):
     df = make(np.array([0.5, 1.5, 3.0]), device)
     dist, ref = D.StudentT(df, 1.0, 2.0), TD.StudentT(torch.tensor([0.5, 1.5, 3.0]), 1.0, 2.0)
@@ -162,7 +173,8 @@ def test_studentt_moments_for_small_df(device):
 
 # ----------------------------------------------------------------------------------- kl_divergence
 KL_Q = {
-    "mvn_cov": [MVN_LOC[::-1].copy(), COV[::-1] + np.eye(3)], "gamma": [POS2, POS], "beta": [POS2, POS],
+    "mvn_cov": [MVN_LOC[::-1].copy(), COV[::-1] + np.eye(3)],
+    "mvn_lowrank": [MVN_LOC[::-1].copy(), FACTOR[::-1].copy(), POS2], "gamma": [POS2, POS], "beta": [POS2, POS],
     "dirichlet": [CONC[::-1].copy()], "exponential": [POS2], "laplace": [LOC[::-1].copy(), POS2],
     "gumbel": [LOC[::-1].copy(), POS2], "cauchy": [LOC[::-1].copy(), POS2], "halfnormal": [POS2],
     "poisson": [POS2], "geometric_probs": [PROBS[::-1].copy()], "binomial_probs": [PROBS[::-1].copy()],
@@ -308,6 +320,25 @@ def test_mvn_rsample_is_loc_plus_scale_tril_times_noise(device):
     z.sum().backward()
     np.testing.assert_allclose(to_numpy(loc.grad), np.full(3, 6.0))
     np.testing.assert_allclose(to_numpy(tril.grad), np.tril(np.ones((3, 1)) * eps.sum(0)), rtol=1e-12)
+
+
+def test_lowrank_mvn_rsample_is_loc_plus_factor_noise_plus_diagonal_noise(device):
+    """torch's draw: loc + W eps_r + sqrt(D) eps_n, the rank-r noise drawn first; KL against a full-covariance
+    MultivariateNormal matches torch's Woodbury form."""
+    (loc, tloc), (w, tw), (d, td) = pair(MVN_LOC[0, 0], device), pair(FACTOR[0], device), pair(POS[0], device)
+    tensor.manual_seed(0)
+    z = D.LowRankMultivariateNormal(loc, w, d).rsample((6,))
+    tensor.manual_seed(0)
+    eps_w = to_numpy(tensor.randn(6, 2, dtype=tensor.float64, device=device))
+    eps_d = to_numpy(tensor.randn(6, 3, dtype=tensor.float64, device=device))
+    np.testing.assert_allclose(to_numpy(z), MVN_LOC[0, 0] + eps_w @ FACTOR[0].T + np.sqrt(POS[0]) * eps_d, rtol=1e-12)
+    (q_loc, tq_loc), (cov, tcov) = pair(MVN_LOC[1, 0], device), pair(COV[0], device)
+    ours = D.kl_divergence(D.LowRankMultivariateNormal(loc, w, d), D.MultivariateNormal(q_loc, cov))
+    theirs = TD.kl_divergence(TD.LowRankMultivariateNormal(tloc, tw, td), TD.MultivariateNormal(tq_loc, tcov))
+    assert_close(ours, theirs)
+    assert_same_grads(ours, theirs, [loc, w, d, q_loc, cov], [tloc, tw, td, tq_loc, tcov])
+    with pytest.raises(ValueError, match=r"cov_factor \(3, 2\) must end in \(2, r\)"):
+        D.LowRankMultivariateNormal(make([0.0, 0.0], device), w, d)
 
 
 @pytest.mark.parametrize("name", ["exponential", "laplace", "gumbel", "cauchy", "halfnormal", "lognormal"])
