@@ -179,20 +179,10 @@ def _host_array(array):
 def _write_atomically(path, header, arrays):
     folder = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    checksum_at = 8 + header.index(f'"{_CHECKSUM}":"{_PLACEHOLDER}"'.encode()) + len(_CHECKSUM) + 4
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
-            digest = hashlib.sha256(header)
-            file.write(struct.pack("<Q", len(header)))
-            file.write(header)
-            for array in arrays:
-                data = memoryview(array.reshape(-1).view(np.uint8))  # no copy, no giant bytes object
-                digest.update(data)
-                file.write(data)
-            file.seek(checksum_at)
-            file.write(digest.hexdigest().encode())
-            file.flush()
+            _write_stream(file, header, arrays)
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -203,19 +193,23 @@ def _write_atomically(path, header, arrays):
 
 
 def _write_stream(file, header, arrays):
-    """The same bytes as _write_atomically, to a file object that may not seek: hash first, then write
-    the header with its checksum in place."""
+    """The file's bytes, to any binary file object (it need not seek): the checksum is computed first
+    and written into the header's slot, then the header and the arrays follow."""
     digest = hashlib.sha256(header)
     for array in arrays:
-        digest.update(memoryview(array.reshape(-1).view(np.uint8)))
+        digest.update(_bytes_of(array))
     slot = f'"{_CHECKSUM}":"{_PLACEHOLDER}"'.encode()
     header = header.replace(slot, f'"{_CHECKSUM}":"{digest.hexdigest()}"'.encode(), 1)
     file.write(struct.pack("<Q", len(header)))
     file.write(header)
     for array in arrays:
-        file.write(memoryview(array.reshape(-1).view(np.uint8)))
+        file.write(_bytes_of(array))
     if callable(getattr(file, "flush", None)):
         file.flush()
+
+
+def _bytes_of(array):
+    return memoryview(array.reshape(-1).view(np.uint8))  # no copy, no giant bytes object
 
 
 def _sync_folder(folder):
