@@ -54,3 +54,14 @@ def compare_with_torch(ours_fn, torch_fn, arrays, device, constants=(), rtol=1e-
     for i, (x, t) in enumerate(zip(xs, ts)):
         np.testing.assert_allclose(to_numpy(x.grad), t.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad of {i}")
     return out
+
+
+def compare_float32_with_torch(ours_fn, torch_fn, arrays, device, rtol=1e-4, atol=1e-4):
+    """The same inputs as float32 through raygrad and PyTorch: a float32 output with torch's values."""
+    import torch
+
+    out = ours_fn(*[make(a, device, dtype=tensor.float32) for a in arrays])
+    ref = torch_fn(*[torch.tensor(a, dtype=torch.float32) for a in arrays])
+    assert out.dtype == tensor.float32
+    np.testing.assert_allclose(to_numpy(out), ref.numpy(), rtol=rtol, atol=atol)
+    return out

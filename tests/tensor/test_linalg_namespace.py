@@ -14,7 +14,7 @@ import tensor
 import tensor.linalg as LA
 from tensor.errors import AutogradError, DTypeError, ShapeError
 
-from helpers import check_grad, compare_with_torch, make, to_numpy
+from helpers import check_grad, compare_float32_with_torch, compare_with_torch, make, to_numpy
 
 
 def data(*shape, seed=0):
@@ -86,10 +86,7 @@ def test_against_torch_float64(device, name):
 def test_against_torch_float32(device, name):
     torch = pytest.importorskip("torch")
     fn, arrays = CASES[name]
-    out = fn(LA, *[make(a, device, dtype=tensor.float32) for a in arrays])
-    ref = fn(torch.linalg, *[torch.tensor(a, dtype=torch.float32) for a in arrays])
-    assert out.dtype == tensor.float32
-    np.testing.assert_allclose(to_numpy(out), ref.numpy(), rtol=1e-4, atol=1e-4)
+    compare_float32_with_torch(lambda *x: fn(LA, *x), lambda *x: fn(torch.linalg, *x), arrays, device)
 
 
 @pytest.mark.parametrize("name", CASES)
