@@ -4,11 +4,11 @@
 #   bash benchmarks/gpu_check.sh [kernels] [train] [bench] [engine] [profile] [cpu]   (default: all, this order)
 #
 #   setup    always: install the carried wheels (.whl/, Ray), print the card and the versions
-#   kernels  pytest tests/gpu except the engine re-run: fused kernels, memory stats, CUDA loader,
+#   kernels  pytest tests/gpu: fused kernels, memory stats, CUDA loader,
 #            optimizer kernels, NCCL (world size 1 and one rank per GPU), DDP on one GPU
 #   train    benchmarks/gpu_train_smoke.py: the digits CNN through a real WorkerGroup on the GPU
 #   bench    benchmarks/gpu_compare.py: raygrad / PyTorch eager step times, matmul TFLOP/s, memory
-#   engine   pytest tests/gpu/test_engine_on_cuda.py: every engine test that takes `device`, on cuda
+#   engine   pytest tests/tensor --device cuda: every engine test that takes `device`, on cuda
 #   profile  benchmarks/gpu_profile.py: kernels, GPU and host time per step of the CNN and transformer
 #   cpu      benchmarks/ddp.py and benchmarks/loader.py on the machine's CPU cores (a core per worker,
 #            which the 2-core CI machine cannot give them); tables appended to bench.log
@@ -98,16 +98,16 @@ print("raygrad sees CUDA:", tensor.cuda.is_available(), "devices:", tensor.cuda.
 PY
 } 2>&1 | tee -a "$OUT/env.txt"
 
+# One xdist worker per core but two (the GPU is shared; the rest keep the host side fed).
 XDIST=()
-python3 -c "import xdist" 2>/dev/null && XDIST=(-n 8)
+python3 -c "import xdist" 2>/dev/null && XDIST=(-n $(($(nproc) > 4 ? $(nproc) - 2 : 2)))
 PYTEST=(python3 -m pytest -q -p no:cacheprovider --timeout 120 -rfE --durations 10)
 
 # ---------------------------------------------------------------------------------------- stages
 for stage in "${STAGES[@]}"; do
   case $stage in
     kernels)  # one xdist worker per file: the Ray tests of a file share one local cluster
-      step kernels 200 "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu --ignore=tests/gpu/test_engine_on_cuda.py \
-        ${XDIST[@]:+-n 4 --dist loadfile} ;;
+      step kernels 200 "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu ${XDIST[@]:+-n 4 --dist loadfile} ;;
     train)
       step train 150 "$OUT/train.log" python3 benchmarks/gpu_train_smoke.py
       # A run cut short never reached ray.shutdown(): stop its cluster (Ray's own command) before timing.
@@ -116,8 +116,9 @@ for stage in "${STAGES[@]}"; do
       fi ;;
     bench)
       step bench 200 "$OUT/bench.log" python3 benchmarks/gpu_compare.py --out "$OUT/gpu_compare.md" ;;
-    engine)  # ~1300 small tests: spread over workers (first-use kernel compiles dominate)
-      step engine 300 "$OUT/pytest.log" "${PYTEST[@]}" tests/gpu/test_engine_on_cuda.py "${XDIST[@]}" ;;
+    engine)  # ~3700 small tests: spread over workers (first-use kernel compiles dominate); one BLAS
+             # thread each, since the ported scripts also run torch on the CPU as their oracle
+      step engine 300 "$OUT/pytest.log" env OMP_NUM_THREADS=1 "${PYTEST[@]}" tests/tensor --device cuda "${XDIST[@]}" ;;
     profile)
       step profile 90 "$OUT/profile.md" python3 benchmarks/gpu_profile.py --only cnn transformer ;;
     cpu)

@@ -1,7 +1,9 @@
 """Fixtures shared by the whole suite.
 
-`device`: the device the engine's op tests run on. It is "cpu" here; tests/gpu/conftest.py
-overrides it with "cuda" and re-runs the same op tests there (skipped without CUDA).
+`device`: the device the engine's op tests run on: "cpu", or what `--device` names.
+`pytest tests/tensor --device cuda` (benchmarks/gpu_check.sh's engine stage) runs every test that
+takes `device` on the GPU and deselects the rest; tests/gpu/conftest.py makes it "cuda" for its own
+tests. Both skip cleanly without CuPy and a GPU.
 """
 import os
 import sys
@@ -10,9 +12,35 @@ import numpy as np
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="the device of the tests that take the `device` fixture; with cuda, only those run")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--device") != "cuda":
+        return
+    takes_device = ["device" in getattr(item, "fixturenames", ()) for item in items]
+    config.hook.pytest_deselected(items=[item for item, keep in zip(items, takes_device) if not keep])
+    items[:] = [item for item, keep in zip(items, takes_device) if keep]
+    if not _cuda_available():
+        skip = pytest.mark.skip(reason="--device cuda needs CuPy and a CUDA device")
+        for item in items:
+            item.add_marker(skip)
+
+
+def _cuda_available():
+    try:
+        import tensor
+
+        return tensor.cuda.is_available()
+    except Exception:  # an unusable CUDA stack means no GPU here, whatever the reason
+        return False
+
+
 @pytest.fixture
-def device():
-    return "cpu"
+def device(request):
+    return request.config.getoption("--device")
 
 
 @pytest.fixture

@@ -233,7 +233,7 @@ def test_pooling_rejects_bad_arguments():
 
 @pytest.mark.filterwarnings("ignore:dropout2d. received a 3-d input")
 @pytest.mark.parametrize("fn,shape", [(F.dropout1d, (4, 16, 7)), (F.dropout1d, (16, 7)), (F.dropout2d, (4, 16, 3, 5)),
-                                      (F.dropout2d, (16, 3, 5))], ids=str)
+                                      (F.dropout2d, (16, 3, 5))], ids=lambda value: getattr(value, "__name__", str(value)))
 def test_channel_dropout_drops_whole_channels(fn, shape, device):
     tensor.manual_seed(0)
     x = make(np.ones(shape), device, requires_grad=True)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import tensor
-from tensor.utils import tensorboard
 
-event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")  # a dependency; absent on the GPU machine
+from tensor.utils import tensorboard  # noqa: E402  (needs tensorboardX)
 
 
 def scalars(folder):
