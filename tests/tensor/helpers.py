@@ -1,12 +1,43 @@
 """Shared checks for op tests: forward against NumPy, gradients against finite differences, and
 values and gradients against PyTorch."""
+import re
+
 import numpy as np
+import pytest
 
 import tensor
 
 
 def to_numpy(t):
     return t.detach().cpu().numpy() if isinstance(t, tensor.Tensor) else np.asarray(t)
+
+
+def _torch_version():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def _release(version):
+    return tuple(int(n) for n in re.match(r"(\d+)\.(\d+)", version).groups())  # "2.13.0+cpu" -> (2, 13)
+
+
+def torch_at_least(version):
+    """Whether the installed PyTorch, the oracle, is release `version` ("2.13") or later (False without it).
+
+    Machines hold different releases (the GPU machine's is older than this one's): behaviour that a newer
+    torch changed is compared only where that torch is installed."""
+    found = _torch_version()
+    return found is not None and _release(found) >= _release(version)
+
+
+def needs_torch(version, why):
+    """A skip mark, for a test or one pytest.param, that compares with PyTorch behaviour new in `version`:
+    an older torch answers otherwise (`why`), which says nothing about raygrad."""
+    return pytest.mark.skipif(not torch_at_least(version),
+                              reason=f"needs torch >= {version}, found {_torch_version()}: {why}")
 
 
 def make(array, device, requires_grad=False, dtype=None):

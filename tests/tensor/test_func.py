@@ -31,7 +31,8 @@ def assert_same(ours, ref, rtol=1e-7, atol=1e-10):
             assert_same(a, b, rtol, atol)
     else:
         assert tuple(ours.shape) == tuple(ref.shape)
-        np.testing.assert_allclose(to_numpy(ours), ref.detach().numpy(), rtol=rtol, atol=atol)
+        # .cpu(): a ref may be ours too (test_linearize_matches_torch's jvp), on cuda
+        np.testing.assert_allclose(to_numpy(ours), ref.detach().cpu().numpy(), rtol=rtol, atol=atol)
 
 
 def pair(device, *arrays):

@@ -222,9 +222,14 @@ def test_cond_of_singular_matrices(device):
     torch = pytest.importorskip("torch")
     singular = np.array([[1.0, 2.0], [2.0, 4.0]])
     for p in ["fro", "nuc", math.inf, -math.inf, 1, -1]:
-        out = LA.cond(make(np.stack([singular, np.eye(2) * 2]), device), p)
-        ref = torch.linalg.cond(torch.tensor(np.stack([singular, np.eye(2) * 2])), p)
-        np.testing.assert_allclose(to_numpy(out), ref.numpy())
+        out = to_numpy(LA.cond(make(np.stack([singular, np.eye(2) * 2]), device), p))
+        ref = torch.linalg.cond(torch.tensor(np.stack([singular, np.eye(2) * 2])), p).numpy()
+        # On cuda ours is inf for the singular matrix where CPU LAPACK's rounding leaves a finite ~1e16 for "nuc"
+        # (torch 2.11: 4.8e16, 2.13: 2.5e16): both say singular, so accept inf or anything past 1e15 there
+        if device == "cuda":
+            assert out[0] == math.inf or out[0] > 1e15, (p, out[0])
+            out, ref = out[1:], ref[1:]
+        np.testing.assert_allclose(out, ref)
     with pytest.raises(ShapeError, match="square"):
         LA.cond(make(data(2, 3), device), "fro")
     with pytest.raises(ValueError, match="not supported"):

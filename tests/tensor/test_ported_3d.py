@@ -538,7 +538,9 @@ def nerf(T, D=4, W=16, input_ch=3 + 3 * 2 * 4, input_ch_views=3 + 3 * 2 * 2, out
 
 
 def get_rays(T, H, W, K, c2w):
-    i, j = T.meshgrid(T.linspace(0, W - 1, W), T.linspace(0, H - 1, H), indexing='ij')
+    # nerf-pytorch makes these on the GPU through torch.set_default_tensor_type('torch.cuda.FloatTensor') in its
+    # __main__; the port moves them to c2w's device instead, as it does its other factory calls
+    i, j = T.meshgrid(T.linspace(0, W - 1, W).to(c2w.device), T.linspace(0, H - 1, H).to(c2w.device), indexing='ij')
     i = i.t()
     j = j.t()
     dirs = T.stack([(i - K[0][2]) / K[0][0], -(j - K[1][2]) / K[1][1], -T.ones_like(i)], -1)

@@ -40,7 +40,8 @@ def assert_tree_close(got, want, path="out", rtol=RTOL, atol=ATOL):
             assert_tree_close(a, b, f"{path}[{i}]", rtol, atol)
     else:
         assert got.shape == want.shape, (path, got.shape, want.shape)
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=path)
+        # as_numpy: raygrad's leaves may be tensors, on cuda too, which NumPy cannot read directly
+        np.testing.assert_allclose(as_numpy(got), as_numpy(want), rtol=rtol, atol=atol, err_msg=path)
 
 
 def compare(script, device, *args, rtol=RTOL, atol=ATOL, **kwargs):
@@ -166,7 +167,7 @@ def test_dp_sgd_per_sample_clipping(device):
                for _ in range(3)]
     noises = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
     got = compare(dp_sgd, device, numpy_state(net), batches, noises)
-    assert (np.concatenate(got["norms"]) > 0.5).any()  # clipping was exercised
+    assert (np.concatenate([as_numpy(n) for n in got["norms"]]) > 0.5).any()  # clipping was exercised
 
 
 # ---- 2. Model ensembling: stack_module_state + vmap over the stacked parameters -------------------

@@ -440,7 +440,9 @@ def train_ft_transformer(T, device, init, x_num, x_cat, y, folds, steps=3):
     losses, states = [], {}
     for fold, (train_idx, val_idx) in enumerate(folds):
         model = ported_model(T, ft_transformer, init, device)
-        opt = T.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-5)
+        # Not lr=1e-2: fold 2's first gradient of blocks.1.ffn.0.weight[18, 6] cancels to 1.7e-7 (the median is
+        # 9e-4), near Adam's eps, where the step is steep in it: float32 noise alone moved that weight past tolerance
+        opt = T.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-5)
         train_idx = T.as_tensor(train_idx, device=device)
         val_idx = T.as_tensor(val_idx, device=device)
         for _ in range(steps):

@@ -1207,7 +1207,8 @@ def train_lora(T, device, base_init, lora_init, ids, use_checkpoint, steps=3):
             if hasattr(module, "merge") and hasattr(module, "lora_A"):
                 module.merge()
         merged = model(x)
-        merged_weight = numpy_state(model)["blocks.1.up.base_layer.weight"]
+        # a copy: on the CPU .numpy() shares the weight's memory, and unmerge() below subtracts in place
+        merged_weight = numpy_state(model)["blocks.1.up.base_layer.weight"].copy()
         for module in model.modules():
             if hasattr(module, "unmerge"):
                 module.unmerge()

@@ -793,7 +793,13 @@ def muzero_network(T):
             policy_logits, value = self.prediction(next_encoded_state)
             return value, reward, policy_logits, next_encoded_state
 
-    return MuZeroFullyConnectedNetwork((1, 1, MZ_OBS), 0, MZ_ACT, MZ_ENC, [8], [8], [8], [8], [8], MZ_SUPPORT)
+    model = MuZeroFullyConnectedNetwork((1, 1, MZ_OBS), 0, MZ_ACT, MZ_ENC, [8], [8], [8], [8], [8], MZ_SUPPORT)
+    # Where torch sees a GPU, its DataParallel takes device_ids=[0] and refuses a module on the CPU, where the oracle
+    # runs: give it the empty device_ids of a CPU-only machine, where it runs the module whole (raygrad's are empty)
+    for module in model.modules():
+        if isinstance(module, nn.DataParallel):
+            module.device_ids = []
+    return model
 
 
 def muzero_loss_function(T, value, reward, policy_logits, target_value, target_reward, target_policy):

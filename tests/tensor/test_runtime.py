@@ -37,7 +37,7 @@ def test_cuda_seeding_is_safe_anywhere_and_draws_repeat(device):
         tensor.manual_seed(3)
         tensor.cuda.manual_seed(3)
         tensor.cuda.manual_seed_all(3)
-        return tensor.rand(5, device=device).numpy(), tensor.randint(0, 100, (4,), device=device).numpy()
+        return tensor.rand(5, device=device).cpu().numpy(), tensor.randint(0, 100, (4,), device=device).cpu().numpy()
 
     first, second = draw(), draw()
     np.testing.assert_array_equal(first[0], second[0])

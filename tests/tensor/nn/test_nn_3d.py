@@ -265,7 +265,7 @@ def test_conv_transpose3d_output_size(device):
     torch = pytest.importorskip("torch")
     layer, twin = nn.ConvTranspose3d(2, 3, 3, stride=2, padding=1), torch.nn.ConvTranspose3d(2, 3, 3, stride=2,
                                                                                               padding=1)
-    copy_weights(layer.double(), twin.double())
+    copy_weights(layer.double().to(device), twin.double())
     x = data(1, 2, 3, 4, 5)
     y = layer(make(x, device), output_size=(6, 8, 9))
     np.testing.assert_allclose(to_numpy(y), twin(torch.tensor(x), output_size=(6, 8, 9)).detach().numpy(),

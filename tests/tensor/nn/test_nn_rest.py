@@ -3,6 +3,7 @@ CrossMapLRN2d and NLLLoss2d: values and gradients against PyTorch on the same in
 finite-difference gradients in float64, lazy state dicts, and clear errors."""
 import copy
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import tensor
 from tensor import nn
 from tensor.nn import functional as F
+from tests.tensor.helpers import needs_torch, torch_at_least
 from torch_compare import compare_with_torch, copy_weights, gradcheck_float64, make, to_numpy
 
 
@@ -29,7 +31,8 @@ LAZY_NORMS = [
     ("LazyBatchNorm2d", "BatchNorm2d", (4, 3, 2, 2), {"momentum": None}),
     ("LazyBatchNorm3d", "BatchNorm3d", (2, 3, 2, 2, 2), {"affine": False}),
     ("LazyInstanceNorm1d", "InstanceNorm1d", (2, 3, 6), {}),
-    ("LazyInstanceNorm2d", "InstanceNorm2d", (2, 3, 3, 3), {"bias": False}),
+    pytest.param("LazyInstanceNorm2d", "InstanceNorm2d", (2, 3, 3, 3), {"bias": False},
+                 marks=needs_torch("2.13", "torch 2.11's norm layers take no bias= argument")),
     ("LazyInstanceNorm3d", "InstanceNorm3d", (1, 3, 2, 3, 2), {"track_running_stats": False}),
 ]
 
@@ -38,14 +41,15 @@ LAZY_NORMS = [
 def test_lazy_norm_materialises_on_the_first_call_and_matches_torch(device, lazy, plain, shape, kwargs):
     torch = pytest.importorskip("torch")
     ours, theirs = getattr(nn, lazy)(**kwargs).double().to(device), getattr(torch.nn, lazy)(**kwargs).double()
-    assert repr(ours) == repr(theirs)
-    assert [(k, repr(v)) for k, v in ours.state_dict().items()] == [
+    same_repr = torch_at_least("2.13")  # torch 2.11's norm reprs have no bias= (2.13's have)
+    assert repr(ours) == repr(theirs) or not same_repr
+    assert [(k, re.sub(r", device='[^']+'", "", repr(v))) for k, v in ours.state_dict().items()] == [  # torch's: CPU
         (k, repr(v)) for k, v in theirs.state_dict().items()
     ]
     x = data(*shape)
     xo, xt = make(x, device, requires_grad=True), torch.tensor(x, requires_grad=True)
     out, ref = ours(xo), theirs(xt)
-    assert type(ours) is getattr(nn, plain) and repr(ours) == repr(theirs)
+    assert type(ours) is getattr(nn, plain) and (repr(ours) == repr(theirs) or not same_repr)
     np.testing.assert_allclose(to_numpy(out), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
     weights = data(*shape, seed=3)
     (out * make(weights, device)).sum().backward()
