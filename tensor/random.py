@@ -6,7 +6,9 @@ numpy's PCG64 (cpu) or cupy's generator (cuda), so the same seed gives the same 
 """
 from __future__ import annotations
 
+import copy
 import json
+import threading
 
 import numpy as np
 
@@ -41,6 +43,22 @@ class Generator:
     @property
     def rng(self):
         return self._rng
+
+    def __deepcopy__(self, memo):
+        """An independent twin at the same point of the stream (checkpoint's preserve_rng_state, vmap's
+        randomness="same"). CuPy's bit generator holds a lock, which deepcopy cannot copy: the twin gets
+        its own lock and a device copy of the cuRAND states."""
+        twin = copy.copy(self)  # its class and attributes (vmap's watching stand-in has more); then its stream
+        if self.device.type == "cpu":
+            twin._rng = copy.deepcopy(self._rng, memo)
+            return twin
+        cp = self.device.xp
+        bits = copy.copy(self._rng.bit_generator)  # shallow: the lock and _state are replaced below
+        bits.lock = threading.Lock()
+        with cp.cuda.Device(self.device.index):
+            bits._state = self._rng.bit_generator._state.copy()
+            twin._rng = cp.random.Generator(bits)
+        return twin
 
     def get_state(self):
         """The stream's state as a uint8 CPU Tensor, as torch's ByteTensor: checkpoints save it, scripts

@@ -34,13 +34,33 @@ def _replace_failing(A, info):
     return A.where(good.unsqueeze(-1).unsqueeze(-1), eye), good
 
 
+def _singular_info(A):
+    """info (an int32 array) where A is singular, None where none of its matrices is. On the GPU it
+    always comes from our LU: cuBLAS's batched inverse can return an exactly singular matrix's
+    inverse (huge, finite) without reporting its zero pivot, where LAPACK reports it."""
+    if type(A.data) is np.ndarray:
+        return None
+    info = lu_packed(A.xp, A.data)[2]
+    return info if bool(info.any()) else None
+
+
+def _raise_if_singular(op, A):
+    """check_errors=True on the GPU: the LinAlgError that cuBLAS's batched LU may not give."""
+    info = _singular_info(A)
+    if info is not None:
+        index = tuple(int(i) for i in np.argwhere(info.get())[0])
+        raise LinAlgError(f"{op}: the input of shape {tuple(A.shape)} holds a singular matrix (batch element "
+                          f"{index}: the diagonal element {int(info[index])} of its LU is zero)")
+
+
 def inverse_or_identity(A):
     """(inv of A with failing matrices replaced by I, info as an int32 array): for inv_ex and cond."""
-    try:
-        return inv(A), A.xp.zeros(A.shape[:-2], dtype=np.int32)
-    except LinAlgError:
-        pass
-    info = lu_packed(A.xp, A.data)[2]
+    info = _singular_info(A)
+    if info is None:
+        try:
+            return inv(A), A.xp.zeros(A.shape[:-2], dtype=np.int32)
+        except LinAlgError:
+            info = lu_packed(A.xp, A.data)[2]
     safe, _ = _replace_failing(A, info)
     return inv(safe), info
 
@@ -50,6 +70,7 @@ def inv_ex(A, *, check_errors=False):
     zero diagonal entry in A's LU (A singular), else 0; a singular matrix's inverse is NaN."""
     float_matrix("linalg.inv_ex", A, square=True)
     if check_errors:
+        _raise_if_singular("linalg.inv_ex", A)
         return inv_ex_result(inv(A), _ok(A.xp, A.shape[:-2]))
     inverse, info = inverse_or_identity(A)
     good = _wrap(info == 0)
@@ -59,12 +80,16 @@ def inv_ex(A, *, check_errors=False):
 def solve_ex(A, B, *, left=True, check_errors=False):
     """torch.linalg.solve_ex: (result, info), result as linalg.solve gives it (NaN for a singular A)
     and info (A's batch shape) as for inv_ex."""
-    try:
-        return solve_ex_result(solve(A, B, left=left), _ok(A.xp, A.shape[:-2]))
-    except LinAlgError:
-        if check_errors:
-            raise
-    info = lu_packed(A.xp, A.data)[2]
+    if check_errors:
+        _raise_if_singular("linalg.solve_ex", A)
+    info = None if check_errors else _singular_info(A)
+    if info is None:
+        try:
+            return solve_ex_result(solve(A, B, left=left), _ok(A.xp, A.shape[:-2]))
+        except LinAlgError:
+            if check_errors:
+                raise
+        info = lu_packed(A.xp, A.data)[2]
     safe, good = _replace_failing(A, info)
     result = solve(safe, B, left=left)
     vector = left and (B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1])))

@@ -269,9 +269,11 @@ _I1_SERIES_LIMIT = 20.0  # below: the power series (36 terms); above: the asympt
 
 
 def i0(xp, x):
-    """The modified Bessel function of the first kind, order 0 (NumPy's and CuPy's i0, in float64)."""
-    with np.errstate(all="ignore"):  # i0(+-inf) = inf
-        return _back(xp.i0(_float64(x)), x)
+    """The modified Bessel function of the first kind, order 0 (NumPy's and CuPy's i0, in float64),
+    NaN at +-inf as PyTorch and NumPy give it (CuPy gives inf)."""
+    y = _float64(x)
+    with np.errstate(all="ignore"):
+        return _back(xp.where(xp.isinf(y), math.nan, xp.i0(y)), x)
 
 
 def i1(xp, x):

@@ -97,6 +97,7 @@ class Pow(Function):
             ga = sum_to(grad * b * a ** (b - 1), _shape(a))
         if need_b:
             # d(a^b)/db = a^b log a; PyTorch's convention makes it 0 where a <= 0.
+            a = xp.asarray(a)  # a Python number for 2 ** x: cupy.where takes arrays only
             positive = a > 0
             log_a = xp.where(positive, xp.log(xp.where(positive, a, 1)), 0)
             gb = sum_to(grad * out * log_a, _shape(b))

@@ -38,23 +38,26 @@ def get_device(x):
 
 def data_ptr(x):
     """The address of x's first element."""
-    data = x.data
-    if isinstance(data, np.ndarray):
-        return data.__array_interface__["data"][0]
-    return data.data.ptr
+    return array_address(x.data)
 
 
 def storage_offset(x):
     """How many elements x's first element lies after the start of the array it views."""
     data = x.data
-    if isinstance(data, np.ndarray):
-        root = data
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        start = root.__array_interface__["data"][0]
-    else:
-        start = data.data.mem.ptr
-    return (data_ptr(x) - start) // data.itemsize
+    return (data_ptr(x) - array_address(storage_root(data))) // data.itemsize
+
+
+def storage_root(data):
+    """The array that owns data's memory: data itself, or the array its chain of views started from.
+    (Not CuPy's memory chunk: the pool rounds chunks up and may hand one out in pieces.)"""
+    root = data
+    while isinstance(root.base, type(data)):
+        root = root.base
+    return root
+
+
+def array_address(data):
+    return data.__array_interface__["data"][0] if isinstance(data, np.ndarray) else data.data.ptr
 
 
 def is_signed(x):

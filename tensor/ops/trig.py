@@ -154,18 +154,26 @@ class Atanh(_Elementwise):
     vjp = staticmethod(lambda xp, x, g: g / (1 - x * x))
 
 
+def _sinc(xp, x):
+    """sin(pi x) / (pi x), 1 at 0, as PyTorch computes it on every device (cupy.sinc differs: exact
+    zeros at the integers, and 1 for NaN)."""
+    zero = x == 0
+    y = xp.where(zero, 1.0, x) * math.pi
+    return xp.where(zero, 1.0, xp.sin(y) / y)
+
+
 def _sinc_vjp(xp, x, g):
     """(cos(pi x) - sinc(x)) / x, 0 at x = 0; the division runs on a safe x so that no NaN is ever
     made (in a recorded graph a NaN in the branch where() drops would still reach the gradient)."""
     zero = x == 0
     safe = xp.where(zero, 1.0, x)
-    return g * xp.where(zero, 0.0, (xp.cos(safe * math.pi) - xp.sinc(safe)) / safe)
+    return g * xp.where(zero, 0.0, (xp.cos(safe * math.pi) - _sinc(xp, safe)) / safe)
 
 
 class Sinc(_Elementwise):
     """sin(pi x) / (pi x), 1 at 0 (the normalized sinc, as torch.sinc and numpy.sinc)."""
 
-    f = staticmethod(lambda xp, x: xp.sinc(x))
+    f = staticmethod(_sinc)
     vjp = staticmethod(_sinc_vjp)
 
 

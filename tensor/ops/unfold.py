@@ -18,6 +18,8 @@ from ..errors import ShapeError
 from ..graph_backward import linear_backward_graph
 from . import shape
 from ._util import normalize_dim
+from .introspect import array_address, storage_root
+from .introspect import storage_offset as offset_of
 
 
 def _windows(xp, x, dim, size, step):
@@ -75,18 +77,11 @@ def _storage_elements_after(data):
     """How many elements of `data`'s dtype its storage holds from data's first element on."""
     if data.size == 0:
         return 0
-    if isinstance(data, np.ndarray):
-        ptr = root_ptr = data.__array_interface__["data"][0]
-        root = data
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        if root.flags.c_contiguous:
-            root_ptr = root.__array_interface__["data"][0]
-            end = root_ptr + root.nbytes
-        else:  # a root that is itself a strided view: only data's own extent is known
-            end = ptr + sum((n - 1) * s for n, s in zip(data.shape, data.strides) if s > 0) + data.itemsize
-    else:
-        ptr, end = data.data.ptr, data.data.mem.ptr + data.data.mem.size
+    ptr, root = array_address(data), storage_root(data)
+    if root.flags.c_contiguous:
+        end = array_address(root) + root.nbytes
+    else:  # a root that is itself a strided view: only data's own extent is known
+        end = ptr + sum((n - 1) * s for n, s in zip(data.shape, data.strides) if s > 0) + data.itemsize
     return (end - ptr) // data.itemsize
 
 
@@ -129,8 +124,6 @@ class AsStrided(Function):
 def as_strided(input, size, stride, storage_offset=None):  # noqa: A002 - torch's argument names
     """The view of input's storage with shape `size` and `stride` (in elements), starting
     `storage_offset` elements into the storage (default: where input starts), as torch.as_strided."""
-    from .introspect import storage_offset as offset_of
-
     size, stride = tuple(operator.index(n) for n in size), tuple(operator.index(s) for s in stride)
     if len(size) != len(stride):
         raise ShapeError(f"as_strided: size {size} and stride {stride} must have the same length")

@@ -190,18 +190,18 @@ def test_unfold_second_order(device):
 
 
 @pytest.mark.parametrize("make_x, size, stride, offset", [
-    (lambda T: T.tensor(X), (4, 3), (2, 1), None),  # overlapping sliding windows
-    (lambda T: T.tensor(X), (2, 2), (1, 4), 1),
-    (lambda T: T.tensor(X).t(), (3,), (5,), None),  # strides count in the storage, not the (transposed) view
-    (lambda T: T.tensor(X)[1:], (3, 2), (1, 3), 6),  # a sliced tensor: offsets count from the storage start
-    (lambda T: T.tensor(X[0]).expand(3, 4), (2, 4), (0, 1), None),  # an input whose elements alias
+    (lambda T, d: T.tensor(X, device=d), (4, 3), (2, 1), None),  # overlapping sliding windows
+    (lambda T, d: T.tensor(X, device=d), (2, 2), (1, 4), 1),
+    (lambda T, d: T.tensor(X, device=d).t(), (3,), (5,), None),  # strides count in the storage, not the (transposed) view
+    (lambda T, d: T.tensor(X, device=d)[1:], (3, 2), (1, 3), 6),  # a sliced tensor: offsets count from the storage start
+    (lambda T, d: T.tensor(X[0], device=d).expand(3, 4), (2, 4), (0, 1), None),  # an input whose elements alias
 ])
 def test_as_strided_matches_torch(make_x, size, stride, offset, device):
     torch = pytest.importorskip("torch")
     weights = rng.standard_normal(size)
     results = []
     for T in (torch, tensor):
-        x = make_x(T).to("cpu" if T is torch else device).requires_grad_()
+        x = make_x(T, "cpu" if T is torch else device).requires_grad_()  # made there: .to() would copy the storage
         out = x.as_strided(size, stride) if offset is None else T.as_strided(x, size, stride, offset)
         (out * T.tensor(weights).to(out.device)).sum().backward()
         results.append((to_numpy(out.detach()), to_numpy(x.grad)))

@@ -12,7 +12,7 @@ import tensor
 from tensor.autograd import gradgradcheck
 from tensor.errors import AutogradError, DTypeError
 
-from helpers import check_forward, check_grad, compare_with_torch, make, to_numpy
+from helpers import check_forward, check_grad, compare_with_torch, make, needs_torch, to_numpy
 
 np_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 np_lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
@@ -179,7 +179,10 @@ def test_binary_forward_and_grad_with_broadcasting(device, name, np_fn, domain_a
     assert getattr(make(a, device), name)(make(b, device)).shape == (2, 3)  # the method form
 
 
-@pytest.mark.parametrize("name,np_fn,domain_a,domain_b", BINARY, ids=BINARY_IDS)
+# torch 2.11's backward raises "the derivative for 'nextafter' is not implemented"
+@pytest.mark.parametrize("name,np_fn,domain_a,domain_b", [
+    pytest.param(*op, marks=needs_torch("2.13", "torch 2.11 has no derivative for nextafter")) if op[0] == "nextafter"
+    else op for op in BINARY], ids=BINARY_IDS)
 def test_binary_matches_torch(device, name, np_fn, domain_a, domain_b):
     torch = pytest.importorskip("torch")
     a, b = pair(domain_a, domain_b, (3, 4), (4,), seed=2)
@@ -275,7 +278,9 @@ def test_nextafter_and_ldexp(device):
     for dtype in (np.float32, np.float64):
         one = make(np.array([1.0, 1.0, 0.0], dtype=dtype), device)
         got = to_numpy(tensor.nextafter(one, make(np.array([2.0, 0.0, -1.0], dtype=dtype), device)))
-        np.testing.assert_array_equal(got, [1 + np.finfo(dtype).eps, 1 - np.finfo(dtype).eps / 2, -np.finfo(dtype).smallest_subnormal])
+        # toward -1 from 0 is the smallest subnormal; CuPy's float32 kernels flush subnormals (README)
+        tiny = np.finfo(dtype).smallest_normal if device != "cpu" and dtype == np.float32 else np.finfo(dtype).smallest_subnormal
+        np.testing.assert_array_equal(got, [1 + np.finfo(dtype).eps, 1 - np.finfo(dtype).eps / 2, -tiny])
     assert_same(values_and_grads(device, tensor.nextafter, [1.0, -1.0], [2.0, 2.0]),
                 ([1 + 2.0**-52, -1 + 2.0**-53], [1.0, 1.0], [0.0, 0.0]))
     assert_same(values_and_grads(device, tensor.ldexp, [1.0, 3.0], [2.0, -1.0]),
