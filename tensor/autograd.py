@@ -173,7 +173,7 @@ class Function:
                 if first is None:
                     first = data
                 elif type(data) is not type(first) or (type(data) is not np.ndarray and data.device != first.device):
-                    _raise_mixed_devices(cls, args)
+                    return cls.apply(*_cpu_scalars_to_device(cls, args))
                 arrays.append(data)
                 if track and arg._requires_grad:
                     any_needed = True
@@ -337,12 +337,19 @@ def _record_versions(ctx, args, arrays, outputs, raws):
     ctx._saved_versions = versions
 
 
-def _raise_mixed_devices(cls, args):
-    devices = [str(a.device) for a in args if isinstance(a, Tensor)]
-    raise DeviceError(
-        f"{cls.__name__.removesuffix('Backward')}: operands are on different devices ({', '.join(devices)}); "
-        "move them to one device with .to(device) first"
-    )
+def _cpu_scalars_to_device(cls, args):
+    """args with their 0-d CPU tensors moved to the one GPU the others are on: PyTorch lets a 0-d CPU
+    tensor (`torch.tensor(0.5)`, a distribution's default parameter) join a CUDA op as a scalar would,
+    and its gradient flows back to the CPU. Any other mix of devices is refused."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    others = {a.device for a in tensors if not (a.device.type == "cpu" and a.ndim == 0)}
+    if len(others) != 1 or next(iter(others)).type == "cpu":
+        raise DeviceError(
+            f"{cls.__name__.removesuffix('Backward')}: operands are on different devices "
+            f"({', '.join(str(a.device) for a in tensors)}); move them to one device with .to(device) first"
+        )
+    device = others.pop()
+    return [a.to(device) if isinstance(a, Tensor) and a.device != device else a for a in args]
 
 
 class AccumulateGrad:

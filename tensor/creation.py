@@ -38,7 +38,10 @@ def _from_python(data, dtype=None):
     """Nested lists and Python scalars follow PyTorch: floats -> default dtype, ints -> int64. With a
     dtype, Python's numbers go straight to it (float64 values never pass through float32), and ints
     that it cannot hold are refused, as in PyTorch."""
-    array = np.asarray(data)
+    try:
+        array = np.asarray(data)
+    except TypeError:  # GPU tensors inside a list: PyTorch takes their values, as for CPU ones
+        array = np.asarray(_on_host(data))
     if array.dtype.kind not in "fiub":
         raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of numpy dtype {array.dtype}")
     if dtype is None:
@@ -48,6 +51,15 @@ def _from_python(data, dtype=None):
         _check_int_range(array, dtype)  # (Python ints past int64 arrive as uint64)
     with np.errstate(over="ignore"):  # 1e40 -> float32 is inf, as in PyTorch
         return array.astype(dtype, copy=False)
+
+
+def _on_host(data):
+    """data (nested lists and tuples) with each Tensor in it as a NumPy array."""
+    if isinstance(data, Tensor):
+        return to_device_array(data.data, as_device("cpu"))
+    if isinstance(data, (list, tuple)):
+        return [_on_host(item) for item in data]
+    return data
 
 
 def _check_int_range(array, dtype):

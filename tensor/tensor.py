@@ -321,6 +321,17 @@ class Tensor:
     def cuda(self, device=None):
         return self.to(device="cuda" if device is None else (f"cuda:{device}" if isinstance(device, int) else device))
 
+    def pin_memory(self, device=None):
+        """The tensor itself: page-locking is the loader's job here (ShardedLoader pins its CUDA batches,
+        DataLoader's pin_memory= is accepted and does nothing), so nanoGPT's `x.pin_memory().to(device,
+        non_blocking=True)` ports. Only CPU tensors can be pinned, as in PyTorch."""
+        if self.device.type != "cpu":
+            raise DeviceError(f"pin_memory(): cannot pin a tensor on {self.device}; only CPU tensors can be pinned")
+        return self
+
+    def is_pinned(self, device=None):
+        return False
+
     def type(self, dtype=None):
         return self.data.dtype.name if dtype is None else self.to(dtype=dtype)
 

@@ -64,7 +64,10 @@ def _index_item(item, x):
         return item
     if isinstance(item, Tensor) or hasattr(item, "__cuda_array_interface__"):  # a Tensor or a raw CuPy array
         item = item.data if isinstance(item, Tensor) else item
-        if type(item) is not type(x.data) or (type(item) is not np.ndarray and item.device != x.data.device):
+        if type(item) is np.ndarray and type(x.data) is not np.ndarray:
+            with x.data.device:  # a CPU index into a GPU tensor is copied to that GPU, as in PyTorch
+                item = x.xp.asarray(item)
+        elif type(item) is not type(x.data) or (type(item) is not np.ndarray and item.device != x.data.device):
             raise DeviceError(
                 f"index: the index tensor is on {_device_name(item)} but the indexed tensor is on {x.device}; "
                 f"move the index with .to({str(x.device)!r})"

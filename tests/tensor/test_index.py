@@ -132,9 +132,11 @@ def test_index_on_another_device(device):
     if device == "cpu":
         pytest.skip("needs a second device kind")
     x = make(X, device)
-    with pytest.raises(DeviceError, match="index tensor is on cpu"):
-        x[tensor.tensor([0, 1])]
-    np.testing.assert_array_equal(to_numpy(x[[0, 1]]), X[[0, 1]])  # lists are host data, moved like PyTorch
+    # a CPU index (or a list: host data) selects from a GPU tensor, as in PyTorch; the other way round is refused
+    np.testing.assert_array_equal(to_numpy(x[tensor.tensor([0, 1])]), X[[0, 1]])
+    np.testing.assert_array_equal(to_numpy(x[[0, 1]]), X[[0, 1]])
+    with pytest.raises(DeviceError, match=f"index tensor is on {x.device}"):
+        tensor.tensor(X)[make(np.array([0, 1]), device)]
 
 
 # ------------------------------------------------------------------------------------- index_put

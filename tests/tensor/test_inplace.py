@@ -61,8 +61,10 @@ def test_setitem_index_on_another_device(device):
     if device == "cpu":
         pytest.skip("needs a second device kind")
     x = make(X, device)
-    with pytest.raises(DeviceError, match="index tensor is on cpu"):
-        x[tensor.tensor([0])] = 1.0
+    x[tensor.tensor([0])] = 1.0  # a CPU index into a GPU tensor, as in PyTorch
+    assert to_numpy(x[0]).tolist() == [1.0] * X.shape[1]
+    with pytest.raises(DeviceError, match=f"index tensor is on {x.device}"):
+        tensor.tensor(X)[make(np.array([0]), device)] = 1.0
     with pytest.raises(DeviceError):
         x[0] = tensor.ones(4)
 
