@@ -13,6 +13,7 @@ import pytest
 import tensor
 from tensor import SerializationError
 from tensor import serialization as ser
+from tensor.serialization._format import MAX_DEPTH
 
 ALL_DTYPES = ["float32", "float16", "float64", "int32", "int64", "uint8", "int8", "int16", "bool"]
 
@@ -371,7 +372,7 @@ def test_internal_names_stay_unique(tmp_path):
     tensor.save({"x.y": a, "x": {"y": b}, "__metadata__": tensor.tensor([3])}, tmp_path / "f")
     loaded = tensor.load(tmp_path / "f")
     assert float(loaded["x.y"]) == 1.0 and float(loaded["x"]["y"]) == 2.0 and int(loaded["__metadata__"]) == 3
-    assert ser._MAX_DEPTH >= 16
+    assert MAX_DEPTH >= 16
 
 
 def test_numpy_rng_state_round_trips_as_torch_checkpoints_store_it(tmp_path):
