@@ -42,7 +42,7 @@ METHODS = {
     "sequence": "repeat_interleave diff logcumsumexp",
     "ranking": "median mode unique histc",
     "elementwise": "fmod frac sgn logit signbit float_power gcd lcm frexp",
-    "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_",
+    "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_ resize_",
     "aliases": "multiply subtract divide negative positive absolute not_equal greater greater_equal less less_equal "
     "moveaxis swapdims ravel ndimension byte char short ger",
     "introspect": "is_complex is_signed is_nonzero is_same_size is_inference get_device data_ptr storage_offset",
@@ -141,6 +141,7 @@ FUNCTIONS = {
     "integrate": "trapezoid cumulative_trapezoid",
     "construct": "block_diag vander cartesian_prod combinations",
     "dims": "atleast_1d atleast_2d atleast_3d unravel_index",
+    "quantize": "fake_quantize_per_tensor_affine fake_quantize_per_channel_affine",
 }
 
 missing: list[str] = []  # filled while binding; tests/tensor/test_methods.py asserts it is empty

@@ -93,6 +93,9 @@ class Tensor:
     def is_cuda(self):
         return not isinstance(self.data, np.ndarray)
 
+    # Always dense, unquantized and real here (README, Differences); scripts test these before choosing a path.
+    is_sparse = is_sparse_csr = is_quantized = is_meta = False
+
     @property
     def xp(self):
         """numpy or cupy: the module that computes on this tensor's array."""

@@ -107,10 +107,15 @@ class _Conv(_ConvNd):
                          padding_mode, device=device, dtype=dtype)
 
     def forward(self, input):
+        return self._conv_forward(input, self.weight, self.bias)
+
+    def _conv_forward(self, input, weight, bias):
+        """The convolution with these weights, as torch's modules compute it: quantised and reparametrised
+        layers (LSQ's QuanConv2d, weight standardisation) subclass Conv2d and call it with their own."""
         padding = self.padding
         if self.padding_mode != "zeros":
             input, padding = self._explicit_padding(input)
-        return type(self)._function(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+        return type(self)._function(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 class Conv1d(_Conv):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 
@@ -171,3 +172,13 @@ def normalize_dims(dim, ndim, op="op"):
     if len(dims) != len(dim):
         raise ValueError(f"{op}: dim {dim} repeats a dimension")
     return dims
+
+
+def number_first(op, number, args, new_form):
+    """PyTorch's deprecated overloads that take the scale first, as old optimizer code writes them
+    (`p.add_(-lr, grad)`, `exp_avg_sq.addcmul_(1 - beta2, grad, grad)`): (args..., number) in the current
+    order, with PyTorch's deprecation warning."""
+    warnings.warn(f"This overload of {op} is deprecated: {op}(Number, Tensor...); use {new_form} instead",
+                  UserWarning, stacklevel=3)
+    return (*args, number)
+

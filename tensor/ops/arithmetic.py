@@ -11,7 +11,7 @@ from .. import dtypes
 from ..autograd import Function
 from ..graph_backward import SavedVjp, saved_in_graph
 from ..tensor import Tensor, _wrap
-from ._util import promote, sum_to
+from ._util import number_first, promote, sum_to
 
 
 def _shape(x):
@@ -185,6 +185,8 @@ def quotient_grads(ctx, grad, quotient):
 
 
 def add(a, b, alpha=1):
+    if isinstance(alpha, Tensor):  # add(a, alpha, b), PyTorch's deprecated order
+        b, alpha = number_first("add", b, (alpha,), "add(input, other, alpha=alpha)")
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
@@ -193,6 +195,8 @@ def add(a, b, alpha=1):
 
 
 def sub(a, b, alpha=1):
+    if isinstance(alpha, Tensor):  # sub(a, alpha, b), PyTorch's deprecated order
+        b, alpha = number_first("sub", b, (alpha,), "sub(input, other, alpha=alpha)")
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:

@@ -20,6 +20,7 @@ from ..view_history import refresh_view, replay_view
 from ..errors import AutogradError, DeviceError, DTypeError, ShapeError
 from ..tensor import Tensor, _wrap
 from . import arithmetic, convert
+from ._util import number_first
 
 
 def _raw(x):
@@ -172,12 +173,16 @@ def _ufunc_inplace(self, other, ufunc, op, name):
 
 
 def add_(self, other, alpha=1):
+    if isinstance(alpha, Tensor):  # add_(alpha, other), PyTorch's deprecated order
+        other, alpha = number_first("add_", other, (alpha,), "add_(other, alpha=alpha)")
     if alpha != 1:
         other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _ufunc_inplace(self, other, "add", arithmetic.add, "add_")
 
 
 def sub_(self, other, alpha=1):
+    if isinstance(alpha, Tensor):  # sub_(alpha, other), PyTorch's deprecated order
+        other, alpha = number_first("sub_", other, (alpha,), "sub_(other, alpha=alpha)")
     if alpha != 1:
         other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _ufunc_inplace(self, other, "subtract", arithmetic.sub, "sub_")

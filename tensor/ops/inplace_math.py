@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..autograd import no_grad
 from ..errors import ShapeError
 from . import activation, compare, pointwise, unary
+from ._util import number_first
 from .inplace import _check_cast, apply_tracked, needs_graph
 
 
@@ -80,9 +81,13 @@ def lerp_(self, end, weight):
     return _inplace_of(self, pointwise.lerp, "lerp_", end, weight)
 
 
-def addcmul_(self, tensor1, tensor2, *, value=1):
+def addcmul_(self, tensor1, tensor2, *deprecated, value=1):
+    if deprecated:  # addcmul_(value, tensor1, tensor2), PyTorch's deprecated order
+        tensor1, tensor2, value = number_first("addcmul_", tensor1, (tensor2, *deprecated), "addcmul_(t1, t2, value=v)")
     return _inplace_of(self, lambda s, a, b: pointwise.addcmul(s, a, b, value=value), "addcmul_", tensor1, tensor2)
 
 
-def addcdiv_(self, tensor1, tensor2, *, value=1):
+def addcdiv_(self, tensor1, tensor2, *deprecated, value=1):
+    if deprecated:  # addcdiv_(value, tensor1, tensor2), PyTorch's deprecated order
+        tensor1, tensor2, value = number_first("addcdiv_", tensor1, (tensor2, *deprecated), "addcdiv_(t1, t2, value=v)")
     return _inplace_of(self, lambda s, a, b: pointwise.addcdiv(s, a, b, value=value), "addcdiv_", tensor1, tensor2)

@@ -1,4 +1,4 @@
-"""In-place shape ops: squeeze_, unsqueeze_, t_, transpose_.
+"""In-place shape ops: squeeze_, unsqueeze_, t_, transpose_, resize_.
 
 PyTorch changes only the tensor's metadata. Here the tensor takes the view's array, which is
 only safe while nothing else refers to its old shape: no graph is recorded through it, no view
@@ -49,3 +49,29 @@ def t_(x):
 def transpose_(x, dim0, dim1):
     """In-place transpose of dims dim0 and dim1."""
     return _reshape_in_place(x, "transpose_", shape.transpose, dim0, dim1)
+
+
+def resize_(x, *size, memory_format=None):
+    """x reshaped to `size` in place, keeping its elements in order (C order) as far as both sizes go, as
+    PyTorch's resize_ keeps its storage's; new elements are zeros (PyTorch leaves them uninitialised).
+    Observers size an empty buffer this way: `buf.resize_(shape); buf.copy_(value)`. Unlike the ops
+    above it replaces the storage, as PyTorch's may: views taken of x before are stale after it (take
+    them again), and x's version moves on, so a backward pass that saved x refuses to run."""
+    from ..creation import _shape
+
+    if not isinstance(x, Tensor):
+        raise TypeError(f"resize_: expected a Tensor, got {type(x).__name__}")
+    new_shape = _shape(size)
+    if any(n < 0 for n in new_shape):
+        raise ValueError(f"resize_: sizes must be >= 0, got {new_shape}")
+    if (x.requires_grad and is_grad_enabled()) or x.grad_fn is not None or x._base is not None:
+        raise AutogradError("resize_: cannot resize a tensor that requires grad, is part of a graph or is a view; "
+                            "make a new one instead, x = x.new_zeros(size)")
+    flat = x.data.reshape(-1)
+    out = x.xp.zeros(new_shape, dtype=flat.dtype)
+    kept = min(flat.size, out.size)
+    out.reshape(-1)[:kept] = flat[:kept]
+    x.data = out
+    if x._version_box is not None:
+        x._bump_version()
+    return x

@@ -12,6 +12,7 @@ from ..autograd import Function
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor, _wrap
 from . import arithmetic, compare, linalg, reduce
+from ._util import number_first
 from .unary import clamp
 
 
@@ -41,13 +42,17 @@ def _scaled(term, factor):
     return term if isinstance(factor, numbers.Number) and factor == 1 else arithmetic.mul(term, factor)
 
 
-def addcmul(x, tensor1, tensor2, *, value=1):
+def addcmul(x, tensor1, tensor2, *deprecated, value=1):
     """x + value * tensor1 * tensor2 (all three broadcast)."""
+    if deprecated:  # addcmul(x, value, tensor1, tensor2), PyTorch's deprecated order
+        tensor1, tensor2, value = number_first("addcmul", tensor1, (tensor2, *deprecated), "addcmul(x, t1, t2, value=v)")
     return arithmetic.add(x, _scaled(arithmetic.mul(tensor1, tensor2), value))
 
 
-def addcdiv(x, tensor1, tensor2, *, value=1):
+def addcdiv(x, tensor1, tensor2, *deprecated, value=1):
     """x + value * tensor1 / tensor2; integer division is refused, as in PyTorch."""
+    if deprecated:  # addcdiv(x, value, tensor1, tensor2), PyTorch's deprecated order
+        tensor1, tensor2, value = number_first("addcdiv", tensor1, (tensor2, *deprecated), "addcdiv(x, t1, t2, value=v)")
     for t in (tensor1, tensor2):
         if isinstance(t, Tensor) and t.dtype.kind != "f":
             raise DTypeError(f"addcdiv: integer division of tensor1 by tensor2 is not supported (got {t.dtype}); "

@@ -1164,3 +1164,68 @@ def test_materialize_grads_default_and_off():
         return seen
 
     both(run)
+
+
+# ---------------------------------------------------------------- what older and library code calls
+
+
+@pytest.mark.filterwarnings("ignore:This overload of")
+def test_deprecated_number_first_overloads():
+    # Adam as written before PyTorch 1.5: p.data.add_(-step_size, exp_avg), exp_avg_sq.addcmul_(1 - beta2, g, g)
+    def run(lib):
+        x, g = lib.tensor([1.0, 2.0]), lib.tensor([0.5, -1.0])
+        return [values(v) for v in (
+            x.clone().add_(-0.1, g), x.clone().sub_(2, g), lib.add(x, 3, g), lib.sub(x, 0.5, g),
+            x.clone().addcmul_(0.25, g, g), x.clone().addcdiv_(2, g, x), lib.addcmul(x, 0.5, g, g),
+            lib.addcdiv(x, -1, g, x))]
+
+    both(run)
+    with pytest.warns(UserWarning, match="This overload of add_ is deprecated"):
+        tensor.ones(2).add_(0.5, tensor.ones(2))
+
+
+def test_dense_tensor_flags_and_resize_():
+    def run(lib):
+        x = lib.arange(6.0)
+        flags = [x.is_sparse, x.is_quantized, x.is_meta]
+        x.resize_(2, 2)  # keeps the first elements in order
+        buffer = lib.tensor([])
+        buffer.resize_((3,))  # an observer's empty buffer, sized then filled
+        buffer.copy_(lib.tensor([1.0, 2.0, 3.0]))
+        return flags, values(x), values(buffer), tuple(x.shape)
+
+    both(run)
+    with pytest.raises(tensor.AutogradError, match="x = x.new_zeros"):
+        tensor.ones(2, requires_grad=True).resize_(3)
+
+
+def test_conv_forward_with_other_weights():
+    # LSQ's QuanConv2d and weight standardisation: a Conv2d subclass convolving with its own weights
+    def run(lib):
+        lib.manual_seed(0)
+        conv = lib.nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", bias=False).double()
+        x = lib.arange(2 * 2 * 4 * 4, dtype=lib.float64).reshape(2, 2, 4, 4) / 10
+        weight, bias = lib.ones(3, 2, 3, 3, dtype=lib.float64) / 9, lib.ones(3, dtype=lib.float64)
+        return values(conv._conv_forward(x, weight, None).sum()), values(conv._conv_forward(x, weight, bias).sum())
+
+    both(run)
+
+
+def test_torch_nn_modules_paths():
+    def run(lib):
+        nn = lib.nn
+        from_paths = [nn.modules.conv.Conv2d is nn.Conv2d, nn.modules.linear.Linear is nn.Linear,
+                      nn.modules.module.Module is nn.Module, nn.modules.Linear is nn.Linear]
+        bases = [isinstance(nn.BatchNorm2d(2), nn.modules.batchnorm._BatchNorm),
+                 isinstance(nn.InstanceNorm2d(2), nn.modules.batchnorm._NormBase),
+                 isinstance(nn.Conv1d(1, 1, 1), nn.modules.conv._ConvNd),
+                 isinstance(nn.CrossEntropyLoss(), nn.modules.loss._WeightedLoss),
+                 isinstance(nn.Dropout2d(), nn.modules.dropout._DropoutNd)]
+        return from_paths, bases, lib.nn.modules.utils._pair(3), lib.nn.modules.utils._triple((1, 2, 3))
+
+    both(run)
+    import tensor.nn.modules.conv as conv_path  # an import statement finds the path too
+
+    assert conv_path._ConvNd is tensor.nn.conv._ConvNd
+    with pytest.raises(AttributeError, match="raygrad has no such layer"):
+        tensor.nn.modules.conv.NoSuchConv
