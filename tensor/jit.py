@@ -6,13 +6,16 @@ Model code written for PyTorch marks itself up for TorchScript: timm's Attention
 raygrad runs eagerly and has no TorchScript, so these are what they are in eager torch: `Final` is
 typing.Final, nothing is ever being scripted or traced, and the decorators return what they decorate.
 `script` and `trace` return the Module or function itself, as `tensor.compile` does (see compiler.py),
-so a script that scripts its model still runs, with the same results; there is no `jit.save`.
+so a script that scripts its model still runs, with the same results; there is no `jit.save`. RWKV's
+`class RNN(torch.jit.ScriptModule)` with `@torch.jit.script_method` methods is an nn.Module with plain
+methods.
 """
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["Final", "annotate", "export", "ignore", "is_scripting", "is_tracing", "script", "trace", "unused"]
+__all__ = ["Final", "ScriptModule", "annotate", "export", "ignore", "is_scripting", "is_tracing", "script",
+           "script_method", "trace", "unused"]
 
 
 def is_scripting():
@@ -63,3 +66,18 @@ def trace(func, example_inputs=None, optimize=None, check_trace=True, check_inpu
           example_kwarg_inputs=None, _store_inputs=True):
     """`func` unchanged (see the module doc): a Module or function keeps running eagerly."""
     return _passthrough("trace", func)
+
+
+def script_method(fn):
+    """`@script_method` on a ScriptModule's method: the method itself (TorchScript would compile it)."""
+    return fn
+
+
+def __getattr__(name):
+    if name == "ScriptModule":  # nn.Module itself, imported on first use (nn imports much of the package)
+        from .nn import Module
+
+        globals()["ScriptModule"] = Module
+        return Module
+    raise AttributeError(f"module 'tensor.jit' has no attribute {name!r}")
+

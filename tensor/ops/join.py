@@ -211,8 +211,14 @@ class Unbind(Function):
         return stack(grads, ctx.dim), None
 
 
-def split(x, split_size_or_sections, dim=0):
-    """Views of x along `dim`: pieces of one size (the last may be smaller), or of the given sizes."""
+def split(x, split_size_or_sections=None, dim=0, *, split_size=None):
+    """Views of x along `dim`: pieces of one size (the last may be smaller), or of the given sizes.
+    (`split_size=` is the Tensor method's name for the sizes in PyTorch, `split_size_or_sections=` the
+    function's: both are taken.)"""
+    if (split_size is None) == (split_size_or_sections is None):
+        raise TypeError("split: pass the sizes once, as split_size_or_sections (or split_size), e.g. x.split(2)")
+    if split_size is not None:
+        split_size_or_sections = split_size
     shape = x.data.shape
     if not shape:
         raise ShapeError("split: cannot split a zero-dimensional tensor")

@@ -1229,3 +1229,18 @@ def test_torch_nn_modules_paths():
     assert conv_path._ConvNd is tensor.nn.conv._ConvNd
     with pytest.raises(AttributeError, match="raygrad has no such layer"):
         tensor.nn.modules.conv.NoSuchConv
+
+
+def test_split_size_keyword_and_script_module():
+    # mamba-minimal: x.split(split_size=[d, d], dim=-1); RWKV: class RNN(torch.jit.ScriptModule) + @script_method
+    def run(lib):
+        parts = lib.arange(6.0).split(split_size=[2, 4], dim=0) + lib.arange(4.0).split(split_size=3)
+
+        class Doubler(lib.jit.ScriptModule):
+            @lib.jit.script_method
+            def forward(self, x):
+                return x * 2
+
+        return [values(p) for p in parts], values(Doubler()(lib.ones(2))), isinstance(Doubler(), lib.nn.Module)
+
+    both(run)
