@@ -164,3 +164,16 @@ class OneHotCategorical(Distribution):
         values = one_hot(arange(k, device=self.probs.device), k).to(dtype=self.probs.dtype)
         values = values.reshape(k, *((1,) * len(self.batch_shape)), k)
         return values.expand(k, *self.batch_shape, k) if expand else values
+
+
+class OneHotCategoricalStraightThrough(OneHotCategorical):
+    """OneHotCategorical whose rsample is the straight-through estimator (Bengio et al., 2013): the
+    one-hot sample forward, the gradient of probs backward (DreamerV2's discrete latents)."""
+
+    has_rsample = True
+
+    def rsample(self, sample_shape=()):
+        samples = self.sample(sample_shape)
+        probs = self._categorical.probs  # (cached, so the same graph for every sample)
+        return samples + (probs - probs.detach())
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 
 from .. import dtypes
+from ..autograd import enable_grad
 from ..creation import as_tensor
 from ..ops.convert import finfo
 from ..ops.views import broadcast_tensors
@@ -11,7 +12,10 @@ from ..tensor import Tensor
 
 
 class lazy_property:  # noqa: N801 - torch's name
-    """A property computed on first use and then stored on the instance (probs from logits, or back)."""
+    """A property computed on first use and then stored on the instance (probs from logits, or back).
+
+    Computed with grad enabled, as PyTorch's is: sample() reads probs under no_grad, and the value it
+    caches must still carry the graph that later losses (a policy's probs) backpropagate through."""
 
     def __init__(self, compute):
         self.compute = compute
@@ -21,7 +25,8 @@ class lazy_property:  # noqa: N801 - torch's name
     def __get__(self, instance, owner=None):
         if instance is None:
             return self
-        value = self.compute(instance)
+        with enable_grad():
+            value = self.compute(instance)
         instance.__dict__[self.__name__] = value  # shadows this non-data descriptor from now on
         return value
 

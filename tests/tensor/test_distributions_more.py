@@ -414,3 +414,16 @@ def test_vector_values_outside_the_support_raise(device):
         build("mvn_tril", device)[0].log_prob(make(np.zeros((2, 4)), device))
     quiet = D.Gamma(make([1.0], device), 1.0, validate_args=False)
     quiet.log_prob(make([-1.0], device))  # no error without validation
+
+
+def test_probs_first_read_under_no_grad_keeps_its_graph(device):
+    # sample() reads probs under no_grad; a policy loss through probs afterwards must still have gradients
+    logits = make(np.array([[0.1, 0.2, 0.3]]), device, requires_grad=True)
+    for dist in (D.Categorical(logits=logits), D.Bernoulli(logits=logits)):
+        dist.sample()
+        assert dist.probs.requires_grad
+    categorical = D.Categorical(logits=logits)
+    with tensor.no_grad():
+        categorical.probs
+    (categorical.probs * make(np.array([1.0, 2.0, 3.0]), device)).sum().backward()
+    assert np.abs(to_numpy(logits.grad)).max() > 0.1
