@@ -44,6 +44,8 @@ def _from_python(data, dtype=None):
         array = np.asarray(_on_host(data))
     if array.dtype.kind not in "fiub":
         raise DTypeError(f"cannot make a tensor from {type(data).__name__} data of numpy dtype {array.dtype}")
+    if dtype is None and isinstance(_first_leaf(data), np.generic):
+        dtype = array.dtype  # NumPy scalars keep their dtype (tensor(np.float64(2.)) is float64), as in PyTorch
     if dtype is None:
         dtype = {"f": dtypes.get_default_dtype(), "i": np.dtype(np.int64), "u": np.dtype(np.int64)}.get(
             array.dtype.kind, array.dtype)
@@ -51,6 +53,13 @@ def _from_python(data, dtype=None):
         _check_int_range(array, dtype)  # (Python ints past int64 arrive as uint64)
     with np.errstate(over="ignore"):  # 1e40 -> float32 is inf, as in PyTorch
         return array.astype(dtype, copy=False)
+
+
+def _first_leaf(data):
+    """The first number in nested lists and tuples (data itself when it is not one)."""
+    while isinstance(data, (list, tuple)) and data:
+        data = data[0]
+    return data
 
 
 def _on_host(data):

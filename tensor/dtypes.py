@@ -98,6 +98,8 @@ def result_type(*operands) -> np.dtype:
     """The dtype of an elementwise result over Tensors and Python scalars, as in torch.result_type."""
     best = [None, None, -1]  # dtype among dimensioned tensors, among 0-d tensors, top scalar category
     for op in operands:
+        if isinstance(op, np.generic):
+            op = op.item()  # a NumPy scalar counts as the Python number it is, as in PyTorch
         dtype = getattr(op, "dtype", None)
         if dtype is None:
             best[2] = max(best[2], scalar_category(op))

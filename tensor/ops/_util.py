@@ -182,3 +182,9 @@ def number_first(op, number, args, new_form):
                   UserWarning, stacklevel=3)
     return (*args, number)
 
+
+def number(value):
+    """A NumPy scalar hyperparameter (softplus's beta = np.log(2), a clamp bound) as the Python number it
+    is, as PyTorch takes it: under NumPy 2's promotion a np.float64 would turn a float32 result float64."""
+    return value.item() if isinstance(value, np.generic) else value
+

@@ -16,7 +16,7 @@ from .. import kernels
 from ..autograd import Function
 from ..graph_backward import SavedVjp, saved_in_graph
 from ._erf import _erf
-from ._util import filled_like
+from ._util import filled_like, number
 from .unary import _floating, _FromOutput, _sigmoid
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -215,15 +215,15 @@ class Gelu(Function):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return LeakyRelu.apply(_floating(x), negative_slope)
+    return LeakyRelu.apply(_floating(x), number(negative_slope))
 
 
 def elu(x, alpha=1.0):
-    return Elu.apply(_floating(x), alpha)
+    return Elu.apply(_floating(x), number(alpha))
 
 
 def softplus(x, beta=1.0, threshold=20.0):
-    return Softplus.apply(_floating(x), beta, threshold)
+    return Softplus.apply(_floating(x), number(beta), number(threshold))
 
 
 def silu(x):

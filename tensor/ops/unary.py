@@ -20,7 +20,7 @@ from ..errors import DTypeError
 from ..graph_backward import SavedVjp, saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._erf import _erf
-from ._util import cast, filled_like, sum_to
+from ._util import cast, filled_like, number, sum_to
 from .convert import clone
 
 _LN2, _LN10 = math.log(2.0), math.log(10.0)
@@ -288,7 +288,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 - torch's argument names
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given (a number or a tensor)")
     if x.data.dtype.kind == "f" and not isinstance(min, Tensor) and not isinstance(max, Tensor):
-        return Clamp.apply(x, min, max)  # the common case: number bounds cannot change a float dtype
+        return Clamp.apply(x, number(min), number(max))  # the common case: number bounds keep a float dtype
     bounds = [b for b in (min, max) if b is not None]
     dtype = dtypes.result_type(x, *bounds)  # torch.clamp(int_tensor, min=0.5) is float
     return Clamp.apply(cast(x, dtype), cast(min, dtype), cast(max, dtype))

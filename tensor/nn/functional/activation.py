@@ -14,7 +14,7 @@ from ... import kernels
 from ...autograd import Function
 from ...errors import DTypeError
 from ...graph_backward import saved_in_graph
-from ...ops._util import normalize_dim
+from ...ops._util import normalize_dim, number
 from ...ops.compare import where
 from ...tensor import Tensor
 
@@ -174,7 +174,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """min_val where x < min_val, max_val where x > max_val, else x."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val {min_val} must not exceed max_val {max_val}; swap them")
-    return Hardtanh.apply(input, min_val, max_val)
+    return Hardtanh.apply(input, number(min_val), number(max_val))
 
 
 def relu6(input, inplace=False):
