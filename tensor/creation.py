@@ -186,9 +186,25 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """`steps` evenly spaced values from start to end, as PyTorch's kernel makes them: start, end and the
+    step in the dtype (integer dtypes: the ends as integers, the step in double), the first half as
+    start + step * i and the second as end - step * (steps - 1 - i), each rounded once as its fused
+    multiply-add rounds it (exact for float32, whose products float64 holds; float64 in long double, on
+    the CPU; float16 may differ by an ulp). One ulp matters: torchvision's color ops cast to uint8."""
+    steps = int(steps)
+    if steps < 0:
+        raise ValueError(f"linspace: steps must be >= 0, got {steps}")
     xp, dtype, dev = _xp_and_dtype(device, dtype)
+    work = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    wide = np.dtype(np.longdouble if dtype == np.float64 and xp is np else np.float64)
     with _on(dev):
-        t = _wrap(xp.linspace(start, end, int(steps)).astype(dtype, copy=False))
+        first, last = (xp.asarray(v).astype(dtype).astype(work) for v in (start, end))
+        step = ((last - first) / work.type(max(steps - 1, 1))).astype(wide)
+        first, last = first.astype(wide), last.astype(wide)
+        i = xp.arange(steps, dtype=wide)
+        values = first.reshape(1) if steps == 1 else xp.where(i < steps // 2, first + step * i,
+                                                              last - step * (steps - 1 - i))
+        t = _wrap(values.astype(dtype))
     return t.requires_grad_(True) if requires_grad else t
 
 

@@ -82,7 +82,7 @@ OPERATORS = {
     "__mul__": ("arithmetic", "mul", False),
     "__rmul__": ("arithmetic", "mul", True),
     "__truediv__": ("arithmetic", "div", False),
-    "__rtruediv__": ("arithmetic", "div", True),
+    "__rtruediv__": ("arithmetic", "rdiv", False),
     "__floordiv__": ("arithmetic", "floor_divide", False),
     "__rfloordiv__": ("arithmetic", "floor_divide", True),
     "__mod__": ("arithmetic", "remainder", False),

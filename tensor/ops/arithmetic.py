@@ -69,14 +69,18 @@ class Mul(SavedVjp):
 class Div(SavedVjp):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # a is saved only for b's gradient (as PyTorch does): `y[:, 0] / 3` keeps no claim on the view,
+        # so writing the result back into y[:, 0] does not void this node.
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
+        ctx.shapes = _shape(a), _shape(b)
         return a / b
 
     @staticmethod
     def vjp(ctx, grad, a, b):
         need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(grad / b, _shape(a)) if need_a else None
-        gb = sum_to(-grad * a / (b * b), _shape(b)) if need_b else None
+        shape_a, shape_b = ctx.shapes
+        ga = sum_to(grad / b, shape_a) if need_a else None
+        gb = sum_to(-grad * a / (b * b), shape_b) if need_b else None
         return ga, gb
 
 
@@ -226,6 +230,17 @@ def div(a, b, rounding_mode=None):
         a = a.to(dtype=dtypes.get_default_dtype()) if isinstance(a, Tensor) else float(a)
         b = b.to(dtype=dtypes.get_default_dtype()) if isinstance(b, Tensor) else float(b)
     return Div.apply(a, b)
+
+
+def rdiv(x, number):
+    """number / x, computed as PyTorch's __rtruediv__ computes it: x.reciprocal() * number (the same
+    rounding, which a uint8 cast after it can turn into a whole grey level; and reciprocal saves its
+    result, not x)."""
+    if isinstance(number, Tensor):
+        return div(number, x)
+    from .unary import reciprocal
+
+    return mul(reciprocal(x), number)
 
 
 def _trunc_divide_integers(a, b):

@@ -1244,3 +1244,18 @@ def test_split_size_keyword_and_script_module():
         return [values(p) for p in parts], values(Doubler()(lib.ones(2))), isinstance(Doubler(), lib.nn.Module)
 
     both(run)
+
+
+def test_division_saves_only_what_its_gradients_need():
+    # VoxelMorph's ResizeTransform writes a rescaled slice back: y[:, 0] = 2 * (y[:, 0] / 3 - 0.5)
+    def run(lib):
+        grads = []
+        for write in (lambda y: 2 * (y[:, 0] / 3 - 0.5), lambda y: 3 / y[:, 0]):
+            x = lib.ones(1, 2, 3, requires_grad=True)
+            y = x + 1
+            y[:, 0] = write(y)
+            y.sum().backward()
+            grads.append(values(x.grad))
+        return grads
+
+    both(run)

@@ -280,3 +280,14 @@ def test_legacy_tensor_constructor_makes_default_float_tensors_like_torch(device
         assert tensor.Tensor([1]).dtype == tensor.float64
     finally:
         tensor.set_default_dtype(tensor.float32)
+
+
+def test_linspace_and_scalar_division_round_as_torch(device):
+    # torchvision's color ops cast these to uint8, where one ulp is a whole grey level
+    torch = pytest.importorskip("torch")
+    for start, end, steps in [(0.0, 0.9, 31), (-1, 1, 7), (0, 1, 1), (2.5, -3.25, 100)]:
+        got = tensor.linspace(start, end, steps, device=device).cpu().numpy()
+        np.testing.assert_array_equal(got, torch.linspace(start, end, steps).numpy())
+    divisors = np.array([7.0, 3.0, 0.3], np.float32)
+    np.testing.assert_array_equal((255 / tensor.tensor(divisors, device=device)).cpu().numpy(),
+                                  (255 / torch.tensor(divisors)).numpy())
