@@ -111,23 +111,27 @@ def promote(a, b):
         # The common `float_tensor * 0.5`: a Python number never lifts a float tensor's dtype.
         if (type(b) is float or type(b) is int) and a.data.dtype.kind == "f":
             return a, b
-        b = _as_python_number(b)
+        b = number(b)
         if not _scalar_upcasts(a.data.dtype, b):
-            return a, b
+            return a, _wrapped_int(b, a.data.dtype)
     elif tb:
-        a = _as_python_number(a)
+        a = number(a)
         if not _scalar_upcasts(b.data.dtype, a):
-            return a, b
+            return _wrapped_int(a, b.data.dtype), b
     else:
         raise TypeError(f"expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
     target = dtypes.result_type(a, b)
     return cast(a, target), cast(b, target)
 
 
-def _as_python_number(scalar):
-    """PyTorch takes a NumPy scalar (np.random.beta's float64, an np.int64 count) as the Python number it
-    holds; kept as it is, it would count as a float64 0-d tensor and NumPy would compute in float64."""
-    return scalar.item() if isinstance(scalar, np.generic) else scalar
+def _wrapped_int(scalar, dtype):
+    """A Python int outside an integer dtype's range, wrapped into it as PyTorch casts it (uint8 & -32 is
+    uint8 & 224, u8 + 300 is u8 + 44): NumPy 2 refuses such a weak scalar with an OverflowError."""
+    if type(scalar) is int and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not info.min <= scalar <= info.max:
+            return np.array(scalar).astype(dtype)[()]
+    return scalar
 
 
 def _scalar_upcasts(dtype, scalar):

@@ -1259,3 +1259,15 @@ def test_division_saves_only_what_its_gradients_need():
         return grads
 
     both(run)
+
+
+def test_integer_scalars_wrap_and_float32_running_sums_accumulate_in_double():
+    # torchvision's posterize: uint8 & -32; Lovasz-style losses: a cumsum of sorted errors passing near zero
+    def run(lib):
+        u = lib.tensor([200, 7], dtype=lib.uint8)
+        wrapped = [(u & -32).tolist(), (u + 300).tolist(), (-1 * u).tolist(), (lib.tensor([255], dtype=lib.uint8) == -1)
+                   .tolist(), (lib.tensor([100], dtype=lib.int8) & 200).tolist()]
+        x = np.sort(np.random.default_rng(0).standard_normal(378).astype(np.float32))
+        return wrapped, lib.tensor(x).cumsum(0).numpy().tolist()
+
+    both(run)
