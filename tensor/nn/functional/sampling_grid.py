@@ -3,12 +3,13 @@
 affine_grid maps a normalised output grid ([-1, 1] per axis) through a batch of affine matrices;
 it is a matmul with a constant base grid, so its gradient w.r.t. theta comes from the engine.
 
-grid_sample reads an (N, C, H, W) input at the (x, y) positions of an (N, Ho, Wo, 2) grid. It is one
-Function: each output point maps to a source position (PyTorch's unnormalisation, then border
-clipping or reflection, each with its own gradient factor), then gathers its four bilinear corners
-(or its nearest pixel) from the flattened planes; backward scatter-adds into those same planes
-and, for bilinear, forms the grid gradient from the corner values. Everything is whole-array
-work over the output points, four corners at a time; nothing loops over pixels.
+grid_sample reads an (N, C, H, W) input at the (x, y) positions of an (N, Ho, Wo, 2) grid, or an
+(N, C, D, H, W) volume at the (x, y, z) of an (N, Do, Ho, Wo, 3) grid. It is one Function: each
+output point maps to a source position (PyTorch's unnormalisation, then border clipping or
+reflection, each with its own gradient factor), then gathers its 4 bilinear (8 trilinear) corners
+or its nearest pixel from the flattened planes; backward scatter-adds into those same planes and,
+for linear modes, forms the grid gradient from the corner values. Everything is whole-array work
+over the output points, a corner at a time; nothing loops over pixels.
 """
 from __future__ import annotations
 
@@ -129,34 +130,46 @@ def _reflect(xp, index, twice_low, twice_high, grad):
 
 
 class _Plan:
-    """Where each output point reads: per corner, flat plane indices (N, P) and weights (N, P)."""
+    """Where each output point reads: per corner, flat indices into the flattened spatial dims (N, P),
+    weights (N, P) and whether the corner lies inside (N, P). 2-d and 3-d alike: grid coordinate j
+    indexes spatial axis -1 - j (x along W, y along H, z along D), and the corners run with x fastest,
+    PyTorch's order (so its sums round alike)."""
 
     def __init__(self, xp, x_shape, grid, mode, padding_mode, align_corners):
-        N, _, H, W = x_shape
-        self.points = grid.shape[1] * grid.shape[2]
-        gx = grid[..., 0].reshape(N, -1)
-        gy = grid[..., 1].reshape(N, -1)
-        self.ix, self.grad_x = _source_index(xp, gx, W, padding_mode, align_corners)
-        self.iy, self.grad_y = _source_index(xp, gy, H, padding_mode, align_corners)
-        self.H, self.W = H, W
+        N, self.sizes = x_shape[0], tuple(x_shape[2:])  # (H, W) or (D, H, W)
+        k = len(self.sizes)
+        self.points = grid.size // (N * k)
+        coords = grid.reshape(N, -1, k)
+        axis_size = self.sizes[::-1]  # by grid coordinate: W, H (, D)
+        positions = [_source_index(xp, coords[..., j], axis_size[j], padding_mode, align_corners) for j in range(k)]
+        self.index = [p[0] for p in positions]
+        self.slope = [p[1] for p in positions]  # d position / d coordinate
         if mode == "nearest":
-            self.corners = [self._corner(xp, xp.rint(self.ix), xp.rint(self.iy), None)]
+            self.corners = [self._corner(xp, [xp.rint(i) for i in self.index], None)]
             return
-        x0, y0 = xp.floor(self.ix), xp.floor(self.iy)
-        x1, y1 = x0 + 1, y0 + 1
-        self.edges = x0, y0, x1, y1
-        ix, iy = self.ix, self.iy
-        self.corners = [
-            self._corner(xp, x0, y0, (x1 - ix) * (y1 - iy)),
-            self._corner(xp, x1, y0, (ix - x0) * (y1 - iy)),
-            self._corner(xp, x0, y1, (x1 - ix) * (iy - y0)),
-            self._corner(xp, x1, y1, (ix - x0) * (iy - y0)),
-        ]
+        self.low = [xp.floor(i) for i in self.index]
+        # each axis' two linear weights, as PyTorch forms them: (low + 1) - index and index - low
+        self.weights = [((low + 1) - i, i - low) for low, i in zip(self.low, self.index)]
+        self.corners = []
+        for bits in range(2 ** k):  # bit j: the upper neighbour along coordinate j
+            upper = [(bits >> j) & 1 for j in range(k)]
+            weight = self.weights[0][upper[0]]
+            for j in range(1, k):
+                weight = weight * self.weights[j][upper[j]]
+            self.corners.append(self._corner(xp, [low + u for low, u in zip(self.low, upper)], weight))
+        self.uppers = [[(bits >> j) & 1 for j in range(k)] for bits in range(2 ** k)]
 
-    def _corner(self, xp, cx, cy, weight):
-        """(flat index clamped into the plane, weight zeroed where the corner lies outside, inside as 0/1)."""
-        inside = ((cx >= 0) & (cx <= self.W - 1) & (cy >= 0) & (cy <= self.H - 1)).astype(cx.dtype)
-        flat = xp.clip(cy, 0, self.H - 1).astype(xp.int64) * self.W + xp.clip(cx, 0, self.W - 1).astype(xp.int64)
+    def _corner(self, xp, position, weight):
+        """(flat index clamped into the volume, weight zeroed where the corner lies outside, inside as 0/1)."""
+        sizes = self.sizes[::-1]
+        inside = (position[0] >= 0) & (position[0] <= sizes[0] - 1)
+        for p, n in zip(position[1:], sizes[1:]):
+            inside &= (p >= 0) & (p <= n - 1)
+        inside = inside.astype(position[0].dtype)
+        flat = None
+        for p, n in zip(position[::-1], sizes[::-1]):  # the slowest axis first
+            clipped = xp.clip(p, 0, n - 1).astype(xp.int64)
+            flat = clipped if flat is None else flat * n + clipped
         return flat, inside if weight is None else weight * inside, inside
 
 
@@ -166,7 +179,7 @@ def _gather(xp, planes, flat):
     return xp.take_along_axis(planes, xp.broadcast_to(flat[:, None, :], (N, C, flat.shape[1])), axis=2)
 
 
-class GridSample2d(Function):
+class GridSample(Function):
     @staticmethod
     def forward(ctx, x, grid, mode, padding_mode, align_corners):
         xp = ctx.xp
@@ -179,18 +192,19 @@ class GridSample2d(Function):
         ctx.plan, ctx.x_shape, ctx.grid_shape, ctx.mode = plan, x.shape, grid.shape, mode
         if mode == "bilinear" and ctx.needs_input_grad[1]:
             ctx.save_for_backward(x)
-        return out.reshape(N, C, *grid.shape[1:3])
+        return out.reshape(N, C, *grid.shape[1:-1])
 
     @staticmethod
     def backward(ctx, grad):
         xp, plan = ctx.xp, ctx.plan
-        N, C, H, W = ctx.x_shape
+        N, C = ctx.x_shape[:2]
+        volume = _volume(ctx.x_shape)
         g = grad.reshape(N, C, -1)
         grad_x = grad_grid = None
         if ctx.needs_input_grad[0]:
-            grad_x = xp.zeros(N * C * H * W, dtype=grad.dtype)
+            grad_x = xp.zeros(N * C * volume, dtype=grad.dtype)
             # one flat index per (n, c, point): 1-d scatter-adds are the fast kind on both devices
-            offsets = (xp.arange(N * C, dtype=xp.int64) * (H * W)).reshape(N, C, 1)
+            offsets = (xp.arange(N * C, dtype=xp.int64) * volume).reshape(N, C, 1)
             for flat, weight, _ in plan.corners:
                 add_at(xp, grad_x, (offsets + flat[:, None, :]).ravel(), (g * weight[:, None, :]).ravel())
             grad_x = grad_x.reshape(ctx.x_shape)
@@ -201,27 +215,36 @@ class GridSample2d(Function):
         return grad_x, grad_grid, None, None, None
 
 
+def _volume(shape):
+    volume = 1
+    for n in shape[2:]:
+        volume *= n
+    return volume
+
+
 def _grid_grad(xp, plan, x, g):
-    """d loss / d grid for bilinear sampling: each corner's value times the slope of its weight."""
+    """d loss / d grid for (bi/tri)linear sampling: each corner's value times the slope of its weight,
+    which along coordinate j is -+1 times the other coordinates' weights."""
     N, C = x.shape[:2]
     planes = x.reshape(N, C, -1)
-    x0, y0, x1, y1 = plan.edges
-    ix, iy = plan.ix, plan.iy
-    # d weight / d ix and d weight / d iy of the nw, ne, sw, se corners
-    slopes = [(-(y1 - iy), -(x1 - ix)), (y1 - iy, -(ix - x0)), (-(iy - y0), x1 - ix), (iy - y0, ix - x0)]
-    gix = xp.zeros_like(ix)
-    giy = xp.zeros_like(iy)
-    for (flat, _, inside), (dx, dy) in zip(plan.corners, slopes):
+    k = len(plan.index)
+    grads = [xp.zeros_like(i) for i in plan.index]
+    for (flat, _, inside), upper in zip(plan.corners, plan.uppers):
         value = (_gather(xp, planes, flat) * g).sum(axis=1)
         value *= inside  # an outside corner reads zero
-        gix += value * dx
-        giy += value * dy
-    return xp.stack([gix * plan.grad_x, giy * plan.grad_y], axis=-1)
+        for j in range(k):
+            others = [plan.weights[i][upper[i]] for i in range(k) if i != j]
+            slope = others[0] if upper[j] else -others[0]
+            for w in others[1:]:
+                slope = slope * w
+            grads[j] += value * slope
+    return xp.stack([gj * sj for gj, sj in zip(grads, plan.slope)], axis=-1)
 
 
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):  # noqa: A002
-    """input (N, C, H, W) read at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo). grid[..., 0] is x (along W),
-    grid[..., 1] is y (along H), both normalised to [-1, 1] (pixel corners with align_corners=True,
+    """input (N, C, H, W) read at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo), or a volume (N, C, D, H, W) at
+    (N, Do, Ho, Wo, 3) -> (N, C, Do, Ho, Wo) ('bilinear' is then trilinear, as in PyTorch). grid[..., 0]
+    is x (along W), grid[..., 1] y (along H), grid[..., 2] z (along D), all normalised to [-1, 1] (pixel corners with align_corners=True,
     else pixel centres' outer edges). padding_mode says what lies outside: 'zeros', the 'border'
     pixels, or the input mirrored ('reflection'). Differentiable w.r.t. input, and w.r.t. grid for
     'bilinear' ('nearest' gives the grid a zero gradient, as PyTorch does)."""
@@ -235,16 +258,17 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     for name, t in (("input", input), ("grid", grid)):
         if not isinstance(t, Tensor):
             raise TypeError(f"grid_sample: {name} must be a Tensor, got {type(t).__name__}")
-    if input.dim() == 5:
-        raise NotImplementedError("grid_sample: 5-d (volumetric) input is not implemented; only 4-d (N, C, H, W)")
-    if input.dim() != 4:
-        raise ShapeError(f"grid_sample: expected a 4-d (N, C, H, W) input, got shape {tuple(input.shape)}")
-    if grid.dim() != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
-        raise ShapeError(f"grid_sample: expected a grid of shape (N, H_out, W_out, 2) with N = {input.shape[0]} "
-                         f"for input {tuple(input.shape)}, got grid of shape {tuple(grid.shape)}")
+    if input.dim() not in (4, 5):
+        raise ShapeError(f"grid_sample: expected a 4-d (N, C, H, W) or 5-d (N, C, D, H, W) input, got shape "
+                         f"{tuple(input.shape)}")
+    k = input.dim() - 2
+    if grid.dim() != input.dim() or grid.shape[-1] != k or grid.shape[0] != input.shape[0]:
+        form = "(N, H_out, W_out, 2)" if k == 2 else "(N, D_out, H_out, W_out, 3)"
+        raise ShapeError(f"grid_sample: expected a grid of shape {form} with N = {input.shape[0]} for input "
+                         f"{tuple(input.shape)}, got grid of shape {tuple(grid.shape)}")
     if input.dtype.kind != "f" or grid.dtype != input.dtype:
         raise DTypeError(f"grid_sample: input and grid must share one floating dtype, got {input.dtype} and "
                          f"{grid.dtype}; convert one with .to(dtype=...)")
     if 0 in input.shape[2:]:
         raise ShapeError(f"grid_sample: input has an empty spatial dim, shape {tuple(input.shape)}")
-    return GridSample2d.apply(input, grid, mode, padding_mode, align_corners)
+    return GridSample.apply(input, grid, mode, padding_mode, align_corners)

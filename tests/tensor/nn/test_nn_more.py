@@ -397,6 +397,22 @@ def test_grid_sample_float32_matches_torch(device):
                        rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_grid_sample_volumes_match_torch(device, mode, padding_mode, align_corners):
+    # VoxelMorph's SpatialTransformer: 5-d input, trilinear ("bilinear") or nearest
+    torch = pytest.importorskip("torch")
+    grid = np.random.default_rng(4).uniform(-1.3, 1.3, (2, 3, 4, 5, 3))
+    grid[0, 0, 0, 0], grid[-1, -1, -1, -1] = (1.0, -1.0, 0.5), (-1.0, 1.0, -1.0)
+    compare_with_torch(lambda x, g: F.grid_sample(x, g, mode, padding_mode, align_corners),
+                       lambda x, g: torch.nn.functional.grid_sample(x, g, mode, padding_mode, align_corners),
+                       [data(2, 3, 4, 5, 6), grid], device)
+    if mode == "bilinear":
+        gradcheck_float64(lambda x, g: F.grid_sample(x, g, mode, padding_mode, align_corners),
+                          [data(1, 2, 3, 3, 4), np.random.default_rng(5).uniform(-1.2, 1.2, (1, 2, 2, 3, 3))], device)
+
+
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 def test_grid_sample_gradcheck(device, padding_mode):
     grid = np.random.default_rng(3).uniform(-1.2, 1.2, (2, 3, 4, 2))  # off the kinks at pixel positions
@@ -445,7 +461,7 @@ def test_grid_sample_and_affine_grid_errors(device):
         F.grid_sample(x, g[..., :1], align_corners=False)
     with pytest.raises(TypeError, match="share one floating dtype"):
         F.grid_sample(x, g.float(), align_corners=False)
-    with pytest.raises(NotImplementedError, match="5-d"):
+    with pytest.raises(tensor.ShapeError, match=r"grid of shape \(N, D_out, H_out, W_out, 3\)"):
         F.grid_sample(x.unsqueeze(2), g, align_corners=False)
     with pytest.warns(UserWarning, match="align_corners=False"):
         F.grid_sample(x, g)
