@@ -189,7 +189,7 @@ def quotient_grads(ctx, grad, quotient):
 
 
 def add(a, b, alpha=1):
-    if isinstance(alpha, Tensor):  # add(a, alpha, b), PyTorch's deprecated order
+    if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # add(a, alpha, b), PyTorch's deprecated order
         b, alpha = number_first("add", b, (alpha,), "add(input, other, alpha=alpha)")
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
@@ -199,7 +199,7 @@ def add(a, b, alpha=1):
 
 
 def sub(a, b, alpha=1):
-    if isinstance(alpha, Tensor):  # sub(a, alpha, b), PyTorch's deprecated order
+    if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # sub(a, alpha, b), PyTorch's deprecated order
         b, alpha = number_first("sub", b, (alpha,), "sub(input, other, alpha=alpha)")
     if alpha != 1:
         b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha

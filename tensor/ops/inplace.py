@@ -173,7 +173,7 @@ def _ufunc_inplace(self, other, ufunc, op, name):
 
 
 def add_(self, other, alpha=1):
-    if isinstance(alpha, Tensor):  # add_(alpha, other), PyTorch's deprecated order
+    if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # add_(alpha, other), PyTorch's deprecated order
         other, alpha = number_first("add_", other, (alpha,), "add_(other, alpha=alpha)")
     if alpha != 1:
         other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
@@ -181,7 +181,7 @@ def add_(self, other, alpha=1):
 
 
 def sub_(self, other, alpha=1):
-    if isinstance(alpha, Tensor):  # sub_(alpha, other), PyTorch's deprecated order
+    if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # sub_(alpha, other), PyTorch's deprecated order
         other, alpha = number_first("sub_", other, (alpha,), "sub_(other, alpha=alpha)")
     if alpha != 1:
         other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
