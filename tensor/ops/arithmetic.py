@@ -71,16 +71,18 @@ class Div(SavedVjp):
     def forward(ctx, a, b):
         # a is saved only for b's gradient (as PyTorch does): `y[:, 0] / 3` keeps no claim on the view,
         # so writing the result back into y[:, 0] does not void this node.
-        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
-        ctx.shapes = _shape(a), _shape(b)
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(a, b)
+        else:
+            ctx.save_for_backward(None, b)
+            ctx.shape_a = _shape(a)
         return a / b
 
     @staticmethod
     def vjp(ctx, grad, a, b):
         need_a, need_b = ctx.needs_input_grad
-        shape_a, shape_b = ctx.shapes
-        ga = sum_to(grad / b, shape_a) if need_a else None
-        gb = sum_to(-grad * a / (b * b), shape_b) if need_b else None
+        ga = sum_to(grad / b, _shape(a) if need_b else ctx.shape_a) if need_a else None
+        gb = sum_to(-grad * a / (b * b), _shape(b)) if need_b else None
         return ga, gb
 
 
@@ -188,21 +190,23 @@ def quotient_grads(ctx, grad, quotient):
 # a call on the hot path; promote() itself handles everything else (Parameters included).
 
 
-def add(a, b, alpha=1):
-    if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # add(a, alpha, b), PyTorch's deprecated order
-        b, alpha = number_first("add", b, (alpha,), "add(input, other, alpha=alpha)")
-    if alpha != 1:
-        b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
+def add(a, b, alpha=None):
+    if alpha is not None:  # (None for 1: the common call pays one identity test)
+        if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # add(a, alpha, b), PyTorch's deprecated order
+            b, alpha = number_first("add", b, (alpha,), "add(input, other, alpha=alpha)")
+        if alpha != 1:
+            b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
         a, b = promote(a, b)
     return Add.apply(a, b)
 
 
-def sub(a, b, alpha=1):
-    if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # sub(a, alpha, b), PyTorch's deprecated order
-        b, alpha = number_first("sub", b, (alpha,), "sub(input, other, alpha=alpha)")
-    if alpha != 1:
-        b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
+def sub(a, b, alpha=None):
+    if alpha is not None:  # (None for 1: the common call pays one identity test)
+        if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # sub(a, alpha, b), PyTorch's deprecated order
+            b, alpha = number_first("sub", b, (alpha,), "sub(input, other, alpha=alpha)")
+        if alpha != 1:
+            b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
         a, b = promote(a, b)
     return Sub.apply(a, b)

@@ -172,19 +172,21 @@ def _ufunc_inplace(self, other, ufunc, op, name):
     return self
 
 
-def add_(self, other, alpha=1):
-    if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # add_(alpha, other), PyTorch's deprecated order
-        other, alpha = number_first("add_", other, (alpha,), "add_(other, alpha=alpha)")
-    if alpha != 1:
-        other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+def add_(self, other, alpha=None):
+    if alpha is not None:  # (None for 1: the common call pays one identity test)
+        if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # add_(alpha, other): the deprecated order
+            other, alpha = number_first("add_", other, (alpha,), "add_(other, alpha=alpha)")
+        if alpha != 1:
+            other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _ufunc_inplace(self, other, "add", arithmetic.add, "add_")
 
 
-def sub_(self, other, alpha=1):
-    if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # sub_(alpha, other), PyTorch's deprecated order
-        other, alpha = number_first("sub_", other, (alpha,), "sub_(other, alpha=alpha)")
-    if alpha != 1:
-        other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+def sub_(self, other, alpha=None):
+    if alpha is not None:  # (None for 1: the common call pays one identity test)
+        if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # sub_(alpha, other): the deprecated order
+            other, alpha = number_first("sub_", other, (alpha,), "sub_(other, alpha=alpha)")
+        if alpha != 1:
+            other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _ufunc_inplace(self, other, "subtract", arithmetic.sub, "sub_")
 
 
