@@ -13,6 +13,7 @@ over the output points, a corner at a time; nothing loops over pixels.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 from ...autograd import Function
@@ -150,14 +151,14 @@ class _Plan:
         self.low = [xp.floor(i) for i in self.index]
         # each axis' two linear weights, as PyTorch forms them: (low + 1) - index and index - low
         self.weights = [((low + 1) - i, i - low) for low, i in zip(self.low, self.index)]
+        # per corner, along each coordinate j: 0 for the lower neighbour, 1 for the upper (x varies fastest)
+        self.uppers = [[(bits >> j) & 1 for j in range(k)] for bits in range(2 ** k)]
         self.corners = []
-        for bits in range(2 ** k):  # bit j: the upper neighbour along coordinate j
-            upper = [(bits >> j) & 1 for j in range(k)]
+        for upper in self.uppers:
             weight = self.weights[0][upper[0]]
             for j in range(1, k):
                 weight = weight * self.weights[j][upper[j]]
             self.corners.append(self._corner(xp, [low + u for low, u in zip(self.low, upper)], weight))
-        self.uppers = [[(bits >> j) & 1 for j in range(k)] for bits in range(2 ** k)]
 
     def _corner(self, xp, position, weight):
         """(flat index clamped into the volume, weight zeroed where the corner lies outside, inside as 0/1)."""
@@ -198,7 +199,7 @@ class GridSample(Function):
     def backward(ctx, grad):
         xp, plan = ctx.xp, ctx.plan
         N, C = ctx.x_shape[:2]
-        volume = _volume(ctx.x_shape)
+        volume = math.prod(ctx.x_shape[2:])
         g = grad.reshape(N, C, -1)
         grad_x = grad_grid = None
         if ctx.needs_input_grad[0]:
@@ -213,13 +214,6 @@ class GridSample(Function):
             if ctx.mode == "bilinear":  # nearest: zero, as in PyTorch
                 grad_grid[...] = _grid_grad(xp, plan, ctx.saved_tensors[0], g).reshape(ctx.grid_shape)
         return grad_x, grad_grid, None, None, None
-
-
-def _volume(shape):
-    volume = 1
-    for n in shape[2:]:
-        volume *= n
-    return volume
 
 
 def _grid_grad(xp, plan, x, g):
@@ -244,10 +238,11 @@ def _grid_grad(xp, plan, x, g):
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):  # noqa: A002
     """input (N, C, H, W) read at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo), or a volume (N, C, D, H, W) at
     (N, Do, Ho, Wo, 3) -> (N, C, Do, Ho, Wo) ('bilinear' is then trilinear, as in PyTorch). grid[..., 0]
-    is x (along W), grid[..., 1] y (along H), grid[..., 2] z (along D), all normalised to [-1, 1] (pixel corners with align_corners=True,
-    else pixel centres' outer edges). padding_mode says what lies outside: 'zeros', the 'border'
-    pixels, or the input mirrored ('reflection'). Differentiable w.r.t. input, and w.r.t. grid for
-    'bilinear' ('nearest' gives the grid a zero gradient, as PyTorch does)."""
+    is x (along W), grid[..., 1] y (along H), grid[..., 2] z (along D), all normalised to [-1, 1]
+    (pixel corners with align_corners=True, else pixel centres' outer edges). padding_mode says what
+    lies outside: 'zeros', the 'border' pixels, or the input mirrored ('reflection'). Differentiable
+    w.r.t. input, and w.r.t. grid for 'bilinear' ('nearest' gives the grid a zero gradient, as PyTorch
+    does)."""
     if mode not in _MODES:
         if mode == "bicubic":
             raise NotImplementedError("grid_sample: mode='bicubic' is not implemented; use 'bilinear' or 'nearest'")
