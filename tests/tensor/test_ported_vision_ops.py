@@ -118,8 +118,7 @@ def train_stn(T, device, init, images, labels, align_corners, padding_mode, mode
 @pytest.mark.parametrize("align_corners, padding_mode, mode", [
     (False, "zeros", "bilinear"), (True, "zeros", "bilinear"), (False, "border", "bilinear"),
     (True, "reflection", "bilinear"), (False, "reflection", "bilinear"), (True, "border", "nearest"),
-    pytest.param(False, "border", "bicubic", marks=pytest.mark.xfail(
-        strict=True, raises=NotImplementedError, reason="raygrad's grid_sample has no mode='bicubic'")),
+    (False, "border", "bicubic"),
 ])
 def test_spatial_transformer(device, align_corners, padding_mode, mode):
     rng = np.random.default_rng(0)

@@ -6,8 +6,9 @@ it is a matmul with a constant base grid, so its gradient w.r.t. theta comes fro
 grid_sample reads an (N, C, H, W) input at the (x, y) positions of an (N, Ho, Wo, 2) grid, or an
 (N, C, D, H, W) volume at the (x, y, z) of an (N, Do, Ho, Wo, 3) grid. It is one Function: each
 output point maps to a source position (PyTorch's unnormalisation, then border clipping or
-reflection, each with its own gradient factor), then gathers its 4 bilinear (8 trilinear) corners
-or its nearest pixel from the flattened planes; backward scatter-adds into those same planes and,
+reflection, each with its own gradient factor), then gathers its 4 bilinear (8 trilinear) corners,
+its 16 bicubic taps (each padded on its own, as PyTorch does) or its nearest pixel from the flattened
+planes; backward scatter-adds into those same planes and,
 for linear modes, forms the grid gradient from the corner values. Everything is whole-array work
 over the output points, a corner at a time; nothing loops over pixels.
 """
@@ -22,7 +23,7 @@ from ...errors import DTypeError, ShapeError
 from ...ops.gather import add_at
 from ...tensor import Tensor, _wrap
 
-_MODES = ("bilinear", "nearest")
+_MODES = ("bilinear", "nearest", "bicubic")
 _PADDING = ("zeros", "border", "reflection")
 _OUT_OF_RANGE = -100.0  # PyTorch moves non-finite or huge source positions here: outside any input
 
@@ -90,20 +91,31 @@ def affine_grid(theta, size, align_corners=None):
 # ----------------------------------------------------------------------------- source positions
 
 
-def _source_index(xp, coord, size, padding_mode, align_corners):
+def _unnormalize(xp, coord, size, align_corners):
     """Grid coordinates in [-1, 1] -> positions in an axis of `size` pixels, and d position / d coord."""
     if align_corners:
         index, grad = (coord + 1) / 2 * (size - 1), (size - 1) / 2
     else:
         index, grad = ((coord + 1) * size - 1) / 2, size / 2
-    grad = xp.full(index.shape, grad, dtype=index.dtype)
+    return index, xp.full(index.shape, grad, dtype=index.dtype)
+
+
+def _source_index(xp, coord, size, padding_mode, align_corners):
+    """_unnormalize, then the padding mode applied to the position (with its gradient factor)."""
+    index, grad = _unnormalize(xp, coord, size, align_corners)
+    return _padded(xp, index, size, padding_mode, align_corners, grad), grad
+
+
+def _padded(xp, index, size, padding_mode, align_corners, grad):
+    """index clipped ('border') or mirrored ('reflection') into the axis, grad scaled to match; positions
+    that are not finite or are huge go far outside (PyTorch's -100), where they read zero."""
     if padding_mode == "border":
         index = _clip(xp, index, size, grad)
     elif padding_mode == "reflection":
         twice_low, twice_high = (0, 2 * (size - 1)) if align_corners else (-1, 2 * size - 1)
         index = _clip(xp, _reflect(xp, index, twice_low, twice_high, grad), size, grad)
     finite = xp.isfinite(index) & (xp.abs(index) < 2.0 ** 31 - 2)  # keeps the int64 corner arithmetic sane
-    return xp.where(finite, index, _OUT_OF_RANGE), grad
+    return xp.where(finite, index, _OUT_OF_RANGE)
 
 
 def _clip(xp, index, size, grad):
@@ -148,6 +160,9 @@ class _Plan:
         if mode == "nearest":
             self.corners = [self._corner(xp, [xp.rint(i) for i in self.index], None)]
             return
+        if mode == "bicubic":
+            self._bicubic(xp, coords, padding_mode, align_corners)
+            return
         self.low = [xp.floor(i) for i in self.index]
         # each axis' two linear weights, as PyTorch forms them: (low + 1) - index and index - low
         self.weights = [((low + 1) - i, i - low) for low, i in zip(self.low, self.index)]
@@ -159,6 +174,23 @@ class _Plan:
             for j in range(1, k):
                 weight = weight * self.weights[j][upper[j]]
             self.corners.append(self._corner(xp, [low + u for low, u in zip(self.low, upper)], weight))
+
+    def _bicubic(self, xp, coords, padding_mode, align_corners):
+        """PyTorch's bicubic: the unpadded position, its 4 x 4 neighbours from floor - 1 to floor + 2, each
+        tap's integer position padded on its own, and cubic convolution weights (A = -0.75) per axis."""
+        H, W = self.sizes
+        positions = [_unnormalize(xp, coords[..., j], n, align_corners) for j, n in enumerate((W, H))]
+        self.index, self.slope = [p[0] for p in positions], [p[1] for p in positions]
+        low = [xp.floor(i) for i in self.index]
+        t = [i - lo for i, lo in zip(self.index, low)]
+        self.cubic = [_cubic_weights(tj) for tj in t]  # per axis: 4 weights
+        self.cubic_slopes = [_cubic_slopes(tj) for tj in t]  # their derivatives in t
+        self.taps = [(a, b) for b in range(4) for a in range(4)]  # (x tap, y tap), x fastest
+        self.corners = []
+        for a, b in self.taps:
+            position = [_padded(xp, lo + (offset - 1), n, padding_mode, align_corners, xp.zeros_like(lo))
+                        for lo, offset, n in zip(low, (a, b), (W, H))]
+            self.corners.append(self._corner(xp, position, self.cubic[0][a] * self.cubic[1][b]))
 
     def _corner(self, xp, position, weight):
         """(flat index clamped into the volume, weight zeroed where the corner lies outside, inside as 0/1)."""
@@ -172,6 +204,25 @@ class _Plan:
             clipped = xp.clip(p, 0, n - 1).astype(xp.int64)
             flat = clipped if flat is None else flat * n + clipped
         return flat, inside if weight is None else weight * inside, inside
+
+
+_CUBIC_A = -0.75  # the cubic convolution's A, PyTorch's (and OpenCV's)
+
+
+def _cubic_weights(t):
+    """The four taps' weights at fraction t of the way from tap 1 to tap 2 (Keys' cubic convolution)."""
+    A = _CUBIC_A
+    near = lambda x: ((A + 2) * x - (A + 3)) * x * x + 1  # noqa: E731 - |x| <= 1
+    far = lambda x: ((A * x - 5 * A) * x + 8 * A) * x - 4 * A  # noqa: E731 - 1 < |x| < 2
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def _cubic_slopes(t):
+    """d weight / d t of _cubic_weights' four taps."""
+    A = _CUBIC_A
+    near = lambda x: (3 * (A + 2) * x - 2 * (A + 3)) * x  # noqa: E731 - d near / dx
+    far = lambda x: (3 * A * x - 10 * A) * x + 8 * A  # noqa: E731 - d far / dx
+    return far(t + 1), near(t), -near(1 - t), -far(2 - t)
 
 
 def _gather(xp, planes, flat):
@@ -191,7 +242,7 @@ class GridSample(Function):
         for flat, weight, _ in plan.corners:
             out += _gather(xp, planes, flat) * weight[:, None, :]
         ctx.plan, ctx.x_shape, ctx.grid_shape, ctx.mode = plan, x.shape, grid.shape, mode
-        if mode == "bilinear" and ctx.needs_input_grad[1]:
+        if mode != "nearest" and ctx.needs_input_grad[1]:
             ctx.save_for_backward(x)
         return out.reshape(N, C, *grid.shape[1:-1])
 
@@ -211,7 +262,7 @@ class GridSample(Function):
             grad_x = grad_x.reshape(ctx.x_shape)
         if ctx.needs_input_grad[1]:
             grad_grid = xp.zeros(ctx.grid_shape, dtype=grad.dtype)
-            if ctx.mode == "bilinear":  # nearest: zero, as in PyTorch
+            if ctx.mode != "nearest":  # nearest: zero, as in PyTorch
                 grad_grid[...] = _grid_grad(xp, plan, ctx.saved_tensors[0], g).reshape(ctx.grid_shape)
         return grad_x, grad_grid, None, None, None
 
@@ -221,6 +272,8 @@ def _grid_grad(xp, plan, x, g):
     which along coordinate j is -+1 times the other coordinates' weights."""
     N, C = x.shape[:2]
     planes = x.reshape(N, C, -1)
+    if hasattr(plan, "taps"):
+        return _bicubic_grid_grad(xp, plan, planes, g)
     k = len(plan.index)
     grads = [xp.zeros_like(i) for i in plan.index]
     for (flat, _, inside), upper in zip(plan.corners, plan.uppers):
@@ -235,17 +288,27 @@ def _grid_grad(xp, plan, x, g):
     return xp.stack([gj * sj for gj, sj in zip(grads, plan.slope)], axis=-1)
 
 
+def _bicubic_grid_grad(xp, plan, planes, g):
+    """d loss / d grid for bicubic sampling: each tap's value times its weight's slope along one axis and
+    its weight along the other (the padding of taps moves no gradient to the grid, as in PyTorch)."""
+    gix, giy = xp.zeros_like(plan.index[0]), xp.zeros_like(plan.index[1])
+    (wx, wy), (sx, sy) = plan.cubic, plan.cubic_slopes
+    for (flat, _, inside), (a, b) in zip(plan.corners, plan.taps):
+        value = (_gather(xp, planes, flat) * g).sum(axis=1) * inside
+        gix += value * (sx[a] * wy[b])
+        giy += value * (wx[a] * sy[b])
+    return xp.stack([gix * plan.slope[0], giy * plan.slope[1]], axis=-1)
+
+
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):  # noqa: A002
     """input (N, C, H, W) read at grid (N, Ho, Wo, 2) -> (N, C, Ho, Wo), or a volume (N, C, D, H, W) at
     (N, Do, Ho, Wo, 3) -> (N, C, Do, Ho, Wo) ('bilinear' is then trilinear, as in PyTorch). grid[..., 0]
     is x (along W), grid[..., 1] y (along H), grid[..., 2] z (along D), all normalised to [-1, 1]
     (pixel corners with align_corners=True, else pixel centres' outer edges). padding_mode says what
     lies outside: 'zeros', the 'border' pixels, or the input mirrored ('reflection'). Differentiable
-    w.r.t. input, and w.r.t. grid for 'bilinear' ('nearest' gives the grid a zero gradient, as PyTorch
-    does)."""
+    w.r.t. input, and w.r.t. grid for 'bilinear' and 'bicubic' (4-d input only, as in PyTorch); 'nearest'
+    gives the grid a zero gradient, as PyTorch does."""
     if mode not in _MODES:
-        if mode == "bicubic":
-            raise NotImplementedError("grid_sample: mode='bicubic' is not implemented; use 'bilinear' or 'nearest'")
         raise ValueError(f"grid_sample: mode must be one of {_MODES}, got {mode!r}")
     if padding_mode not in _PADDING:
         raise ValueError(f"grid_sample: padding_mode must be one of {_PADDING}, got {padding_mode!r}")
@@ -253,6 +316,9 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     for name, t in (("input", input), ("grid", grid)):
         if not isinstance(t, Tensor):
             raise TypeError(f"grid_sample: {name} must be a Tensor, got {type(t).__name__}")
+    if mode == "bicubic" and input.dim() == 5:
+        raise NotImplementedError("grid_sample: mode='bicubic' takes 4-d input only, as in PyTorch; use 'bilinear' "
+                                  "(trilinear) or 'nearest' for volumes")
     if input.dim() not in (4, 5):
         raise ShapeError(f"grid_sample: expected a 4-d (N, C, H, W) or 5-d (N, C, D, H, W) input, got shape "
                          f"{tuple(input.shape)}")

@@ -379,7 +379,7 @@ def _grid(n, h, w, seed=0):
     return grid
 
 
-@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_grid_sample_matches_torch(device, mode, padding_mode, align_corners):
@@ -420,6 +420,8 @@ def test_grid_sample_gradcheck(device, padding_mode):
                       device)
     gradcheck_float64(lambda x: F.grid_sample(x, make(grid, device), "nearest", padding_mode, True),
                       [data(2, 2, 4, 5)], device)
+    gradcheck_float64(lambda x, g: F.grid_sample(x, g, "bicubic", padding_mode, False), [data(2, 2, 4, 5), grid],
+                      device)
 
 
 def test_grid_sample_nearest_gives_the_grid_a_zero_gradient(device):
@@ -451,8 +453,8 @@ def test_identity_transform_reproduces_the_input(device):
 
 def test_grid_sample_and_affine_grid_errors(device):
     x, g = make(data(1, 2, 3, 3), device), make(_grid(1, 2, 2), device)
-    with pytest.raises(NotImplementedError, match="bicubic.*'bilinear' or 'nearest'"):
-        F.grid_sample(x, g, "bicubic", align_corners=False)
+    with pytest.raises(NotImplementedError, match="'bicubic' takes 4-d input only"):
+        F.grid_sample(x.unsqueeze(2), make(np.zeros((1, 1, 2, 2, 3)), device), "bicubic", align_corners=False)
     with pytest.raises(ValueError, match="mode must be one of"):
         F.grid_sample(x, g, "linear", align_corners=False)
     with pytest.raises(ValueError, match="padding_mode must be one of"):
