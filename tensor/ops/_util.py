@@ -178,12 +178,12 @@ def normalize_dims(dim, ndim, op="op"):
     return dims
 
 
-def number_first(op, number, args, new_form):
+def number_first(op, number, args, new_form, stacklevel=3):
     """PyTorch's deprecated overloads that take the scale first, as old optimizer code writes them
     (`p.add_(-lr, grad)`, `exp_avg_sq.addcmul_(1 - beta2, grad, grad)`): (args..., number) in the current
     order, with PyTorch's deprecation warning."""
     warnings.warn(f"This overload of {op} is deprecated: {op}(Number, Tensor...); use {new_form} instead",
-                  UserWarning, stacklevel=3)
+                  UserWarning, stacklevel=stacklevel)  # at the caller of the op
     return (*args, number)
 
 

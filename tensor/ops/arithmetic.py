@@ -192,10 +192,7 @@ def quotient_grads(ctx, grad, quotient):
 
 def add(a, b, alpha=None):
     if alpha is not None:  # (None for 1: the common call pays one identity test)
-        if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # add(a, alpha, b), PyTorch's deprecated order
-            b, alpha = number_first("add", b, (alpha,), "add(input, other, alpha=alpha)")
-        if alpha != 1:
-            b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
+        b = alpha_scaled("add", b, alpha)
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
         a, b = promote(a, b)
     return Add.apply(a, b)
@@ -203,13 +200,20 @@ def add(a, b, alpha=None):
 
 def sub(a, b, alpha=None):
     if alpha is not None:  # (None for 1: the common call pays one identity test)
-        if isinstance(alpha, Tensor) and not isinstance(b, Tensor):  # sub(a, alpha, b), PyTorch's deprecated order
-            b, alpha = number_first("sub", b, (alpha,), "sub(input, other, alpha=alpha)")
-        if alpha != 1:
-            b = mul(b, alpha) if isinstance(b, Tensor) else b * alpha
+        b = alpha_scaled("sub", b, alpha)
     if type(a) is not Tensor or type(b) is not Tensor or a.data.dtype is not b.data.dtype:
         a, b = promote(a, b)
     return Sub.apply(a, b)
+
+
+def alpha_scaled(op, other, alpha):
+    """other * alpha, the scaled operand of add/sub and their in-place forms; PyTorch's deprecated
+    number-first order (`p.add_(-lr, grad)`: alpha a Tensor, other a number) is read as it means."""
+    if isinstance(alpha, Tensor) and not isinstance(other, Tensor):
+        other, alpha = number_first(op, other, (alpha,), f"{op}(other, alpha=alpha)", stacklevel=4)
+    if alpha != 1:
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+    return other
 
 
 def mul(a, b):

@@ -20,7 +20,6 @@ from ..view_history import refresh_view, replay_view
 from ..errors import AutogradError, DeviceError, DTypeError, ShapeError
 from ..tensor import Tensor, _wrap
 from . import arithmetic, convert
-from ._util import number_first
 
 
 def _raw(x):
@@ -174,19 +173,13 @@ def _ufunc_inplace(self, other, ufunc, op, name):
 
 def add_(self, other, alpha=None):
     if alpha is not None:  # (None for 1: the common call pays one identity test)
-        if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # add_(alpha, other): the deprecated order
-            other, alpha = number_first("add_", other, (alpha,), "add_(other, alpha=alpha)")
-        if alpha != 1:
-            other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+        other = arithmetic.alpha_scaled("add_", other, alpha)
     return _ufunc_inplace(self, other, "add", arithmetic.add, "add_")
 
 
 def sub_(self, other, alpha=None):
     if alpha is not None:  # (None for 1: the common call pays one identity test)
-        if isinstance(alpha, Tensor) and not isinstance(other, Tensor):  # sub_(alpha, other): the deprecated order
-            other, alpha = number_first("sub_", other, (alpha,), "sub_(other, alpha=alpha)")
-        if alpha != 1:
-            other = arithmetic.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+        other = arithmetic.alpha_scaled("sub_", other, alpha)
     return _ufunc_inplace(self, other, "subtract", arithmetic.sub, "sub_")
 
 
