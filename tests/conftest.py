@@ -18,14 +18,18 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--device") != "cuda":
-        return
-    takes_device = ["device" in getattr(item, "fixturenames", ()) for item in items]
-    config.hook.pytest_deselected(items=[item for item, keep in zip(items, takes_device) if not keep])
-    items[:] = [item for item, keep in zip(items, takes_device) if keep]
-    if not _cuda_available():
-        skip = pytest.mark.skip(reason="--device cuda needs CuPy and a CUDA device")
-        for item in items:
+    """With --device cuda, keep only the tests that take `device`. The tests that then run on the GPU
+    (those, or tests/gpu's in any run) skip where there is no CuPy and GPU."""
+    if config.getoption("--device") == "cuda":
+        takes_device = ["device" in getattr(item, "fixturenames", ()) for item in items]
+        config.hook.pytest_deselected(items=[item for item, keep in zip(items, takes_device) if not keep])
+        items[:] = [item for item, keep in zip(items, takes_device) if keep]
+        on_gpu = items
+    else:
+        on_gpu = [item for item in items if "tests/gpu/" in str(item.fspath).replace("\\", "/")]
+    if on_gpu and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+        for item in on_gpu:
             item.add_marker(skip)
 
 
