@@ -17,7 +17,7 @@ import numpy as np
 
 from ..tensor import _wrap
 from ._common import LinAlgError, cholesky_ex_result, float_matrix, inv_ex_result, raising, solve_ex_result
-from .lu import lu_packed
+from .lu import first_singular, lu_packed
 from .solve import cholesky, inv, solve
 
 
@@ -48,9 +48,9 @@ def _raise_if_singular(op, A):
     """check_errors=True on the GPU: the LinAlgError that cuBLAS's batched LU may not give."""
     info = _singular_info(A)
     if info is not None:
-        index = tuple(int(i) for i in np.argwhere(info.get())[0])
+        index, k = first_singular(info)
         raise LinAlgError(f"{op}: the input of shape {tuple(A.shape)} holds a singular matrix (batch element "
-                          f"{index}: the diagonal element {int(info[index])} of its LU is zero)")
+                          f"{index}: the diagonal element {k} of its LU is zero)")
 
 
 def inverse_or_identity(A):

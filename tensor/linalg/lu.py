@@ -190,13 +190,22 @@ def _pivot(op, pivot):
                          "and not here; use pivot=True")
 
 
+def first_singular(info):
+    """(batch index, 1-based index of the zero pivot) of the first matrix whose LU `info` (an array) is
+    nonzero, or None where every matrix factored."""
+    bad = info != 0
+    if not bool(bad.any()):
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad.get() if hasattr(bad, "get") else bad)[0])
+    return index, int(info[index])
+
+
 def _raise_singular(op, A, info):
-    bad = info.data != 0
-    if bool(bad.any()):
-        data = info.data
-        index = tuple(int(i) for i in np.argwhere(bad.get() if hasattr(bad, "get") else bad)[0])
+    found = first_singular(info.data)
+    if found is not None:
+        index, k = found
         where = f" (batch element {index})" if index else ""
-        raise LinAlgError(f"{op}: U[{int(data[index])}, {int(data[index])}] is zero{where}: the matrix of shape "
+        raise LinAlgError(f"{op}: U[{k}, {k}] is zero{where}: the matrix of shape "
                           f"{tuple(A.shape[-2:])} is singular and lu_solve would divide by zero; use "
                           "linalg.lu_factor_ex or linalg.lu to factor it anyway")
 
