@@ -36,12 +36,7 @@ class BasePruningMethod(ABC):
         method now registered as the hook (a PruningContainer when chained)."""
         method, old_key, old_method = _get_composite_method(cls, module, name, *args, **kwargs)
         orig = getattr(module, name)
-        if importance_scores is not None:
-            if importance_scores.shape != orig.shape:
-                raise AssertionError(f"importance_scores should have the same shape as parameter {name} of "
-                                     f"{module}, got {importance_scores.shape} vs {orig.shape}")
-        else:
-            importance_scores = orig
+        importance_scores = _scores_for(importance_scores, orig, f"parameter {name} of {module}")
         chained = isinstance(method, PruningContainer)
         if not chained:
             module.register_parameter(name + "_orig", orig)
@@ -66,12 +61,7 @@ class BasePruningMethod(ABC):
 
     def prune(self, t, default_mask=None, importance_scores=None):
         """t * compute_mask(importance_scores or t, default_mask or ones): a pruned copy of t."""
-        if importance_scores is not None:
-            if importance_scores.shape != t.shape:
-                raise AssertionError(f"importance_scores should have the same shape as tensor t, "
-                                     f"got {importance_scores.shape} vs {t.shape}")
-        else:
-            importance_scores = t
+        importance_scores = _scores_for(importance_scores, t, "tensor t")
         default_mask = default_mask if default_mask is not None else ones_like(t)
         return t * self.compute_mask(importance_scores, default_mask=default_mask)
 
@@ -169,3 +159,14 @@ class PruningContainer(BasePruningMethod):
         partial_mask = method.compute_mask(t[slc], default_mask=default_mask[slc])
         new_mask[slc] = partial_mask.to(dtype=new_mask.dtype)
         return new_mask
+
+
+def _scores_for(importance_scores, t, what):
+    """The scores that rank t's entries: importance_scores (t's shape, as PyTorch asserts), else t itself."""
+    if importance_scores is None:
+        return t
+    if importance_scores.shape != t.shape:
+        raise AssertionError(f"importance_scores should have the same shape as {what}, "
+                             f"got {importance_scores.shape} vs {t.shape}")
+    return importance_scores
+

@@ -45,8 +45,8 @@ class Identity(BasePruningMethod):
         return super().apply(module, name)
 
 
-class RandomUnstructured(BasePruningMethod):
-    """Prunes `amount` entries (a fraction, or a count) chosen uniformly at random."""
+class _Unstructured(BasePruningMethod):
+    """Prunes `amount` entries (a fraction, or a count), those that _chosen(t, n) names (flat indices)."""
 
     PRUNING_TYPE = "unstructured"
 
@@ -59,31 +59,26 @@ class RandomUnstructured(BasePruningMethod):
         _validate_pruning_amount(nparams_toprune, t.nelement())
         mask = default_mask.detach().clone()
         if nparams_toprune != 0:
-            prob = rand_like(t).reshape(-1)
-            _zero_flat(mask, prob.topk(nparams_toprune)[1].data)
+            _zero_flat(mask, self._chosen(t, nparams_toprune))
         return mask
+
+
+class RandomUnstructured(_Unstructured):
+    """Prunes `amount` entries (a fraction, or a count) chosen uniformly at random."""
+
+    def _chosen(self, t, n):
+        return rand_like(t).reshape(-1).topk(n)[1].data
 
     @classmethod
     def apply(cls, module, name, amount):
         return super().apply(module, name, amount=amount)
 
 
-class L1Unstructured(BasePruningMethod):
+class L1Unstructured(_Unstructured):
     """Prunes the `amount` entries of smallest absolute value (torch.topk's choice among ties)."""
 
-    PRUNING_TYPE = "unstructured"
-
-    def __init__(self, amount) -> None:
-        _validate_pruning_amount_init(amount)
-        self.amount = amount
-
-    def compute_mask(self, t, default_mask):
-        nparams_toprune = _compute_nparams_toprune(self.amount, t.nelement())
-        _validate_pruning_amount(nparams_toprune, t.nelement())
-        mask = default_mask.detach().clone()
-        if nparams_toprune != 0:
-            _zero_flat(mask, topk_set(_host(abs(t.detach().data)), nparams_toprune, largest=False))
-        return mask
+    def _chosen(self, t, n):
+        return topk_set(_host(abs(t.detach().data)), n, largest=False)
 
     @classmethod
     def apply(cls, module, name, amount, importance_scores=None):
