@@ -133,7 +133,13 @@ def _filled(fill, size, dtype, device, requires_grad):
     xp, dtype, dev = _xp_and_dtype(device, dtype)
     shape = _shape(size)
     with _on(dev):
-        t = _wrap(fill(xp, shape, dtype))
+        try:
+            t = _wrap(fill(xp, shape, dtype))
+        except ValueError:  # NumPy's "negative dimensions are not allowed", worded with the size
+            if any(n < 0 for n in shape):
+                raise ValueError(f"size {shape} has a negative dim; sizes must be >= 0 (0 makes an empty "
+                                 "tensor)") from None
+            raise
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -181,7 +187,11 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         dtype = dtypes.result_type(start, end, step)
     xp, dtype, dev = _xp_and_dtype(device, dtype)
     with _on(dev):
-        t = _wrap(xp.arange(start, end, step).astype(dtype, copy=False))
+        values = xp.arange(start, end, step)
+        if values.size == 0 and (end - start) * step < 0:
+            raise ValueError(f"arange: end {end} lies on the wrong side of start {start} for step {step}; "
+                             "swap them, or flip the sign of the step")
+        t = _wrap(values.astype(dtype, copy=False))
     return t.requires_grad_(True) if requires_grad else t
 
 

@@ -55,6 +55,8 @@ def _pade13(xp, a):
 
 def _gradient_scale(xp, a, grad):
     """c per matrix with c * ||G||_1 = ||A||_1 (1 where either is zero or not finite)."""
+    if a.size == 0:  # 0 x 0 matrices, or none: no norm to match (the max below has no identity)
+        return xp.ones(a.shape[:-2] + (1, 1), a.dtype)
     a_norm = abs(a).sum(axis=-2).max(axis=-1)
     g_norm = abs(grad).sum(axis=-2).max(axis=-1)
     ok = (g_norm > 0) & (a_norm > 0) & xp.isfinite(a_norm) & xp.isfinite(g_norm)

@@ -54,6 +54,10 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):  # no
         raise ValueError(f"{op}: dims must be different, got {tuple(dim)}")
     if ord == "fro":
         return statistics.norm(A, 2, (rows, cols), keepdim)
+    if A.data.size == 0 and ord in ("nuc", 2, 1, math.inf):
+        # The largest (or summed) magnitude of no entries: PyTorch gives 0 for the positive ords (the
+        # negative ones reduce an empty dim with min, which has no identity, and raise below).
+        return A.abs().sum((rows, cols), keepdim=keepdim)
     if ord in ("nuc", 2, -2):
         values = svdvals(A.movedim((rows, cols), (-2, -1)))
         out = values.sum(-1) if ord == "nuc" else values.amax(-1) if ord == 2 else values.amin(-1)
@@ -101,6 +105,10 @@ def cond(A, p=None):
     require_float(op, A)
     if A.ndim < 2:
         raise ShapeError(f"{op}: A must have at least 2 dimensions, got shape {tuple(A.shape)}")
+    if A.data.size == 0 and (p not in ("fro", "nuc") or A.shape[-1] == A.shape[-2]):
+        # PyTorch: 0 for each empty matrix, an empty result for no matrices ('fro' and 'nuc' still
+        # insist on square ones)
+        return A.abs().sum((-2, -1))
     if p in (None, 2, -2):
         values = svdvals(A)
         largest, smallest = values[..., 0], values[..., -1]

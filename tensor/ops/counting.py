@@ -49,7 +49,7 @@ def bincount(x, weights=None, minlength=0):
                              f"shape {tuple(weights.shape)}")
     dtype = np.int64 if weights is None else np.float32 if weights.dtype == np.float32 else np.float64
     if data.size == 0:  # (CuPy's bincount takes the max of its input first, which fails on none)
-        return _wrap(xp.zeros(minlength, dtype))
+        return _wrap(xp.zeros(minlength, np.int64))  # int64 even with weights, as PyTorch gives it
     if weights is None:
         return _wrap(xp.bincount(data, minlength=minlength).astype(dtype, copy=False))
     if xp is not np:  # CuPy sums the weights with float atomics

@@ -123,7 +123,10 @@ def gather(x, dim, index):
     """Values of x along `dim` at `index` (same ndim as x; sizes off `dim` at most x's)."""
     dim = _dim(dim, x.ndim, "gather")
     index = _index_tensor("gather", index, x)
-    _check_fits("gather", index, x, dim, "input")
+    if not _fits(index, x, dim):
+        if index.data.size == 0:  # PyTorch checks no shapes for an empty index: nothing to gather
+            return x.reshape(-1)[:0].reshape(index.shape)  # (on x's graph: x gets its zero gradient)
+        raise _misfit("gather", index, x, dim, "input")
     check_range("gather", index.data, dim, x.shape[dim])
     return Gather.apply(x, index, dim)
 
@@ -184,9 +187,14 @@ def scatter(x, dim, index, src=None, value=None, reduce=None):
         raise ValueError(f"scatter: reduce must be None, 'add' or 'multiply', got {reduce!r}")
     dim = _dim(dim, x.ndim, "scatter")
     index = _index_tensor("scatter", index, x)
-    _check_fits("scatter", index, x, dim, "self")
+    if not _fits(index, x, dim):
+        if index.data.size == 0:  # PyTorch checks no shapes for an empty index: nothing to write
+            return x.clone()
+        raise _misfit("scatter", index, x, dim, "self")
     if src is not None:
         if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+            if index.data.size == 0:
+                return x.clone()
             raise ShapeError(
                 f"scatter: index of shape {tuple(index.shape)} must not be larger than src of shape "
                 f"{tuple(src.shape)} in any dim"
@@ -304,15 +312,20 @@ def _index_tensor(op, index, x):
     return index
 
 
-def _check_fits(op, index, x, dim, name):
+def _fits(index, x, dim):
+    """Whether index has x's number of dims and is no larger than x off `dim` (the same size there, the
+    usual case, is checked first)."""
     ishape, xshape = index.data.shape, x.data.shape
     if ishape[:dim] == xshape[:dim] and ishape[dim + 1:] == xshape[dim + 1:]:
-        return
-    if len(ishape) != len(xshape) or any(i > s for d, (i, s) in enumerate(zip(ishape, xshape)) if d != dim):
-        raise ShapeError(
-            f"{op}: index of shape {tuple(index.shape)} must have the same number of dims as {name} of shape "
-            f"{tuple(x.shape)} and be no larger off dim {dim}"
-        )
+        return True
+    return len(ishape) == len(xshape) and all(i <= s for d, (i, s) in enumerate(zip(ishape, xshape)) if d != dim)
+
+
+def _misfit(op, index, x, dim, name):
+    return ShapeError(
+        f"{op}: index of shape {tuple(index.shape)} must have the same number of dims as {name} of shape "
+        f"{tuple(x.shape)} and be no larger off dim {dim}"
+    )
 
 
 # --------------------------------------------------------------------------------------- one_hot

@@ -63,9 +63,7 @@ def cat(tensors, dim=0, *, axis=None):
     tensors = _checked_list(tensors, "cat")
     shapes = [t.data.shape for t in tensors]
     if (0,) in shapes and any(len(shape) != 1 for shape in shapes):
-        # PyTorch's legacy rule: 1-D empty tensors are skipped whatever the others' shapes.
-        tensors = [t for t in tensors if t.data.shape != (0,)] or tensors[:1]
-        shapes = [t.data.shape for t in tensors]
+        tensors, shapes = _legacy_empty_pieces(tensors, shapes, dim)
     first = shapes[0]
     if not first:
         raise ShapeError("cat: tensor 0 is zero-dimensional and cannot be concatenated; use stack, or unsqueeze(0)")
@@ -75,6 +73,19 @@ def cat(tensors, dim=0, *, axis=None):
     except ValueError:  # concatenate checks the shapes (off the hot path): name the first misfit
         _check_cat_shapes(shapes, d, dim)
         raise
+
+
+def _legacy_empty_pieces(tensors, shapes, dim):
+    """PyTorch's legacy rule: a 1-D empty tensor joins a cat of tensors of any shape. Each becomes a
+    piece of size 0 along the joined dim, shaped like the first other tensor, so that it still takes
+    part in the dtype promotion and gets its (empty) gradient."""
+    model = next(shape for shape in shapes if shape != (0,))
+    if not model:  # a 0-d tensor, which cat refuses below
+        return [tensors[shapes.index(model)]], [model]
+    d = normalize_dim(dim, len(model), "cat")
+    piece = model[:d] + (0,) + model[d + 1 :]
+    tensors = [reshape(t, piece) if shape == (0,) else t for t, shape in zip(tensors, shapes)]
+    return tensors, [t.data.shape for t in tensors]
 
 
 def _check_cat_shapes(shapes, d, dim):

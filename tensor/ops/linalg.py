@@ -351,10 +351,11 @@ def tensordot(a, b, dims=2):
     free_a = [d for d in range(a.ndim) if d not in dims_a]
     free_b = [d for d in range(b.ndim) if d not in dims_b]
     k = math.prod(a.shape[d] for d in dims_a)
-    left = a.permute(*free_a, *dims_a).reshape(-1, k) if a.ndim else a.reshape(1, 1)
-    right = b.permute(*dims_b, *free_b).reshape(k, -1) if b.ndim else b.reshape(1, 1)
-    out_shape = [a.shape[d] for d in free_a] + [b.shape[d] for d in free_b]
-    return matmul(left, right).reshape(tuple(out_shape))
+    rows, cols = tuple(a.shape[d] for d in free_a), tuple(b.shape[d] for d in free_b)
+    # (sizes spelled out, not -1, which is ambiguous when a dim is 0)
+    left = a.permute(*free_a, *dims_a).reshape(math.prod(rows), k) if a.ndim else a.reshape(1, 1)
+    right = b.permute(*dims_b, *free_b).reshape(k, math.prod(cols)) if b.ndim else b.reshape(1, 1)
+    return matmul(left, right).reshape(rows + cols)
 
 
 def _contracted_dims(a, b, dims):

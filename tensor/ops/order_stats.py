@@ -11,7 +11,6 @@ all-NaN line the NaN libstdc++'s nth_element leaves first); kthvalue takes the s
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 from collections import namedtuple
 
@@ -22,7 +21,7 @@ from ..tensor import Tensor, _wrap
 from ._util import normalize_dim
 from .gather import gather
 from .pointwise import lerp
-from .ranking import _along_dim, _median_index, _require_nonempty_dim, _require_tensor
+from .ranking import _along_dim, _median_index, _require_nonempty_dim, _require_tensor, median_of_nothing
 from .reduce import _require_nonempty, amax, amin, reduction_dims
 from .shape import movedim, reshape, squeeze
 from .sort import _argsort_ascending, sort
@@ -153,7 +152,7 @@ def nanmedian(x, dim=None, keepdim=False):
     if dim is not None:
         return _along_dim(x, dim, keepdim, "nanmedian", _nanmedian_index, nanmedian_result)
     if x.numel() == 0:
-        return _wrap(x.xp.full((), math.nan, dtype=x.dtype if x.dtype.kind == "f" else np.float32))
+        return median_of_nothing(x)
     flat = reshape(x, (-1,))
     return reshape(gather(flat, 0, _wrap(_nanmedian_index(x.xp, flat.data, 0))), ())
 

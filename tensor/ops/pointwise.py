@@ -121,6 +121,8 @@ def nansum(x, dim=None, keepdim=False, *, dtype=None):
 
 def nanmean(x, dim=None, keepdim=False, *, dtype=None):
     """mean over the non-NaN elements (NaN where a slice is all NaN, as in PyTorch)."""
+    if x.data.size == 0 and x.dtype.kind == "f":  # mean's NaN, without the 0 / 0 warnings of the division
+        return reduce.mean(x, dim, keepdim, dtype=dtype)
     total = reduce.sum(_nan_as_zero(x, "nanmean"), dim, keepdim, dtype=dtype)
     count = reduce.sum(compare.logical_not(compare.isnan(x)), dim, keepdim)
     return arithmetic.div(total, count.to(dtype=total.dtype))

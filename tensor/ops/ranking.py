@@ -52,10 +52,19 @@ def median(x, dim=None, keepdim=False):
     _require_tensor("median", x)
     if dim is None:
         if x.numel() == 0:
-            return _wrap(x.xp.full((), math.nan, dtype=x.dtype if x.dtype.kind == "f" else np.float32))
+            return median_of_nothing(x)
         flat = reshape(x, (-1,))
         return reshape(gather(flat, 0, _wrap(_median_index(x.xp, flat.data, 0))), ())
     return _along_dim(x, dim, keepdim, "median", _median_index, median_result)
+
+
+def median_of_nothing(x):
+    """median() of an empty tensor, as PyTorch gives it: NaN in x's dtype (for integers, what the cast
+    of NaN gives), on x's graph so that backward hands x its (empty) gradient."""
+    if x.dtype.kind == "f":
+        return x.sum() + math.nan
+    with np.errstate(invalid="ignore"):  # NumPy warns about the cast
+        return _wrap(x.xp.asarray(math.nan).astype(x.dtype))
 
 
 def _along_dim(x, dim, keepdim, op, find_index, result):
@@ -118,8 +127,10 @@ def _unique_slices(x, dim):
     """(values, inverse, counts) of the distinct slices of x along dim: rows sorted by lexsort (last key
     primary, so the columns go in reversed), a new group wherever a row differs from the one before."""
     xp = x.xp
+    if x.numel() == 0:
+        _check_unique_of_empty(x, dim)
     moved = xp.moveaxis(x.data, dim, 0)
-    rows = moved.reshape(moved.shape[0], -1)
+    rows = moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))  # (no -1: it is ambiguous when empty)
     keys = rows.astype(np.uint8) if rows.dtype == np.bool_ else rows  # bool keys: not every sort backend takes them
     order = xp.lexsort(keys.T[::-1]) if rows.shape[1] else xp.arange(rows.shape[0])
     ordered = rows[order]
@@ -130,6 +141,15 @@ def _unique_slices(x, dim):
     inverse[order] = group
     values = ordered[starts].reshape((-1,) + moved.shape[1:])
     return xp.moveaxis(values, 0, dim), inverse, xp.bincount(group, minlength=int(starts.sum()))
+
+
+def _check_unique_of_empty(x, dim):
+    """PyTorch takes the distinct slices of an empty tensor only along its one dim of size 0: slices
+    that hold no elements are all equal, and it will not say how many distinct ones that makes."""
+    empty_dims = [d for d, n in enumerate(x.shape) if n == 0]
+    if empty_dims != [dim]:
+        raise ShapeError(f"unique: cannot take the distinct slices along dim {dim} of a tensor of shape "
+                         f"{tuple(x.shape)}: only its single dim of size 0 can be the one selected")
 
 
 # ------------------------------------------------------------------------------ searchsorted/bucketize

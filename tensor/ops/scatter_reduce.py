@@ -161,20 +161,25 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):  # noq
     dim = normalize_dim(dim, x.ndim, "scatter_reduce")
     index = index_arg("scatter_reduce", index, x, wide=True)
     same_dtype("scatter_reduce", src, x, "src")
-    _check_index_shape(index, x, src, dim)
+    misfit = _index_shape_misfit(index, x, src, dim)
+    if misfit:
+        if index.data.size == 0:  # PyTorch checks no shapes for an empty index: nothing to combine
+            return x.clone()
+        raise ShapeError(misfit)
     check_range("scatter_reduce", index.data, dim, x.shape[dim])
     return ScatterReduce.apply(x, index, src, dim, reduce, bool(include_self))
 
 
-def _check_index_shape(index, x, src, dim):
+def _index_shape_misfit(index, x, src, dim):
+    """What is wrong with the shapes of index, x and src (None when they fit)."""
     ishape, xshape, sshape = tuple(index.shape), tuple(x.shape), tuple(src.shape)
     if len(ishape) != len(xshape) or len(sshape) != len(xshape):
-        raise ShapeError(f"scatter_reduce: index {ishape}, input {xshape} and src {sshape} must have the same "
-                         "number of dims")
+        return f"scatter_reduce: index {ishape}, input {xshape} and src {sshape} must have the same number of dims"
     if any(i > s for i, s in zip(ishape, sshape)) or any(i > n for d, (i, n) in enumerate(zip(ishape, xshape))
                                                          if d != dim):
-        raise ShapeError(f"scatter_reduce: index of shape {ishape} must be no larger than src {sshape} in any dim "
-                         f"and no larger than input {xshape} off dim {dim}")
+        return (f"scatter_reduce: index of shape {ishape} must be no larger than src {sshape} in any dim "
+                f"and no larger than input {xshape} off dim {dim}")
+    return None
 
 
 def index_reduce(input, dim, index, source, reduce, *, include_self=True):  # noqa: A002

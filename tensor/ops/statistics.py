@@ -224,6 +224,8 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
         return (amax if p > 0 else amin)(x.abs(), dims, keepdim)
     if p == 0:  # the number of nonzero elements; piecewise constant, no gradient
         return sum(x != 0, dims, keepdim).to(dtype=x.dtype)
+    if p < 0:  # (sum |x|^p)^(1/p) of nothing is 0^(1/p) = inf: PyTorch refuses it, as for -inf
+        _require_nonempty(x, dims, f"norm (p={p})")
     return NormP.apply(x, dims, keepdim, float(p))
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import operator
 
-import numpy as np
-
 from ..autograd import Function
 from ..errors import ShapeError
 from ..graph_backward import linear_backward_graph
