@@ -40,6 +40,8 @@ class RNNBase(Module):
         if mode not in _GATES:
             raise ValueError(f"Unrecognized RNN mode: {mode!r}; expected one of {', '.join(_GATES)}")
         self.mode = mode
+        if not isinstance(input_size, int) or input_size <= 0:  # PyTorch refuses 0 features here (not in the cells)
+            raise ValueError(f"{name}: input_size must be a positive int, got {input_size!r}")
         if not isinstance(hidden_size, int) or hidden_size <= 0 or not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"{name}: hidden_size {hidden_size!r} and num_layers {num_layers!r} must be positive ints")
         if not 0 <= dropout <= 1 or isinstance(dropout, bool):
@@ -161,6 +163,8 @@ class RNNBase(Module):
             raise DTypeError(
                 f"{name}: input dtype {input.dtype} differs from the weights' {self.weight_ih_l0.dtype}; convert one"
             )
+        if not input.data.size:
+            _refuse_empty_sequence(name, input, 1 if self.batch_first and input.dim() == 3 else 0)
         return input.dim() == 3
 
     def _initial_states(self, hx, batch, batched):
@@ -220,6 +224,14 @@ class RNN(RNNBase):
 
     def _pack_states(self, finals):
         return finals[0]
+
+
+def _refuse_empty_sequence(name, input, time_dim):
+    """PyTorch runs a recurrent layer on an empty batch but refuses a sequence of length 0."""
+    if input.shape[time_dim] == 0:
+        raise ShapeError(f"{name}: input of shape {tuple(input.shape)} has sequence length 0 (dim {time_dim}); "
+                         "a recurrent layer needs at least one time step, as in PyTorch: skip the call for an "
+                         "empty sequence, or pack variable lengths with pack_padded_sequence")
 
 
 def _check_proj_size(name, mode, proj_size, hidden_size):

@@ -1,6 +1,7 @@
 """The `reduction=` argument every loss takes, on raw arrays (forward) and their gradients (backward)."""
 from __future__ import annotations
 
+import math
 import warnings
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -29,12 +30,14 @@ def reduce_elementwise(xp, loss, reduction):
     if reduction == "none":
         return loss
     total = loss.sum()
-    return total / loss.size if reduction == "mean" else total
+    return total / (loss.size or math.nan) if reduction == "mean" else total  # see grad_of_reduction
 
 
 def grad_of_reduction(grad, reduction, count):
     """The upstream gradient as seen by each element: grad / count for 'mean', else grad itself.
 
     For 'mean'/'sum' grad is 0-d and broadcasts; for 'none' it already has the elementwise shape.
+    An empty loss (count 0) averages to NaN, as PyTorch's 0/0, but by dividing by NaN: NumPy would
+    warn about 0/0 on every empty batch.
     """
-    return grad / count if reduction == "mean" else grad
+    return grad / (count or math.nan) if reduction == "mean" else grad

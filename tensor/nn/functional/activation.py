@@ -19,6 +19,15 @@ from ...ops.compare import where
 from ...tensor import Tensor
 
 
+def _empty_rows(x, error):
+    """softmax's output when the max that shifts its input failed: NumPy and CuPy have no max over an
+    empty dim, and such a softmax has nothing to normalise: an empty output, as PyTorch's. Any other
+    failure is re-raised."""
+    if x.size:
+        raise error
+    return x.copy()
+
+
 class Softmax(Function):
     arguments = 2  # (x, dim): for derived_in_graph, which makes Softmax nodes for cross_entropy
     @staticmethod
@@ -27,9 +36,13 @@ class Softmax(Function):
         if ctx.fused:
             out = kernels.softmax_forward(x)
         else:
-            out = x - x.max(axis=dim, keepdims=True)
-            ctx.xp.exp(out, out=out)
-            out /= out.sum(axis=dim, keepdims=True)
+            try:
+                out = x - x.max(axis=dim, keepdims=True)
+            except ValueError as error:  # the error path: the common case pays no test for empty dims
+                out = _empty_rows(x, error)
+            else:
+                ctx.xp.exp(out, out=out)
+                out /= out.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(out)
         return out
 
@@ -56,8 +69,12 @@ class LogSoftmax(Function):
         if ctx.fused:
             out = kernels.softmax_forward(x, log=True)
         else:
-            out = x - x.max(axis=dim, keepdims=True)
-            out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
+            try:
+                out = x - x.max(axis=dim, keepdims=True)
+            except ValueError as error:
+                out = _empty_rows(x, error)
+            else:
+                out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(out)
         return out
 
@@ -215,7 +232,10 @@ def glu(input, dim=-1):
     size = input.shape[dim]
     if size % 2:
         raise ValueError(f"glu: halving dim {dim} must have an even size, got {size} (shape {tuple(input.shape)})")
-    first, second = input.split(size // 2, dim)
+    try:
+        first, second = input.split(size // 2, dim)
+    except ValueError:  # an empty dim splits into one piece; both halves are that empty piece
+        first = second = input
     return first * second.sigmoid()
 
 
@@ -256,5 +276,5 @@ def prelu(input, weight):
                          f"{tuple(input.shape)} with {channels} channel(s); give one slope per channel (dim 1) "
                          "or a single slope")
     # (C,) -> (C, 1, ..., 1) against the dims after the channel dim; a single slope broadcasts as 0-d
-    weight = weight.reshape((slopes,) + (1,) * (input.dim() - 2)) if slopes > 1 else weight.reshape(())
+    weight = weight.reshape((slopes,) + (1,) * (input.dim() - 2)) if slopes != 1 else weight.reshape(())
     return where(input > 0, input, weight * input)

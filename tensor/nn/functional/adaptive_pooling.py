@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...autograd import Function
 from ...graph_backward import linear_backward_graph
 from ...errors import DTypeError
+from ._zero_size import refuse_empty_dims
 from .pooling import _batched, _check_input, _unbatched_like
 
 # --------------------------------------------------------------------------- adaptive avg pool
@@ -50,6 +51,10 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
     oh, ow = (n if s is None else s for s, n in zip(sizes, (H, W)))
     if oh < 1 or ow < 1:
         raise ValueError(f"adaptive_avg_pool2d: output_size {(oh, ow)} must be positive")
+    if not input.data.size:
+        if (oh, ow) == (1, 1):  # PyTorch's shortcut, which takes any empty dim: the mean over (H, W)
+            return input.mean((-2, -1), keepdim=True)
+        refuse_empty_dims("adaptive_avg_pool2d", input, input.ndim - 2, what="only the batch and channel dims may be")
     if H % oh == 0 and W % ow == 0:
         return BlockMean.apply(input, (oh, ow))
     xp = input.xp
@@ -78,7 +83,7 @@ class AdaptiveMax(Function):
         arg = xp.empty(x4.shape[:2] + out_hw, dtype=xp.int64)  # each maximum's flat index h * W + w
         for i, (h0, h1) in enumerate(rows):
             for j, (w0, w1) in enumerate(cols):
-                window = x4[:, :, h0:h1, w0:w1].reshape(x4.shape[:2] + (-1,))
+                window = x4[:, :, h0:h1, w0:w1].reshape(x4.shape[:2] + ((h1 - h0) * (w1 - w0),))  # N may be 0
                 local = window.argmax(axis=-1)  # the first maximum; the first NaN where there is one
                 out[:, :, i, j] = xp.take_along_axis(window, local[..., None], axis=-1)[..., 0]
                 arg[:, :, i, j] = (h0 + local // (w1 - w0)) * W + w0 + local % (w1 - w0)
@@ -97,7 +102,8 @@ class AdaptiveMax(Function):
         H, W = ctx.in_shape[-2:]
         grad_x = xp.zeros((N * C, H * W), dtype=g.dtype)
         rows = xp.arange(N * C)[:, None]
-        flat_arg, flat_g = arg.reshape(N * C, -1), g.reshape(N * C, -1)
+        bins = arg.shape[-2] * arg.shape[-1]  # not -1: N * C may be 0
+        flat_arg, flat_g = arg.reshape(N * C, bins), g.reshape(N * C, bins)
         for b in range(flat_arg.shape[1]):  # one bin at a time: within a bin each (n, c) row hits one place
             grad_x[rows[:, 0], flat_arg[:, b]] += flat_g[:, b]
         grad_x = grad_x.reshape(N, C, H, W)
@@ -116,4 +122,6 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):  # noqa: A002
     """(N, C, H, W) -> (N, C, oh, ow) bin maxima, bins as adaptive_avg_pool2d's; with return_indices
     also each maximum's flat index h * W + w (int64)."""
     _check_input("adaptive_max_pool2d", input)
+    if not input.data.size:  # PyTorch lets dim 0 be empty, batched or not
+        refuse_empty_dims("adaptive_max_pool2d", input, 1, what="only dim 0 may be")
     return AdaptiveMax.apply(input, _adaptive_size("adaptive_max_pool2d", input, output_size), bool(return_indices))

@@ -15,6 +15,7 @@ from ...autograd import Function
 from ...errors import DTypeError
 from ...graph_backward import linear_backward_graph
 from ...ops.gather import add_at
+from ._zero_size import refuse_empty_dims
 from .pooling3d import _batched, _check_input, _unbatched_like
 from .resample import resample_matrix_pool
 
@@ -81,6 +82,10 @@ def adaptive_avg_pool3d(input, output_size):  # noqa: A002
         raise DTypeError(f"adaptive_avg_pool3d: needs a floating-point input, got {input.dtype}; "
                          "convert with .float()")
     out = _output_size("adaptive_avg_pool3d", input, output_size)
+    if not input.data.size:
+        if out == (1, 1, 1):  # PyTorch's shortcut, which takes any empty dim: the mean over (D, H, W)
+            return input.mean((-3, -2, -1), keepdim=True)
+        refuse_empty_dims("adaptive_avg_pool3d", input, 1, what="only dim 0 may be")
     sizes = tuple(input.shape[-3:])
     matrices = None
     if any(n % o for n, o in zip(sizes, out)):
@@ -108,12 +113,13 @@ class AdaptiveMaxPool3d(Function):
         xp, x5 = ctx.xp, _batched(x)
         N, C, D, H, W = x5.shape
         di, hi, wi = (_bin_index(n, o, xp) for n, o in zip((D, H, W), out_size))
-        kh, kw = hi.shape[1], wi.shape[1]
+        kd, kh, kw = di.shape[1], hi.shape[1], wi.shape[1]
         # one gather: (N, C, od, oh, ow, kd, kh, kw), every bin's window
         windows = x5[:, :, di[:, None, None, :, None, None], hi[None, :, None, None, :, None],
                      wi[None, None, :, None, None, :]]
-        local = windows.reshape(N, C, *out_size, -1).argmax(axis=-1)
-        out = xp.take_along_axis(windows.reshape(N, C, *out_size, -1), local[..., None], axis=-1)[..., 0]
+        windows = windows.reshape(N, C, *out_size, kd * kh * kw)  # not -1: N may be 0
+        local = windows.argmax(axis=-1)
+        out = xp.take_along_axis(windows, local[..., None], axis=-1)[..., 0]
         a, b, c = local // (kh * kw), (local // kw) % kh, local % kw
         od, oh, ow = out_size
         d = di[xp.arange(od)[:, None, None], a]
@@ -134,7 +140,8 @@ class AdaptiveMaxPool3d(Function):
         N, C, D, H, W = ctx.in_shape
         volume = D * H * W
         grad_x = xp.zeros(N * C * volume, dtype=g.dtype)
-        flat = (xp.arange(N * C)[:, None] * volume + arg.reshape(N * C, -1)).reshape(-1)
+        bins = arg.shape[-3] * arg.shape[-2] * arg.shape[-1]  # not -1: N * C may be 0
+        flat = (xp.arange(N * C)[:, None] * volume + arg.reshape(N * C, bins)).reshape(-1)
         add_at(xp, grad_x, flat, g.reshape(-1))
         return _unbatched_like(grad_x.reshape(N, C, D, H, W), ctx.batched), None, None
 
@@ -143,5 +150,7 @@ def adaptive_max_pool3d(input, output_size, return_indices=False):  # noqa: A002
     """(N, C, D, H, W) or (C, D, H, W) -> (N, C, od, oh, ow) bin maxima, bins as adaptive_avg_pool3d's;
     with return_indices also each maximum's flat index (d*H + h)*W + w in its volume (int64)."""
     _check_input("adaptive_max_pool3d", input)
+    if not input.data.size:  # PyTorch lets dim 0 be empty, batched or not
+        refuse_empty_dims("adaptive_max_pool3d", input, 1, what="only dim 0 may be")
     out = _output_size("adaptive_max_pool3d", input, output_size)
     return AdaptiveMaxPool3d.apply(input, out, bool(return_indices))

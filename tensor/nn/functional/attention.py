@@ -126,7 +126,12 @@ def _softmax_in_place(scores, xp, masked):
     (PyTorch's SDPA does the same) instead of 0/0."""
     # copyto(where=...) rather than boolean-index assignment: CuPy's `a[mask] = v` counts the mask
     # on the host first, a device synchronisation per call.
-    top = scores.max(axis=-1, keepdims=True)
+    try:
+        top = scores.max(axis=-1, keepdims=True)
+    except ValueError:  # no keys (S = 0): NumPy and CuPy have no max of nothing; the empty rows are done
+        if scores.size:
+            raise
+        return scores
     if masked:
         xp.copyto(top, 0, where=top == -xp.inf)
     scores -= top
@@ -159,7 +164,13 @@ def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
     _check(query, key, value, attn_mask, dropout_p, is_causal)
     if enable_gqa:
         key, value = _repeat_kv_heads(query, key, value)
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if scale is None:
+        try:
+            scale = 1.0 / math.sqrt(query.shape[-1])
+        except ZeroDivisionError:  # E = 0, as PyTorch: inf, and the scores are empty sums (zeros)
+            scale = math.inf
+    else:
+        scale = float(scale)
     keep = None
     if dropout_p > 0.0:
         shape = _broadcast_batch(query.shape[:-2], key.shape[:-2]) + (query.shape[-2], key.shape[-2])

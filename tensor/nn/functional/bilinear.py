@@ -1,6 +1,8 @@
 """bilinear: y_o = x1 . weight_o . x2 + bias_o, composed from one matmul, a product and a sum."""
 from __future__ import annotations
 
+import math
+
 from ...errors import ShapeError
 
 
@@ -13,9 +15,10 @@ def bilinear(input1, input2, weight, bias=None):
     _check_shapes(input1, input2, weight, bias)
     out_features, in1, in2 = weight.shape
     lead = tuple(input1.shape[:-1])
-    x1, x2 = input1.reshape(-1, in1), input2.reshape(-1, in2)
+    batch = math.prod(lead)  # not -1 in the reshapes: the batch or a feature count may be 0
+    x1, x2 = input1.reshape(batch, in1), input2.reshape(batch, in2)
     mixed = x1 @ weight.permute(1, 0, 2).reshape(in1, out_features * in2)
-    out = (mixed.reshape(-1, out_features, in2) * x2.unsqueeze(1)).sum(-1)
+    out = (mixed.reshape(batch, out_features, in2) * x2.unsqueeze(1)).sum(-1)
     if bias is not None:
         out = out + bias
     return out.reshape(*lead, out_features)

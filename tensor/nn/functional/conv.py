@@ -122,7 +122,7 @@ def _to_columns(y, geo, xp):
 
 def _from_columns(mat, geo, N):
     """The (O, N*Ho*Wq) product as an (N, O, Ho, Wo) view, junk columns dropped."""
-    return mat.reshape(-1, N, geo.Ho, geo.Wq)[..., : geo.Wo].transpose(1, 0, 2, 3)
+    return mat.reshape(mat.shape[0], N, geo.Ho, geo.Wq)[..., : geo.Wo].transpose(1, 0, 2, 3)  # no -1: N may be 0
 
 
 def _grouped(mat, groups):
@@ -339,7 +339,11 @@ def _check_operands(op, x, weight, bias, spatial, groups, in_dim, transposed):
         )
     if weight.ndim != spatial + 2:
         raise ShapeError(f"{op}: expected a {spatial + 2}-d weight, got shape {tuple(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+    if not isinstance(groups, int) or not 0 < groups <= weight.shape[0] or weight.shape[0] % groups:
+        if weight.shape[0] == 0:
+            channels = "input channels" if transposed else "output channels"
+            raise ShapeError(f"{op}: weight of shape {tuple(weight.shape)} has 0 {channels} (dim 0); PyTorch needs at "
+                             "least one")
         raise ValueError(f"{op}: groups={groups} must be a positive int dividing weight.shape[0]={weight.shape[0]}")
     channels = x.shape[-spatial - 1]
     expected = weight.shape[0] if transposed else weight.shape[1] * groups

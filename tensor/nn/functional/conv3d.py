@@ -88,7 +88,7 @@ def _to_columns(y, xp):
 
 def _from_columns(mat, geo, N):
     """The (O, N*Do*Ho*Wo) product as an (N, O, Do, Ho, Wo) view."""
-    return mat.reshape(-1, N, *geo.out).transpose(1, 0, 2, 3, 4)
+    return mat.reshape(mat.shape[0], N, *geo.out).transpose(1, 0, 2, 3, 4)  # no -1: N may be 0
 
 
 # ---------------------------------------------------------------------------------- Functions

@@ -62,7 +62,7 @@ def _matrix(y):
 
 
 def _unmatrix(mat, N, size):
-    return mat.reshape(-1, N, *size).permute(1, 0, 2, 3, 4)
+    return mat.reshape(mat.shape[0], N, *size).permute(1, 0, 2, 3, 4)
 
 
 def conv3d_backward_graph(ctx, grad):

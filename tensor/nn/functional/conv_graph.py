@@ -117,4 +117,4 @@ def conv_transpose_backward_graph(ctx, grad):
 
 def _output_of_columns(mat, geo, batch):
     """conv._from_columns on a Tensor: (O, N*Ho*Wq) -> (N, O, Ho, Wo), junk columns dropped."""
-    return mat.reshape(-1, batch, geo.Ho, geo.Wq)[..., : geo.Wo].permute(1, 0, 2, 3)
+    return mat.reshape(mat.shape[0], batch, geo.Ho, geo.Wq)[..., : geo.Wo].permute(1, 0, 2, 3)

@@ -224,6 +224,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
                          f"{tuple(log_probs.shape)}")
     if log_probs.dtype.kind != "f":
         raise DTypeError(f"ctc_loss: log_probs must be floating point, got {log_probs.dtype}")
+    if not log_probs.data.size:
+        raise ShapeError(f"ctc_loss: log_probs of shape {tuple(log_probs.shape)} is empty; as in PyTorch it needs "
+                         "at least one time step, sequence and class: skip the loss for an empty batch")
     unbatched = log_probs.ndim == 2
     steps, classes = log_probs.shape[0], log_probs.shape[-1]
     batch = 1 if unbatched else log_probs.shape[1]

@@ -29,7 +29,8 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale
     """
     if max_norm is not None or scale_grad_by_freq or sparse:
         raise NotImplementedError("embedding_bag: max_norm, scale_grad_by_freq and sparse are not supported")
-    _check_arguments(input, weight, offsets, mode, per_sample_weights)
+    if not _check_arguments(input, weight, offsets, mode, per_sample_weights):
+        return _empty_input_bags(input, weight, offsets, include_last_offset, per_sample_weights)
     padding_idx = _normalize_padding_idx(padding_idx, weight.shape[0])
     positions, valid = _bag_grid(input, offsets, include_last_offset)
     indices = input.reshape(-1)[_on(positions, input)]
@@ -67,6 +68,23 @@ def _bag_grid(input, offsets, include_last_offset):
     return positions, valid
 
 
+def _empty_input_bags(input, weight, offsets, include_last_offset, per_sample_weights):
+    """Every bag of an empty input is empty, in any mode: zeros (bags, dim), as PyTorch gives them, still
+    connected to weight (and per_sample_weights) so that their gradients are zeros of their shapes."""
+    if input.dim() == 2:
+        bags = input.shape[0]
+    else:
+        starts = np.asarray(offsets.detach().cpu().numpy(), dtype=np.int64)
+        bounds = starts if include_last_offset else np.append(starts, 0)
+        _check_offsets(bounds, 0, include_last_offset)
+        bags = bounds.size - 1
+    none = _on(np.zeros((bags, 0), dtype=np.int64), input)  # (bags, 0): no entry in any bag
+    rows = embedding(input.reshape(-1)[none], weight)  # (bags, 0, dim)
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.reshape(-1)[none].unsqueeze(-1)
+    return rows.sum(dim=1)
+
+
 def _on(array, like):
     """A host array as a tensor on `like`'s device."""
     return tensor(array, device=like.device)
@@ -82,7 +100,8 @@ def _check_offsets(bounds, count, include_last_offset):
                          f"input's length {count}")
 
 
-def _check_arguments(input, weight, offsets, mode, per_sample_weights):
+def _check_arguments(input, weight, offsets, mode, per_sample_weights) -> bool:
+    """Validate the arguments; return whether the input holds any index."""
     if mode not in MODES:
         raise ValueError(f"embedding_bag: mode must be one of {MODES}, got {mode!r}")
     if input.dtype.kind not in "iu":
@@ -111,3 +130,5 @@ def _check_arguments(input, weight, offsets, mode, per_sample_weights):
         if low < 0 or high >= weight.shape[0]:
             raise IndexError(f"embedding_bag: index {low if low < 0 else high} is out of range for "
                              f"{weight.shape[0]} embeddings")
+        return True
+    return False

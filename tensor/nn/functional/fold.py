@@ -12,6 +12,7 @@ from __future__ import annotations
 from ...autograd import Function
 from ...errors import ShapeError
 from ...graph_backward import linear_backward_graph
+from ._zero_size import refuse_empty_dims
 from .conv import _col2im, _from_columns, _Geometry, _im2col, _to_columns
 
 
@@ -31,7 +32,7 @@ class _Blocks:
     def columns_to_blocks(self, cols, batch):
         """im2col's (C*kh*kw, N*Ho*Wq) -> (N, C*kh*kw, L) with L = Ho * Wo block positions."""
         blocks = _from_columns(cols, self.geo, batch)  # (N, C*kh*kw, Ho, Wo) view
-        return blocks.reshape(batch, blocks.shape[1], -1)
+        return blocks.reshape(batch, blocks.shape[1], blocks.shape[2] * blocks.shape[3])  # no -1: batch may be 0
 
     def blocks_to_columns(self, blocks, xp):
         """(N, C*kh*kw, L) -> the (C*kh*kw, N*Ho*Wq) matrix col2im reads, junk positions zero."""
@@ -86,6 +87,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     if input.dim() not in (3, 4):
         raise ShapeError(f"unfold: input must be (N, C, H, W) or unbatched (C, H, W), got shape "
                          f"{tuple(input.shape)}")
+    if not input.data.size:
+        refuse_empty_dims("unfold", input, input.dim() - 3)
     batched = input.dim() == 4
     x = input if batched else input.unsqueeze(0)
     blocks = _Blocks(tuple(x.shape[2:]), kernel, dilation, padding, stride)
@@ -103,6 +106,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     if input.dim() not in (2, 3):
         raise ShapeError(f"fold: input must be (N, C*kh*kw, L) or unbatched (C*kh*kw, L), got shape "
                          f"{tuple(input.shape)}")
+    if not input.data.size:
+        refuse_empty_dims("fold", input, input.dim() - 2)
     batched = input.dim() == 3
     cols = input if batched else input.unsqueeze(0)
     taps = kernel[0] * kernel[1]

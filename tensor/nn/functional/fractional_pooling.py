@@ -19,6 +19,7 @@ from ...errors import DTypeError, ShapeError
 from ...ops.gather import add_at, along_dim, scatter_add
 from ...random import rand
 from ...tensor import Tensor, _wrap
+from ._zero_size import refuse_empty_dims
 
 # Which sample of a plane's (N, C, n) row drives each spatial dim (PyTorch's order: W first in 2-d).
 _SAMPLE_FOR_DIM = {2: (1, 0), 3: (0, 1, 2)}
@@ -33,7 +34,8 @@ class FractionalMaxPool(Function):
     def forward(ctx, x, base, offsets):
         xp = ctx.xp
         N, C = x.shape[:2]
-        planes, starts = x.reshape(N, C, -1), base.reshape(N, C, -1)
+        # not -1: N may be 0
+        planes, starts = x.reshape(N, C, math.prod(x.shape[2:])), base.reshape(N, C, math.prod(base.shape[2:]))
         best = arg = None
         for offset in offsets:
             position = starts + offset
@@ -160,6 +162,8 @@ def _fractional_max_pool(op, n, input, kernel_size, output_size, output_ratio, _
                          f"{tuple(input.shape)}")
     if input.dtype.kind != "f":
         raise DTypeError(f"{op}: input must be floating point, got {input.dtype}; convert it with .float()")
+    if not input.data.size:  # PyTorch lets dim 0 be empty, batched or not
+        refuse_empty_dims(op, input, 1, what="only dim 0 may be")
     kernel = _sizes(kernel_size, n, op, "kernel_size", 1)
     spatial = tuple(input.shape[-n:])
     out = _output_size(op, spatial, kernel, output_size, output_ratio)

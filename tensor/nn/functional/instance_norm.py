@@ -8,10 +8,12 @@ a handful of shifted adds, so it stays a composition and autograd derives its gr
 """
 from __future__ import annotations
 
+import math
+
 from ...autograd import no_grad
 from ...errors import ShapeError
 from ...ops.layout import pad
-from .normalization import _check_param, _raw, _update_running_stats, batch_norm, group_norm
+from .normalization import _check_param, _raw, _update_running_stats, batch_norm, empty_normalization, group_norm
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
@@ -36,7 +38,11 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
             raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     spatial = input.numel() // max(input.shape[0] * channels, 1)
-    if spatial <= 1:
+    if spatial <= 1:  # too few spatial elements, or an empty input
+        if not input.numel() and math.prod(input.shape[2:]) != 1:
+            # PyTorch normalises an empty batch, channels or volume (running stats unchanged: see
+            # empty_normalization), but refuses a single spatial element even then.
+            return empty_normalization(input, weight, bias)
         raise ValueError(f"instance_norm: expected more than 1 spatial element per channel when training, got "
                          f"input of shape {tuple(input.shape)}")
     if running_mean is not None:

@@ -8,6 +8,8 @@ way (tensor/kernels/cross_entropy.py), which keeps per-row statistics instead of
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ... import kernels
@@ -58,6 +60,8 @@ def _reduce_weighted(loss, weights, reduction):
     if reduction == "sum":
         return total, None
     denominator = loss.size if weights is None else weights.sum()
+    if not loss.size:  # an empty batch averages to NaN, as PyTorch's 0/0, here without NumPy's warning
+        denominator = math.nan  # (tested on the host size: a CuPy weights.sum() would sync the device)
     return total / denominator, denominator
 
 
@@ -67,6 +71,11 @@ def _per_element_grad(grad, reduction, denominator):
 
 def _times(array, factor):
     return array if factor is None else array * factor
+
+
+def _where_valid(xp, array, valid):
+    """array, with 0 where the target is ignored (even where array is NaN: a mean over no targets)."""
+    return array if valid is None else xp.where(valid, array, xp.zeros((), dtype=array.dtype))
 
 
 # ---------------------------------------------------------------------------- cross-entropy
@@ -108,7 +117,7 @@ class CrossEntropy(Function):
         index, valid, weights, weight, smoothing, reduction, denominator = ctx.args
         if ctx.unbatched and reduction == "none":
             grad = grad[None]
-        scale = _times(_per_element_grad(grad, reduction, denominator), valid)  # 0 where ignored
+        scale = _where_valid(ctx.xp, _per_element_grad(grad, reduction, denominator), valid)  # 0 where ignored
         hit = _times(scale, weights)  # the one-hot part of the target
         row = hit
         if smoothing:
@@ -180,7 +189,10 @@ class CrossEntropyProbs(Function):
         xp = ctx.xp
         axis = 0 if logits.ndim == 1 else 1
         classes = logits.shape[axis]
-        shifted = logits - logits.max(axis=axis, keepdims=True)
+        try:
+            shifted = logits - logits.max(axis=axis, keepdims=True)
+        except ValueError as error:  # the error path: no classes (NumPy has no max of nothing)
+            return _no_classes(ctx, logits, target, reduction, axis, error)
         log_probs = shifted
         log_probs -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         coeffs = target * (1 - smoothing) + smoothing / classes if smoothing else target
@@ -189,7 +201,7 @@ class CrossEntropyProbs(Function):
             per_class = weight.reshape((-1,) + (1,) * (logits.ndim - axis - 1))
             coeffs = coeffs * per_class
         loss = -(coeffs * log_probs).sum(axis=axis)
-        count = loss.size
+        count = loss.size or math.nan  # an empty batch averages to NaN (0/0), here without NumPy's warning
         out = loss if reduction == "none" else (loss.sum() / count if reduction == "mean" else loss.sum())
         ctx.save_for_backward(log_probs, coeffs)
         ctx.args = (axis, per_class, smoothing, reduction, count)
@@ -211,6 +223,19 @@ class CrossEntropyProbs(Function):
             if per_class is not None:
                 grad_target = grad_target * per_class
         return grad_logits, grad_target, None, None, None
+
+
+def _no_classes(ctx, logits, target, reduction, axis, error):
+    """CrossEntropyProbs.forward for C = 0, as PyTorch: each element's loss is an empty sum (0), and the
+    mean divides by numel / C = 0 / 0 (NaN); the gradients are empty."""
+    if logits.shape[axis]:
+        raise error
+    loss = ctx.xp.zeros(logits.shape[:axis] + logits.shape[axis + 1:], dtype=logits.dtype)
+    ctx.save_for_backward(logits.copy(), target)
+    ctx.args = (axis, None, 0.0, reduction, math.nan)
+    if reduction == "none":
+        return loss
+    return loss.sum() / math.nan if reduction == "mean" else loss.sum()
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -237,7 +262,24 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     may_ignore = _check_class_targets(input, target, ignore_index, "cross_entropy")
     if kernels.cross_entropy_fits(input.data, target.data):
         return FusedCrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction)
-    return CrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction, may_ignore)
+    try:
+        return CrossEntropy.apply(input, target, weight, ignore_index, float(label_smoothing), reduction, may_ignore)
+    except ValueError as error:  # the error path: NumPy has no max over 0 classes
+        return _no_class_cross_entropy(input, reduction, error)
+
+
+def _no_class_cross_entropy(input, reduction, error):
+    """cross_entropy with class indices and C = 0 classes, where every target is ignored (or there are
+    none; anything else failed the target check): as PyTorch, each element's loss is 0 and their mean
+    0 / 0, NaN. Built from the input so that its gradient is zeros of its shape."""
+    class_dim = 0 if input.dim() == 1 else 1
+    if input.shape[class_dim]:
+        raise error
+    per_element = input.sum(class_dim)  # zeros (N, *d), connected to the input
+    if reduction == "none":
+        return per_element
+    total = per_element.sum()
+    return total * math.nan if reduction == "mean" else total
 
 
 # ------------------------------------------------------------------------------------ nll_loss
@@ -252,28 +294,28 @@ class NLLLoss(Function):
         ctx.unbatched = log_probs.ndim == 1
         if ctx.unbatched:
             log_probs, target = log_probs[None], target[None]
-        safe, _, weights = _element_weights(xp, target, weight, ignore_index, log_probs.dtype, True)
+        safe, valid, weights = _element_weights(xp, target, weight, ignore_index, log_probs.dtype, True)
         index = _class_index(xp, safe)
         loss = -log_probs[index] * weights
         out, denominator = _reduce_weighted(loss, weights, reduction)
         ctx.save_for_backward(weights)
-        ctx.args = (log_probs.shape, log_probs.dtype, index, reduction, denominator)
+        ctx.args = (log_probs.shape, log_probs.dtype, index, valid, reduction, denominator)
         return out[0] if ctx.unbatched and reduction == "none" else out
 
     @staticmethod
     def backward(ctx, grad):
         (weights,) = ctx.saved_tensors
-        shape, dtype, index, reduction, denominator = ctx.args
+        shape, dtype, index, valid, reduction, denominator = ctx.args
         if ctx.unbatched and reduction == "none":
             grad = grad[None]
         result = ctx.xp.zeros(shape, dtype)
-        result[index] = -_per_element_grad(grad, reduction, denominator) * weights
+        result[index] = _where_valid(ctx.xp, -_per_element_grad(grad, reduction, denominator) * weights, valid)
         return (result[0] if ctx.unbatched else result), None, None, None, None
 
     @staticmethod
     def backward_graph(ctx, grad):
         (weights,) = saved_in_graph(ctx)  # from the targets and the class weights: constants
-        shape, dtype, index, reduction, denominator = ctx.args
+        shape, dtype, index, _, reduction, denominator = ctx.args
         if ctx.unbatched and reduction == "none":
             grad = grad.unsqueeze(0)
         if reduction == "mean":

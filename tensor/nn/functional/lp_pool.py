@@ -11,6 +11,7 @@ import math
 
 from ...errors import DTypeError
 from ...tensor import Tensor
+from ._zero_size import refuse_empty_dims
 from .pooling import avg_pool2d, max_pool2d
 from .pooling1d import avg_pool1d, max_pool1d
 from .pooling3d import _triple, avg_pool3d, max_pool3d
@@ -66,6 +67,8 @@ def _lp_pool(op, max_pool, avg_pool, window_size, input, norm_type, kernel_size,
     """The shared recipe: the max of |x| for norm_type = +-inf, else the average of x^p times the window's
     size (window_size(kernel_size), taken after avg_pool has checked kernel_size) to the 1/p."""
     _check(op, input, norm_type)
+    if not input.data.size:  # only the batch may be empty; named here, not as the avg_pool we call
+        refuse_empty_dims(op, input, input.ndim - int(op[-2]) - 1)
     if math.isinf(norm_type):
         sign = 1 if norm_type > 0 else -1
         return max_pool(input.abs() * sign, kernel_size, stride, 0, 1, ceil_mode) * sign

@@ -151,8 +151,9 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
 
 
 def _check_multiclass_input(op, input, target, target_shape):
-    if input.ndim not in (1, 2) or input.numel() == 0:
-        raise ShapeError(f"{op}: input must be a non-empty (C,) or (N, C), got shape {tuple(input.shape)}")
+    if input.ndim not in (1, 2) or input.shape[-1] == 0:  # as PyTorch: the batch N alone may be 0
+        raise ShapeError(f"{op}: input must be a non-empty (C,) or (N, C) (the batch N may be 0, the classes C "
+                         f"may not), got shape {tuple(input.shape)}")
     _check_class_target(op, target)
     if tuple(target.shape) != target_shape:
         raise ShapeError(f"{op}: target shape {tuple(target.shape)} does not fit input shape {tuple(input.shape)}; "

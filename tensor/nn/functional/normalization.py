@@ -9,6 +9,8 @@ per-row mean and rstd instead of xhat, and two backward (the input's, and the pa
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ... import kernels
@@ -228,7 +230,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
     if training:
-        if input.numel() // channels <= 1:
+        if input.numel() < (2 * channels or 1):  # under 2 values per channel, or an empty input
+            if not input.numel():
+                return empty_normalization(input, weight, bias)
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input of shape "
                 f"{tuple(input.shape)}; use a batch of 2 or more, or eval()"
@@ -243,6 +247,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     return out
 
 
+def empty_normalization(input, weight, bias):
+    """batch_norm (and instance_norm) of an empty input, as PyTorch answers it: an empty output still
+    connected to the input and the affine parameters (whose gradients are then zeros), and the running
+    statistics left as they are: there is nothing to average."""
+    shape = (1, -1) + (1,) * (input.dim() - 2)
+    out = input * weight.reshape(shape) if weight is not None else input.clone()
+    return out + bias.reshape(shape) if bias is not None else out
+
+
 def _raw(t):
     """Running stats go in as raw arrays: they are updated in place and never differentiated."""
     return t.data if isinstance(t, Tensor) else t
@@ -254,7 +267,7 @@ def _raw(t):
 class GroupNorm(Function):
     @staticmethod
     def forward(ctx, x, groups, weight, bias, eps):
-        grouped = x.reshape(x.shape[0], groups, -1)
+        grouped = x.reshape(x.shape[0], groups, math.prod(x.shape[1:]) // groups)  # not -1: N may be 0
         xhat, rstd, _, _ = _standardize(ctx.xp, grouped, (2,), eps)
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.shapes = (x.shape, (1, -1) + (1,) * (x.ndim - 2))

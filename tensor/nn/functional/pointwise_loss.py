@@ -7,6 +7,7 @@ operand's shape. Targets get gradients too when they require them.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -213,7 +214,7 @@ class KLDiv(Function):
         if reduction == "batchmean":
             ctx.count = x.shape[0] if x.ndim else 1
             ctx.reduction = "mean"
-            return loss.sum() / ctx.count
+            return loss.sum() / (ctx.count or math.nan)  # an empty batch: NaN, as PyTorch, without a warning
         return _finish(ctx, xp, loss, reduction)
 
     @staticmethod

@@ -13,6 +13,7 @@ from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...graph_backward import linear_backward_graph
 from ...tensor import Tensor
+from ._zero_size import refuse_empty_dims
 
 # ------------------------------------------------------------------------------------ geometry
 
@@ -293,6 +294,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """(N, C, H, W) -> (N, C, Ho, Wo) window maxima; with return_indices also each maximum's flat
     index h * W + w in its (H, W) plane (int64), as PyTorch returns it."""
     _check_input("max_pool2d", input)
+    if not input.data.size:
+        refuse_empty_dims("max_pool2d", input, input.ndim - 3)
     rows, cols = _windows("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     return MaxPool2d.apply(input, rows, cols, bool(return_indices))
 
@@ -360,6 +363,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """(N, C, H, W) -> (N, C, Ho, Wo) window means; count_include_pad counts the zero padding in
     the divisor; divisor_override replaces the divisor."""
     _check_input("avg_pool2d", input)
+    if not input.data.size:
+        refuse_empty_dims("avg_pool2d", input, input.ndim - 3)
     if input.dtype.kind != "f":
         raise DTypeError(f"avg_pool2d: needs a floating-point input, got {input.dtype}; convert with .float()")
     rows, cols = _windows("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)

@@ -6,6 +6,7 @@ from ...errors import ShapeError
 from ...tensor import Tensor
 from .adaptive_pooling import adaptive_avg_pool2d, adaptive_max_pool2d
 from .pooling import avg_pool2d, max_pool2d
+from ._zero_size import refuse_empty_dims
 
 
 def _single(value, op, name):
@@ -17,11 +18,15 @@ def _single(value, op, name):
     return value
 
 
-def _check_input_1d(op, x):
+def _check_input_1d(op, x, first=None):
+    """first: the first dim that must not be empty, by default the channels (only a batch may be empty)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
     if x.ndim not in (2, 3):
-        raise ShapeError(f"{op}: expected a 3-d (N, C, L) or 2-d (C, L) input, got shape {tuple(x.shape)}")
+        raise ShapeError(f"{op}: expected a 3-d (N, C, L) or 2-d unbatched (C, L) input, got shape {tuple(x.shape)}; "
+                         "give a single signal its channel dim with .unsqueeze(0)")
+    if not x.data.size:
+        refuse_empty_dims(op, x, x.ndim - 2 if first is None else first)
 
 
 def _squeeze_rows(result):
@@ -51,13 +56,13 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def adaptive_avg_pool1d(input, output_size):  # noqa: A002
     """(N, C, L) -> (N, C, output_size) bin means (bins as adaptive_avg_pool2d's)."""
-    _check_input_1d("adaptive_avg_pool1d", input)
+    _check_input_1d("adaptive_avg_pool1d", input, first=input.ndim)  # empty dims: adaptive_avg_pool2d decides
     return adaptive_avg_pool2d(input.unsqueeze(-2), (1, _single(output_size, "adaptive_avg_pool1d", "output_size")))\
         .squeeze(-2)
 
 
 def adaptive_max_pool1d(input, output_size, return_indices=False):  # noqa: A002
     """(N, C, L) -> (N, C, output_size) bin maxima; with return_indices also each maximum's index in L."""
-    _check_input_1d("adaptive_max_pool1d", input)
+    _check_input_1d("adaptive_max_pool1d", input, first=1)  # PyTorch lets dim 0 be empty, batched or not
     size = _single(output_size, "adaptive_max_pool1d", "output_size")
     return _squeeze_rows(adaptive_max_pool2d(input.unsqueeze(-2), (1, size), return_indices))

@@ -14,6 +14,7 @@ from ...errors import AutogradError, DTypeError, ShapeError
 from ...graph_backward import linear_backward_graph
 from ...tensor import Tensor
 from .pooling import _first_argmax, _Window, window_counts
+from ._zero_size import refuse_empty_dims
 
 # ------------------------------------------------------------------------------------ geometry
 
@@ -159,6 +160,8 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Do = floor((D + 2*padding - dilation*(kd-1) - 1) / stride) + 1 (ceil with ceil_mode);
     with return_indices also each maximum's flat index (d*H + h)*W + w in its volume (int64)."""
     _check_input("max_pool3d", input)
+    if not input.data.size:
+        refuse_empty_dims("max_pool3d", input, input.ndim - 4)
     windows = _windows("max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode)
     return MaxPool3d.apply(input, windows, bool(return_indices))
 
@@ -206,6 +209,8 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """(N, C, D, H, W) or (C, D, H, W) -> (N, C, Do, Ho, Wo) window means; count_include_pad counts
     the zero padding in the divisor; divisor_override replaces the divisor."""
     _check_input("avg_pool3d", input)
+    if not input.data.size:
+        refuse_empty_dims("avg_pool3d", input, input.ndim - 4)
     if input.dtype.kind != "f":
         raise DTypeError(f"avg_pool3d: needs a floating-point input, got {input.dtype}; convert with .float()")
     windows = _windows("avg_pool3d", input, kernel_size, stride, padding, 1, ceil_mode)

@@ -17,6 +17,7 @@ from ...autograd import Function
 from ...graph_backward import linear_backward_graph
 from ...errors import DTypeError, ShapeError
 from ...tensor import Tensor
+from ._zero_size import refuse_empty_dims
 
 
 class Resample2d(Function):
@@ -173,6 +174,11 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise ValueError(f"interpolate: align_corners only applies to linear and cubic modes, not {mode!r}")
     if input.dtype.kind != "f":
         raise DTypeError(f"interpolate: needs a floating-point input, got {input.dtype}; convert with .float()")
+    if not input.data.size:
+        # PyTorch resizes an empty batch; 'area' (adaptive average pooling) takes 0 channels too, below 3-d.
+        first = 2 if mode == "area" and spatial < 3 else 1
+        refuse_empty_dims(f"interpolate(mode={mode!r})", input, first,
+                          what="only the batch dim (0) may be" if first == 1 else "only the batch and channel dims may be")
     in_sizes = tuple(input.shape[2:])
     out_sizes, scales = _output_sizes(in_sizes, size, scale_factor, recompute_scale_factor)
     xp, dtype = input.xp, input.dtype

@@ -37,7 +37,7 @@ def _project_inputs(x, w_ih, bias):
     xw = x.reshape(T * B, I) @ w_ih.T
     if bias is not None:
         xw += bias
-    return xw.reshape(T, B, -1)
+    return xw.reshape(T, B, w_ih.shape[0])  # not -1: B may be 0
 
 
 def _order(T, reverse):
@@ -88,10 +88,10 @@ def _input_and_weight_grads(needs, w_ih, d_xw, d_hh, x, h_before):
     array for LSTM, where the two are simply added)."""
     T, B, I = x.shape
     need_x, need_wih, need_whh, need_bih, need_bhh = needs
-    flat_xw, flat_hh = d_xw.reshape(T * B, -1), d_hh.reshape(T * B, -1)
+    flat_xw, flat_hh = d_xw.reshape(T * B, d_xw.shape[2]), d_hh.reshape(T * B, d_hh.shape[2])  # B may be 0
     grad_x = (flat_xw @ w_ih).reshape(T, B, I) if need_x else None
     grad_wih = flat_xw.T @ x.reshape(T * B, I) if need_wih else None
-    grad_whh = flat_hh.T @ h_before.reshape(T * B, -1) if need_whh else None
+    grad_whh = flat_hh.T @ h_before.reshape(T * B, h_before.shape[2]) if need_whh else None
     grad_bih = flat_xw.sum(axis=0) if need_bih else None
     grad_bhh = flat_hh.sum(axis=0) if need_bhh else None
     return grad_x, grad_wih, grad_whh, grad_bih, grad_bhh

@@ -151,8 +151,8 @@ class _Plan:
     def __init__(self, xp, x_shape, grid, mode, padding_mode, align_corners):
         N, self.sizes = x_shape[0], tuple(x_shape[2:])  # (H, W) or (D, H, W)
         k = len(self.sizes)
-        self.points = grid.size // (N * k)
-        coords = grid.reshape(N, -1, k)
+        self.points = math.prod(grid.shape[1:-1])  # from the shape: N may be 0
+        coords = grid.reshape(N, self.points, k)
         axis_size = self.sizes[::-1]  # by grid coordinate: W, H (, D)
         positions = [_source_index(xp, coords[..., j], axis_size[j], padding_mode, align_corners) for j in range(k)]
         self.index = [p[0] for p in positions]
@@ -237,7 +237,7 @@ class GridSample(Function):
         xp = ctx.xp
         N, C = x.shape[:2]
         plan = _Plan(xp, x.shape, grid, mode, padding_mode, align_corners)
-        planes = x.reshape(N, C, -1)
+        planes = x.reshape(N, C, math.prod(x.shape[2:]))  # not -1: N or C may be 0
         out = xp.zeros((N, C, plan.points), dtype=x.dtype)
         for flat, weight, _ in plan.corners:
             out += _gather(xp, planes, flat) * weight[:, None, :]
@@ -251,7 +251,7 @@ class GridSample(Function):
         xp, plan = ctx.xp, ctx.plan
         N, C = ctx.x_shape[:2]
         volume = math.prod(ctx.x_shape[2:])
-        g = grad.reshape(N, C, -1)
+        g = grad.reshape(N, C, plan.points)
         grad_x = grad_grid = None
         if ctx.needs_input_grad[0]:
             grad_x = xp.zeros(N * C * volume, dtype=grad.dtype)
@@ -271,7 +271,7 @@ def _grid_grad(xp, plan, x, g):
     """d loss / d grid for (bi/tri)linear sampling: each corner's value times the slope of its weight,
     which along coordinate j is -+1 times the other coordinates' weights."""
     N, C = x.shape[:2]
-    planes = x.reshape(N, C, -1)
+    planes = x.reshape(N, C, math.prod(x.shape[2:]))
     if hasattr(plan, "taps"):
         return _bicubic_grid_grad(xp, plan, planes, g)
     k = len(plan.index)

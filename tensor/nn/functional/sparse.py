@@ -24,7 +24,7 @@ class Embedding(Function):
         indices, shape, padding_idx, scale_grad_by_freq = ctx.args
         xp = ctx.xp
         result = xp.zeros(shape, grad.dtype)
-        rows = grad.reshape(-1, shape[1])
+        rows = grad.reshape(indices.size, shape[1])  # one row per lookup (not -1: the rows may be empty)
         flat = indices.reshape(-1)
         if xp.__name__ == "numpy":
             _add_rows_sorted(result, flat, rows)

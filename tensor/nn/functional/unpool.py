@@ -13,6 +13,7 @@ from ...autograd import Function
 from ...errors import DTypeError, ShapeError
 from ...ops.gather import along_dim, gather
 from ...tensor import Tensor, _wrap
+from ._zero_size import refuse_empty_dims
 
 
 class MaxUnpool(Function):
@@ -90,7 +91,8 @@ def _unpool(op, input, indices, sizes):
     spatial = len(sizes)
     lead = tuple(input.shape[:-spatial])
     plane = math.prod(sizes)
-    flat_index = indices.reshape(lead + (-1,))
+    flat = lead + (math.prod(input.shape[-spatial:]),)  # not -1: the batch may be empty
+    flat_index = indices.reshape(flat)
     if flat_index.numel():
         low, high = int(flat_index.data.min()), int(flat_index.data.max())
         if low < 0 or high >= plane:
@@ -98,7 +100,7 @@ def _unpool(op, input, indices, sizes):
             raise IndexError(f"{op}: found an invalid max index {bad}: the output planes have size "
                              f"{'x'.join(map(str, sizes))} (valid 0..{plane - 1}); the indices must come from the "
                              "max pooling whose kernel_size, stride and padding (or output_size) are given here")
-    return MaxUnpool.apply(input.reshape(lead + (-1,)), flat_index, plane).reshape(lead + sizes)
+    return MaxUnpool.apply(input.reshape(flat), flat_index, plane).reshape(lead + sizes)
 
 
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):  # noqa: A002
@@ -121,6 +123,8 @@ def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_siz
 
 def _max_unpool(op, spatial, input, indices, kernel_size, stride, padding, output_size):  # noqa: A002
     _check(op, input, indices, spatial)
+    if not input.data.size:  # PyTorch lets dim 0 be empty, batched or not
+        refuse_empty_dims(op, input, 1, what="only dim 0 may be")
     kernel = _tuple(kernel_size, spatial, op, "kernel_size", 1)
     strides = kernel if stride is None else _tuple(stride, spatial, op, "stride", 1)
     sizes = _output_size(op, input, kernel, strides, _tuple(padding, spatial, op, "padding", 0), output_size)

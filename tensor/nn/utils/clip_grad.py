@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from ...backend import to_device_array
+from ...errors import ShapeError
 from ...tensor import Tensor, _wrap
 
 
@@ -28,15 +29,21 @@ def _vector_norm(xp, array, norm_type):
     flat = array.reshape(-1)
     if norm_type == 2.0:
         return xp.sqrt(xp.vdot(flat, flat))
-    if norm_type == math.inf:
-        return xp.abs(flat).max() if flat.size else xp.zeros((), flat.dtype)
-    if norm_type == -math.inf:
-        return xp.abs(flat).min() if flat.size else xp.full((), math.inf, flat.dtype)
+    if norm_type in (math.inf, -math.inf):
+        if not flat.size:
+            _refuse_empty_extreme_norm(array, norm_type)
+        return xp.abs(flat).max() if norm_type > 0 else xp.abs(flat).min()
     if norm_type == 0.0:
         return xp.asarray(xp.count_nonzero(flat), dtype=flat.dtype)
     if norm_type == 1.0:
         return xp.abs(flat).sum()
     return (xp.abs(flat) ** norm_type).sum() ** (1.0 / norm_type)
+
+
+def _refuse_empty_extreme_norm(array, norm_type):
+    """The max or min of no values is undefined: PyTorch raises for an empty gradient here, and so do we."""
+    raise ShapeError(f"cannot compute the {norm_type} norm of an empty tensor (shape {tuple(array.shape)}): max and "
+                     "min have no identity. Leave empty tensors (zero-size parameters) out, or use norm_type=2")
 
 
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None) -> Tensor:
