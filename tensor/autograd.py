@@ -18,7 +18,7 @@ import weakref
 
 import numpy as np
 
-from .errors import AutogradError, DeviceError
+from .errors import AutogradError, DeviceError, ShapeError
 from .tensor import Tensor, _wrap
 
 # ---------------------------------------------------------------------------------------- grad mode
@@ -200,11 +200,14 @@ class Function:
             from .backend import array_module
 
             ctx.xp = array_module(first)
-        raw = cls.forward(ctx, *arrays)
+        try:
+            raw = cls.forward(ctx, *arrays)
+        except ValueError as error:  # (free when nothing is raised: only a failing op pays for this)
+            raise _broadcast_error(cls, arrays, error) from None
         if type(raw) is tuple:
             return _link_outputs(ctx, args, arrays, raw, edges if any_needed else None, track)
-        if type(raw) is not np.ndarray and isinstance(raw, np.generic):
-            raw = _from_scalar(ctx, raw)  # NumPy ufuncs return scalars for 0-d results
+        if type(raw) is not np.ndarray:
+            raw = _raw_output(ctx, raw)  # a NumPy scalar, a CuPy array, or a Tensor from a custom forward
         out = _new(Tensor)  # _wrap, inlined
         out.data = raw
         if any_needed:
@@ -254,7 +257,7 @@ def _with_setup_context(forward, setup_context):
 def _link_outputs(ctx, args, arrays, raw, edges, track):
     """Wrap the outputs of a multi-output node and, when `edges` (some input needs a gradient),
     record them: each points back at ctx with its output number."""
-    wrapped = tuple(_wrap(r) for r in raw)
+    wrapped = tuple(_wrap(r.data if isinstance(r, Tensor) else r) for r in raw)  # (see _raw_output)
     if edges is not None:
         ctx.next_functions = edges
         ctx.sequence_nr = next(_sequence)
@@ -291,12 +294,18 @@ def grad_accumulator(leaf):
     return acc
 
 
-def _from_scalar(ctx, scalar):
-    """A NumPy scalar result as a 0-d array; saved as the output, the array is what stays saved."""
-    array = np.asarray(scalar)
-    if ctx._saved:
-        ctx._saved = tuple(array if saved is scalar else saved for saved in ctx._saved)
-    return array
+def _raw_output(ctx, raw):
+    """forward's result as an array: a NumPy scalar (ufuncs return scalars for 0-d results) becomes a
+    0-d array, in ctx's saved arrays too; a Tensor (a custom forward that built its result with
+    tensor.zeros_like, say) gives its array. CuPy arrays pass as they are."""
+    if isinstance(raw, np.generic):
+        array = np.asarray(raw)
+        if ctx._saved:
+            ctx._saved = tuple(array if saved is raw else saved for saved in ctx._saved)
+        return array
+    if isinstance(raw, Tensor):
+        return raw.data
+    return raw
 
 
 def _record_versions(ctx, args, arrays, outputs, raws):
@@ -335,6 +344,24 @@ def _record_versions(ctx, args, arrays, outputs, raws):
             counter = owner._version_box = [0]
         versions[index] = (counter, counter[0], tag)
     ctx._saved_versions = versions
+
+
+def _broadcast_error(cls, arrays, error):
+    """NumPy's "operands could not be broadcast together" reworded with the op and the first dim whose
+    sizes clash, as PyTorch words it; any other ValueError comes back as it was."""
+    if "could not be broadcast" not in str(error):
+        return error
+    shapes = [a.shape for a in arrays if hasattr(a, "shape") and a.ndim]
+    clash = ""
+    for back in range(1, max(len(s) for s in shapes) + 1):
+        sizes = {s[-back] for s in shapes if len(s) >= back} - {1}
+        if len(sizes) > 1:
+            dim = max(len(s) for s in shapes) - back
+            clash = f": sizes {' and '.join(map(str, sorted(sizes)))} differ at dim {dim}"
+            break
+    listed = " and ".join(str(tuple(s)) for s in shapes)
+    return ShapeError(f"{cls.__name__.removesuffix('Backward').lower()}: shapes {listed} do not broadcast{clash} "
+                      "(each size must match or be 1); reshape or unsqueeze an operand so they line up")
 
 
 def _cpu_scalars_to_device(cls, args):

@@ -123,15 +123,21 @@ def _xp_and_dtype(device, dtype, default=None):
     return dev.xp, (dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())), dev
 
 
-def _shape(size):
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = size[0]
-    return tuple(int(s) for s in size)
+def _shape(sizes, size=None):
+    """One tuple of ints from f(2, 3), f((2, 3)), f([2, 3]) or torch's keyword spelling f(size=(2, 3))."""
+    if size is not None:
+        if sizes:
+            raise TypeError(f"give the sizes either positionally or as size=, not both (got {sizes} and size={size!r})")
+        sizes = (size,)
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = sizes[0]
+    return tuple(int(s) for s in sizes)
 
 
 def _filled(fill, size, dtype, device, requires_grad):
+    """`size`: the shape, already parsed by _shape."""
     xp, dtype, dev = _xp_and_dtype(device, dtype)
-    shape = _shape(size)
+    shape = size
     with _on(dev):
         try:
             t = _wrap(fill(xp, shape, dtype))
@@ -143,22 +149,22 @@ def _filled(fill, size, dtype, device, requires_grad):
     return t.requires_grad_(True) if requires_grad else t
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.zeros(s, d), _shape(sizes, size), dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.ones(s, d), _shape(sizes, size), dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
+def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False):
+    return _filled(lambda xp, s, d: xp.empty(s, d), _shape(sizes, size), dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = dtypes.result_type(fill_value)
-    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), _shape((size,)), dtype, device, requires_grad)
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False):

@@ -41,7 +41,7 @@ METHODS = {
     "views": "narrow select diagonal diag trace nonzero argwhere where broadcast_to",
     "sequence": "repeat_interleave diff logcumsumexp",
     "ranking": "median mode unique histc",
-    "elementwise": "fmod frac sgn logit signbit float_power gcd lcm frexp",
+    "elementwise": "fmod frac sgn logit signbit float_power gcd lcm frexp angle",
     "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_ resize_",
     "aliases": "multiply subtract divide negative positive absolute not_equal greater greater_equal less less_equal "
     "moveaxis swapdims ravel ndimension byte char short ger",

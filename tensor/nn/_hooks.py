@@ -89,6 +89,14 @@ def register_full_backward_hook(self, hook, prepend: bool = False):
     return self._add_hook(self._backward_hooks, hook, prepend, False)
 
 
+def register_backward_hook(self, hook):
+    """PyTorch's deprecated module backward hook, run as the full one (register_full_backward_hook):
+    grad_input holds the gradients of the module's inputs. PyTorch's old hook gives those of the last
+    operation inside forward instead (for Linear, its bias, input and transposed weight), which scripts
+    rarely rely on: they register it to log or rescale gradients."""
+    return self._add_hook(self._backward_hooks, hook, False, False)
+
+
 def add_hook(self, table, hook, prepend, with_kwargs):
     handle = _Handle(table, hook)
     if prepend:

@@ -60,6 +60,7 @@ class Module:
     register_forward_hook = _hooks.register_forward_hook
     register_full_backward_pre_hook = _hooks.register_full_backward_pre_hook
     register_full_backward_hook = _hooks.register_full_backward_hook
+    register_backward_hook = _hooks.register_backward_hook
     _add_hook = _hooks.add_hook
 
     # ------------------------------------------------------------------------------ registration

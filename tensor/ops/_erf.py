@@ -86,7 +86,11 @@ def _erf_single(x):
 def _erf_single_block(x):
     """Eigen's rational erf of a float16/float32 array, computed in float64."""
     low, high = _ERF_SINGLE_BOUNDS
-    clipped = np.maximum(x, low, dtype=np.float64)
+    # Convert first, then clip in place: np.maximum(x, low, dtype=float64) casts through a buffered
+    # loop that takes 4x as long on 4K elements. np.array, not astype: x may be a NumPy scalar (a 0-d
+    # result), whose astype gives another scalar, which out= refuses.
+    clipped = np.array(x, np.float64)
+    np.maximum(clipped, low, out=clipped)
     np.minimum(clipped, high, out=clipped)
     out = _rational(clipped * clipped, _ERF_SINGLE_ARRAYS)
     out *= clipped

@@ -165,26 +165,26 @@ def _like(x, dtype, device):
     return (x.dtype if dtype is None else dtype), (x.device if device is None else device)
 
 
-def new_zeros(x, *size, dtype=None, device=None, requires_grad=False):
+def new_zeros(x, *sizes, size=None, dtype=None, device=None, requires_grad=False):
     """Zeros of `size` with x's dtype and device unless given."""
     from ..creation import zeros
 
     dtype, device = _like(x, dtype, device)
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return zeros(*sizes, size=size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def new_ones(x, *size, dtype=None, device=None, requires_grad=False):
+def new_ones(x, *sizes, size=None, dtype=None, device=None, requires_grad=False):
     from ..creation import ones
 
     dtype, device = _like(x, dtype, device)
-    return ones(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return ones(*sizes, size=size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def new_empty(x, *size, dtype=None, device=None, requires_grad=False):
+def new_empty(x, *sizes, size=None, dtype=None, device=None, requires_grad=False):
     from ..creation import empty
 
     dtype, device = _like(x, dtype, device)
-    return empty(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+    return empty(*sizes, size=size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def new_empty_strided(x, size, stride, dtype=None, device=None, requires_grad=False):

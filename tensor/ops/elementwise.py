@@ -1,10 +1,12 @@
-"""More elementwise math in PyTorch's names: fmod, frac, sgn, logit, signbit, float_power, and the
-gradient-free integer and float decompositions gcd, lcm and frexp.
+"""More elementwise math in PyTorch's names: fmod, frac, sgn, logit, signbit, float_power, angle (of
+real numbers), and the gradient-free integer and float decompositions gcd, lcm and frexp.
 
 frac, sgn and float_power are compositions of existing ops (exact, and their gradients come for
 free); fmod and logit are Functions of their own, since their gradients need the inputs.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -85,10 +87,12 @@ class Logit(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         eps = ctx.eps
-        out = grad / (x * (1 - x))
+        with np.errstate(divide="ignore"):  # at 0 and 1 the slope is infinite, as in PyTorch
+            out = grad / (x * (1 - x))
         if eps is not None:  # as PyTorch: the clamp passes no gradient outside [eps, 1 - eps]
-            out = out * ((x >= eps) & (x <= 1 - eps))
-        return out, None
+            return out * ((x >= eps) & (x <= 1 - eps)), None
+        # and without eps, NaN outside [0, 1], where logit itself is NaN
+        return ctx.xp.where((x < 0) | (x > 1), ctx.xp.asarray(np.nan, dtype=out.dtype), out), None
 
 
 def logit(x, eps=None):
@@ -101,6 +105,33 @@ def logit(x, eps=None):
         if not 0 <= eps <= 0.5:
             raise ValueError(f"logit: eps must be in [0, 0.5], got {eps}")
     return Logit.apply(x, eps)
+
+
+class Angle(Function):
+    """The argument of a real number: pi below 0, 0 from 0 up (NaN stays NaN); piecewise constant."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        out = xp.where(x < 0, xp.asarray(math.pi, dtype=x.dtype), xp.zeros((), dtype=x.dtype))
+        return xp.where(xp.isnan(x), x, out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.xp.zeros_like(grad)
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        return grad * 0
+
+
+def angle(x):
+    """torch.angle of a real tensor (raygrad has no complex dtypes): pi for negative values, else 0;
+    integers give the default float dtype. The gradient is zero, as PyTorch's for real inputs."""
+    _require_tensor("angle", x)
+    if x.data.dtype.kind != "f":
+        x = x.to(dtype=dtypes.get_default_dtype())
+    return Angle.apply(x)
 
 
 def float_power(x, exponent):

@@ -55,6 +55,8 @@ def _sigmoid(xp, x):
     else:
         limit, one = _EXP_LIMIT[x.dtype], 1
     e = -x
+    if type(e) is np.float32 or type(e) is np.float64 or type(e) is np.float16:
+        e = np.asarray(e)  # a 0-d x gives a NumPy scalar, which out= below cannot take
     xp.minimum(e, limit, out=e)
     xp.exp(e, out=e)
     e += one

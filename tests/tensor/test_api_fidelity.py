@@ -582,6 +582,15 @@ def test_full_backward_hooks_grad_shapes_and_replacement():
     both(run)
 
 
+def test_deprecated_backward_hook_runs_as_the_full_one():
+    calls = []
+    lin = tensor.nn.Linear(3, 2)
+    lin.register_backward_hook(lambda module, grad_input, grad_output: calls.append(
+        (module is lin, [g.shape for g in grad_input], [g.shape for g in grad_output])))
+    lin(tensor.ones(4, 3, requires_grad=True)).sum().backward()
+    assert calls == [(True, [(4, 3)], [(4, 2)])]
+
+
 def test_full_backward_hook_multiple_inputs_and_outputs():
     def run(lib):
         nn = lib.nn

@@ -234,6 +234,37 @@ def test_custom_function(device):
     assert tensor.autograd.gradcheck(Cube.apply, (x,))
 
 
+def test_custom_forward_may_return_tensors(device):
+    """forward gets raw arrays, but a result made with tensor.zeros_like (a Tensor) is taken as its array,
+    alone or in a tuple, rather than wrapped inside another Tensor."""
+
+    class Spike(tensor.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = tensor.zeros_like(x)
+            out[x > 0] = 1.0
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    class Halves(tensor.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return tensor.as_tensor(x[:2]), x[2:]
+
+        @staticmethod
+        def backward(ctx, first, second):
+            return tensor.cat([tensor.as_tensor(first), tensor.as_tensor(second)]).data
+
+    x = tensor.tensor([-1.0, 2.0, 3.0], device=device, requires_grad=True)
+    spikes = Spike.apply(x)
+    assert type(spikes.data) is type(x.data) and spikes.tolist() == [0.0, 1.0, 1.0]
+    first, second = Halves.apply(x)
+    assert type(first.data) is type(x.data) and first.tolist() == [-1.0, 2.0] and second.tolist() == [3.0]
+
+
 def test_version_counter_catches_in_place_change_of_saved_tensor(device):
     a = leaf((3,), device)
     b = a * 1.0  # a non-leaf, so in-place is allowed

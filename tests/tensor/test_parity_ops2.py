@@ -206,6 +206,18 @@ def test_logit_matches_torch(device):
     check_grad(lambda x: x.logit(eps=0.1), [np.array([0.05, 0.5, 0.95])], device)
     with pytest.raises(ValueError, match=r"logit: eps must be in \[0, 0.5\], got 0.7"):
         make(a, device).logit(0.7)
+    # Without eps the gradient is NaN outside [0, 1] (where logit is NaN) and infinite at its ends, as torch's.
+    x = make(np.array([-0.5, 0.0, 0.3, 1.0, 1.5]), device, requires_grad=True)
+    x.logit().sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [np.nan, np.inf, 1 / 0.21, np.inf, np.nan])
+
+
+def test_angle_of_real_numbers(device):
+    x = make(np.array([-2.0, -0.0, 0.0, 3.0, np.nan, -np.inf]), device, requires_grad=True)
+    np.testing.assert_array_equal(to_numpy(x.angle()), [np.pi, 0.0, 0.0, 0.0, np.nan, np.pi])
+    x.angle().sum().backward()
+    assert to_numpy(x.grad).tolist() == [0.0] * 6
+    assert tensor.angle(make(np.array([-1, 2]), device)).dtype == tensor.float32
 
 
 def test_float_power(device):

@@ -94,6 +94,16 @@ def test_creation_functions(device):
     assert r.dtype == tensor.int64 and 3 <= r.min().item() and r.max().item() < 7
 
 
+@pytest.mark.parametrize("make", ["empty", "zeros", "ones", "rand", "randn", "new_zeros", "new_ones", "new_empty"])
+def test_creation_takes_sizes_as_torch_does(device, make):
+    maker = getattr(tensor.ones(1, device=device), make) if make.startswith("new_") else getattr(tensor, make)
+    for made in (maker(2, 3, device=device), maker((2, 3), device=device), maker([2, 3], device=device),
+                 maker(size=(2, 3), device=device)):
+        assert made.shape == (2, 3) and made.device.type == device
+    with pytest.raises(TypeError, match=r"either positionally or as size=, not both \(got \(2,\) and size=\(3,\)\)"):
+        maker(2, size=(3,), device=device)
+
+
 def test_randint_two_argument_form_draws_from_zero(device):
     # torch.randint(high, size), as nanoGPT's get_batch calls it: torch.randint(len(data) - block, (batch,))
     r = tensor.randint(5, (200,), device=device)
@@ -216,6 +226,16 @@ def test_format_of_a_scalar_tensor_is_its_number(device):
 def test_unsupported_dtype_is_a_clear_error():
     with pytest.raises(DTypeError, match="not supported"):
         tensor.tensor(np.zeros(2, dtype=np.complex64))
+
+
+@pytest.mark.parametrize("op, a, b, message", [
+    (lambda a, b: a + b, (2, 3), (4, 3), r"add: shapes \(2, 3\) and \(4, 3\) do not broadcast: sizes 2 and 4 differ at dim 0"),
+    (lambda a, b: a * b, (2, 3), (5, 4, 3), r"mul: shapes \(2, 3\) and \(5, 4, 3\) do not broadcast: sizes 2 and 4 differ at dim 1"),
+    (lambda a, b: tensor.where(a > 0, b, 0.0), (3,), (2,), r"where: shapes \(3,\) and \(2,\) do not broadcast"),
+])
+def test_operands_that_do_not_broadcast_are_a_clear_error(device, op, a, b, message):
+    with pytest.raises(tensor.ShapeError, match=message + r".*\(each size must match or be 1\)"):
+        op(tensor.ones(*a, device=device), tensor.ones(*b, device=device, requires_grad=True))
 
 
 def test_bad_device_is_a_clear_error():
