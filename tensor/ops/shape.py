@@ -32,8 +32,10 @@ class Reshape(Function):
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
         out = x.reshape(shape)
-        # A C-contiguous input always reshapes to a view; otherwise NumPy/CuPy may have copied.
-        if not x.flags.c_contiguous and not ctx.xp.may_share_memory(out, x):
+        # A view's base is x, or x's own base; otherwise NumPy/CuPy may have copied (a copy's base is
+        # the temporary it copied into). The base test is a tenth of the cost of reading x.flags.
+        base = out.base
+        if base is not x and base is not x.base and not ctx.xp.may_share_memory(out, x):
             ctx.view_of = None
         return out
 
@@ -159,7 +161,7 @@ def reshape(x, *sizes, shape=None):
     """x's elements in `shape` (ints or one tuple, or shape=; one size may be -1)."""
     if shape is not None:
         sizes = _sizes_or_keyword(sizes, shape, "reshape", "shape")
-    return _reshape(x, sizes_arg(sizes, "reshape"), "reshape")
+    return _reshape(x, sizes, "reshape")
 
 
 def view(x, *shape, size=None):
@@ -168,14 +170,22 @@ def view(x, *shape, size=None):
         shape = _sizes_or_keyword(shape, size, "view", "size")
     if len(shape) == 1 and isinstance(shape[0], (str, type, np.dtype)):
         raise TypeError(f"view: reinterpreting as dtype {shape[0]!r} is not supported; use .to(dtype) to convert")
-    return _reshape(x, sizes_arg(shape, "view"), "view")
+    return _reshape(x, shape, "view")
 
 
-def _reshape(x, shape, op):
-    # NumPy/CuPy check the sizes themselves, except that NumPy takes any negative size as -1: ours
-    # run only for those and to word a refusal, which keeps them off the hot path of a small reshape.
-    if min(shape, default=0) < -1:
-        _target_shape(shape, x.data.shape, op)
+def _reshape(x, sizes, op):
+    """Reshape to `sizes` as the caller got them: ints, or one tuple or list of them."""
+    shape = sizes[0] if len(sizes) == 1 and type(sizes[0]) is not int else sizes
+    # The common call, plain ints of at least -1 in a tuple, goes straight to the array's reshape, which
+    # checks the element count itself; anything else (NumPy ints, a list, torch.Size, a size below -1,
+    # which NumPy would take as -1) is parsed and checked first.
+    if type(shape) is not tuple:
+        shape = _target_shape(sizes_arg(sizes, op), x.data.shape, op)
+    else:
+        for n in shape:  # (a loop: all() over a generator costs more than the reshape itself)
+            if type(n) is not int or n < -1:
+                shape = _target_shape(sizes_arg(sizes, op), x.data.shape, op)
+                break
     try:
         return Reshape.apply(x, shape)
     except ValueError:
