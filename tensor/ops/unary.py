@@ -55,9 +55,11 @@ def _sigmoid(xp, x):
     else:
         limit, one = _EXP_LIMIT[x.dtype], 1
     e = -x
-    if type(e) is np.float32 or type(e) is np.float64 or type(e) is np.float16:
-        e = np.asarray(e)  # a 0-d x gives a NumPy scalar, which out= below cannot take
-    xp.minimum(e, limit, out=e)
+    try:
+        xp.minimum(e, limit, out=e)
+    except TypeError:  # a 0-d x gives a NumPy scalar, which out= refuses: again as a 0-d array
+        e = np.asarray(e)
+        xp.minimum(e, limit, out=e)
     xp.exp(e, out=e)
     e += one
     return xp.reciprocal(e, out=e)
