@@ -29,16 +29,18 @@ def _approximate_basis(A, q, niter, M=None):
 
 def svd_lowrank(A, q=6, niter=2, M=None):
     """torch.svd_lowrank: U (..., m, q), S (..., q), V (..., n, q) with A - M ~ U diag(S) V^T (V, not Vh,
-    as torch.svd). q (6 by default) should be a little above the expected rank; niter subspace
-    iterations (2 by default) sharpen the basis. M (broadcast to A's shape) is subtracted implicitly."""
+    as torch.svd). q (6 by default) should be a little above the expected rank; a q above min(m, n)
+    gives min(m, n) columns, as torch. niter subspace iterations (2 by default) sharpen the basis.
+    M (broadcast to A's shape) is subtracted implicitly."""
     op = "svd_lowrank"
     float_matrix(op, A)
     q = 6 if q is None else q
     niter = 2 if niter is None else niter
     m, n = A.shape[-2:]
-    if not 0 <= q <= min(m, n):
-        raise ValueError(f"{op}: q={q} must be between 0 and min(m, n) = {min(m, n)} for A of shape "
-                         f"{tuple(A.shape)}; pass a smaller q")
+    # No upper bound, as torch: for q > min(m, n) the reduced QR caps the basis at min(m, n) columns,
+    # so the factors have min(m, n) columns (the exact SVD).
+    if q < 0:
+        raise ValueError(f"{op}: q={q} must be a non-negative integer")
     if niter < 0:
         raise ValueError(f"{op}: niter={niter} must be a non-negative integer")
     if M is not None:

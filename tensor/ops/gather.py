@@ -340,13 +340,14 @@ def one_hot(tensor, num_classes=-1):
     if data.dtype.kind not in "iu":
         raise DTypeError(f"one_hot: class values must be an integer tensor, got dtype {data.dtype}; use .long()")
     if data.size == 0:
-        if num_classes < 0:
-            raise ValueError("one_hot: cannot infer num_classes from an empty tensor; pass num_classes")
+        if num_classes <= 0:  # torch refuses 0 here too (a (..., 0) result), with its can-not-infer error
+            raise ValueError(f"one_hot: num_classes={num_classes} for an empty tensor, which has no class values "
+                             "to infer it from; pass num_classes >= 1")
     else:
         lo, hi = int(data.min()), int(data.max())
         if lo < 0:
             raise ValueError(f"one_hot: class value {lo} is negative; class values must be in [0, num_classes)")
-        if num_classes < 0:
+        if num_classes == -1:  # only -1 infers: torch refuses -2 as too small for the class values
             num_classes = hi + 1
         elif hi >= num_classes:
             raise ValueError(

@@ -66,22 +66,31 @@ def cat(tensors, dim=0, *, axis=None):
         tensors, shapes = _legacy_empty_pieces(tensors, shapes, dim)
     first = shapes[0]
     if not first:
-        raise ShapeError("cat: tensor 0 is zero-dimensional and cannot be concatenated; use stack, or unsqueeze(0)")
+        _refuse_zero_dimensional(shapes)
     d = normalize_dim(dim, len(first), "cat")
     try:
         return Cat.apply(d, *_promoted(tensors))
-    except ValueError:  # concatenate checks the shapes (off the hot path): name the first misfit
+    except (ValueError, IndexError):
+        # concatenate checks the shapes, and Cat finds no dim d in a later 0-d piece: name the first
+        # misfit here, off the hot path
         _check_cat_shapes(shapes, d, dim)
         raise
+
+
+def _refuse_zero_dimensional(shapes):
+    """Name the first 0-d tensor, as torch does (wherever it stands, before any other misfit)."""
+    position = next(i for i, shape in enumerate(shapes) if not shape)
+    raise ShapeError(f"cat: tensor {position} is zero-dimensional and cannot be concatenated; use stack, or "
+                     "unsqueeze(0) it")
 
 
 def _legacy_empty_pieces(tensors, shapes, dim):
     """PyTorch's legacy rule: a 1-D empty tensor joins a cat of tensors of any shape. Each becomes a
     piece of size 0 along the joined dim, shaped like the first other tensor, so that it still takes
     part in the dtype promotion and gets its (empty) gradient."""
+    if () in shapes:  # a 0-d tensor, which cat refuses wherever it stands
+        _refuse_zero_dimensional(shapes)
     model = next(shape for shape in shapes if shape != (0,))
-    if not model:  # a 0-d tensor, which cat refuses below
-        return [tensors[shapes.index(model)]], [model]
     d = normalize_dim(dim, len(model), "cat")
     piece = model[:d] + (0,) + model[d + 1 :]
     tensors = [reshape(t, piece) if shape == (0,) else t for t, shape in zip(tensors, shapes)]
@@ -89,6 +98,8 @@ def _legacy_empty_pieces(tensors, shapes, dim):
 
 
 def _check_cat_shapes(shapes, d, dim):
+    if () in shapes:
+        _refuse_zero_dimensional(shapes)
     first = shapes[0]
     for i, shape in enumerate(shapes):
         if shape != first and (len(shape) != len(first) or shape[:d] != first[:d] or shape[d + 1 :] != first[d + 1 :]):

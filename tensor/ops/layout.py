@@ -291,9 +291,26 @@ def pad(input, pad, mode="constant", value=None):  # noqa: A002 - torch.nn.funct
     'replicate' or 'circular'."""
     if mode not in ("constant", *_NUMPY_MODES):
         raise ValueError(f"pad: unknown mode {mode!r}; use 'constant', 'reflect', 'replicate' or 'circular'")
-    if mode != "constant" and value not in (None, 0):
-        raise ValueError(f"pad: mode {mode!r} takes no value (got {value!r}); only 'constant' does")
+    if mode != "constant":
+        if value not in (None, 0):
+            raise ValueError(f"pad: mode {mode!r} takes no value (got {value!r}); only 'constant' does")
+        if not input.data.size and mode != "circular":
+            _refuse_empty_non_batch_dims(input.data.shape, pad, mode)
     return Pad.apply(input, _pad_widths(pad, input.data.shape), mode, 0 if value is None else value)
+
+
+def _refuse_empty_non_batch_dims(shape, pad, mode):
+    """torch's reflect and replicate kernels take (batch, channel, *padded) inputs whose batch may be
+    empty but whose channel and padded dims may not (even where the pad is 0): refuse the same."""
+    padded = len(sizes_arg((pad,), "pad")) // 2
+    channel = max(len(shape) - padded - 1, 0)  # the dims before it are batch dims
+    for dim in range(channel, len(shape)):
+        if shape[dim] == 0:
+            raise ShapeError(
+                f"pad: {mode} padding of shape {tuple(shape)} needs its channel and padded dims (dim {channel} "
+                f"on) non-empty, but dim {dim} has size 0 (only leading batch dims may be empty); use "
+                "mode='constant' or 'circular' to pad an empty tensor"
+            )
 
 
 def _pad_widths(pad, shape):

@@ -9,7 +9,7 @@ import math
 
 from .. import dtypes
 from ..autograd import Function
-from ..errors import DTypeError
+from ..errors import DTypeError, ShapeError
 from ..graph_backward import derived_in_graph, saved_in_graph
 from ._util import normalize_dim
 from .compare import gt, where
@@ -206,10 +206,13 @@ class NormP(Function):
 
 
 def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
-    """The vector p-norm over `dim` (all dims by default): p = 'fro' (2), 1, 2, inf, -inf, 0 or any float."""
+    """The vector p-norm over `dim` (all dims by default): p = 'fro' (2), 1, 2, inf, -inf, 0 or any float;
+    p='nuc' the nuclear norm of the matrices over the two dims `dim` (x itself, 2-D, by default)."""
     if isinstance(p, str):
+        if p == "nuc":
+            return _nuclear_norm(x, dim, keepdim, dtype)
         if p != "fro":
-            raise ValueError(f"norm: p={p!r} is not supported; use 'fro' or a number (matrix norms are not implemented)")
+            raise ValueError(f"norm: p={p!r} is not supported; use 'fro', 'nuc' or a number")
         p = 2
     if dtype is not None:
         x = x.to(dtype=dtypes.as_dtype(dtype))
@@ -227,6 +230,20 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     if p < 0:  # (sum |x|^p)^(1/p) of nothing is 0^(1/p) = inf: PyTorch refuses it, as for -inf
         _require_nonempty(x, dims, f"norm (p={p})")
     return NormP.apply(x, dims, keepdim, float(p))
+
+
+def _nuclear_norm(x, dim, keepdim, dtype):
+    """torch.norm(x, 'nuc', dim): linalg.matrix_norm(x, 'nuc') over dim (all of x's dims by default, so a
+    3-D x needs dim); differentiable through svdvals."""
+    from ..linalg.norms import matrix_norm  # here, not at the top: linalg.norms imports this module
+    if dim is None:
+        if x.ndim > 2:
+            raise ShapeError(f"norm: p='nuc' takes the norm of one matrix, but x has shape {tuple(x.shape)} and no dim; "
+                             "pass dim=(-2, -1) for the norm of each matrix in the batch")
+        dim = tuple(range(x.ndim))
+    elif isinstance(dim, int):
+        dim = (dim,)
+    return matrix_norm(x, "nuc", tuple(dim), keepdim, dtype=dtype)
 
 
 def renorm(x, p, dim, maxnorm):

@@ -331,3 +331,17 @@ def test_one_hot_errors(device):
         tensor.one_hot(make(np.array([1.0]), device))
     with pytest.raises(ValueError, match="empty"):
         tensor.one_hot(make(np.zeros(0, np.int64), device))
+
+
+@pytest.mark.parametrize("shape, num_classes, message", [
+    ((0,), 0, r"num_classes=0 for an empty tensor.*pass num_classes >= 1"),  # not a (0, 0) result
+    ((2, 0), -2, r"num_classes=-2 for an empty tensor"),
+    ((3,), 0, r"class value 0 is out of range for num_classes=0"),
+    ((3,), -2, r"class value 0 is out of range for num_classes=-2"),  # only -1 infers num_classes
+])
+def test_one_hot_refuses_num_classes_below_one_like_torch(device, shape, num_classes, message):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match="Can not infer|must be smaller than num_classes"):
+        torch.nn.functional.one_hot(torch.zeros(shape, dtype=torch.int64), num_classes)
+    with pytest.raises(ValueError, match=message):
+        tensor.one_hot(make(np.zeros(shape, np.int64), device), num_classes)

@@ -168,6 +168,22 @@ def test_errors_name_the_tensor_and_shapes(device, fn, error, message):
         fn(make(data(2, 3), device), make(data(3, 2), device))
 
 
+@pytest.mark.parametrize("shapes, position", [
+    ([(0,), ()], 1),  # a legacy empty 1-D tensor with a 0-d one: the 0-d one's position, not 0
+    ([(0,), (0,), ()], 2),
+    ([(0,), (), (2, 3)], 1),
+    ([(2, 3), (0,), ()], 2),
+    ([(3,), ()], 1),  # no empty tensor: named too (once an IndexError)
+    ([(2, 3), (4,), ()], 2),  # before the shape misfit, as torch
+])
+def test_cat_names_the_zero_dimensional_tensor_like_torch(device, shapes, position):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match=rf"zero-dimensional tensor \(at position {position}\)"):
+        torch.cat([torch.zeros(shape) for shape in shapes])
+    with pytest.raises(ShapeError, match=rf"cat: tensor {position} is zero-dimensional"):
+        tensor.cat([make(np.zeros(shape), device) for shape in shapes])
+
+
 def test_cat_names_the_tensor_on_another_device(device):
     if device == "cpu":
         pytest.skip("needs a second device")

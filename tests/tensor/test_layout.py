@@ -149,6 +149,32 @@ def test_pad_noncontiguous_and_reused(device):
     )
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize("shape, pad, empty_dim", [
+    ((2, 0, 4), (1, 1), 1),  # an empty channel dim, even with an empty batch or a zero pad
+    ((0, 0, 4), (0, 0), 1),
+    ((0, 4), (1, 1), 0),  # no batch dim: dim 0 is the channel
+    ((1, 2, 0, 4), (1, 1, 1, 1), 2),  # an empty padded dim
+])
+def test_reflect_and_replicate_pad_refuse_an_empty_non_batch_dim_like_torch(device, mode, shape, pad, empty_dim):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match="non-zero dimensions"):
+        torch.nn.functional.pad(torch.zeros(shape), pad, mode=mode)
+    message = rf"pad: {mode} padding of shape \({', '.join(map(str, shape))},?\) .* dim {empty_dim} has size 0"
+    with pytest.raises(ShapeError, match=message):
+        tensor.pad(make(np.zeros(shape), device), pad, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_pad_of_an_empty_batch_like_torch(device, mode):
+    torch = pytest.importorskip("torch")
+    for shape, pad in [((0, 3, 4), (1, 2)), ((0, 2, 3, 4), (1, 1, 2, 0))]:
+        want = torch.nn.functional.pad(torch.zeros(shape), pad, mode=mode)
+        assert tuple(tensor.pad(make(np.zeros(shape), device), pad, mode=mode).shape) == tuple(want.shape)
+    if mode == "circular":  # it pads an empty channel too, as torch does
+        assert tuple(tensor.pad(make(np.zeros((2, 0, 4)), device), (1, 1), mode="circular").shape) == (2, 0, 6)
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 ERRORS = [

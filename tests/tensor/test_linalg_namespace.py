@@ -311,8 +311,23 @@ def test_svd_lowrank_and_pca_lowrank(device, shape, q):
         for ours, ref in zip(*results):
             np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9)
     x = make(a, device)
-    with pytest.raises(ValueError, match=r"svd_lowrank: q=9 must be between 0 and min\(m, n\)"):
-        tensor.svd_lowrank(x, q=9)
+    with pytest.raises(ValueError, match=r"svd_lowrank: q=-1 must be a non-negative integer"):
+        tensor.svd_lowrank(x, q=-1)
     with pytest.raises(ValueError, match="niter=-1"):
         tensor.pca_lowrank(x, niter=-1)
     assert tensor.svd_lowrank(x.float(), q=q)[1].dtype == tensor.float32
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (2, 5, 3)])
+def test_svd_lowrank_q_above_min_m_n_gives_the_full_svd(device, shape):
+    """torch caps q at min(m, n) (its reduced QR does): q = 4 and the default 6 give the exact SVD."""
+    torch = pytest.importorskip("torch")
+    a = data(*shape)
+    k = min(shape[-2:])
+    for q in (4, 6):
+        u, s, v = tensor.svd_lowrank(make(a, device), q=q)
+        tu, ts, tv = torch.svd_lowrank(torch.tensor(a), q=q)
+        assert u.shape == tu.shape and s.shape == ts.shape and v.shape == tv.shape
+        assert tuple(s.shape) == (*shape[:-2], k)
+        np.testing.assert_allclose(to_numpy(s), ts.numpy(), rtol=1e-10)
+        np.testing.assert_allclose(to_numpy(u @ tensor.diag_embed(s) @ v.mT), a, atol=1e-10)

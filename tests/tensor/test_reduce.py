@@ -9,7 +9,7 @@ import tensor
 from tensor.autograd import gradcheck
 from tensor.errors import DTypeError, ShapeError
 
-from helpers import check_forward, check_grad, make, noncontiguous, to_numpy
+from helpers import check_forward, check_grad, compare_with_torch, make, noncontiguous, to_numpy
 
 
 def data(*shape, seed=0):
@@ -232,10 +232,35 @@ def test_norm_other_forms(device):
     x = make(a, device)
     np.testing.assert_allclose(to_numpy(x.norm(0, dim=1)), np.sum(a != 0, axis=1))
     np.testing.assert_allclose(to_numpy(make(np.array([1, 2]), device).norm(dtype=tensor.float64)), math.sqrt(5))
-    with pytest.raises(ValueError, match="'nuc' is not supported"):
-        x.norm("nuc")
+    with pytest.raises(ValueError, match="'bad' is not supported; use 'fro', 'nuc' or a number"):
+        x.norm("bad")
     with pytest.raises(DTypeError, match=r"call \.float\(\)"):
         make(np.array([3, 4]), device).norm()
+
+
+@pytest.mark.parametrize("shape, kwargs", [
+    ((3, 4), {}),
+    ((2, 3, 4), {"dim": (-2, -1)}),
+    ((2, 3, 4), {"dim": (0, 2), "keepdim": True}),
+])
+def test_nuclear_norm_and_its_gradient_like_torch(device, shape, kwargs):
+    """p='nuc' is linalg.matrix_norm(x, 'nuc') over dim; its gradient U V^T as torch's."""
+    pytest.importorskip("torch")
+    compare_with_torch(lambda x: x.norm("nuc", **kwargs), lambda t: t.norm("nuc", **kwargs), [data(*shape)], device)
+    compare_with_torch(lambda x: tensor.norm(x, p="nuc", **kwargs), lambda t: t.norm(p="nuc", **kwargs),
+                       [data(*shape, seed=1)], device)
+
+
+def test_nuclear_norm_refuses_what_torch_refuses(device):
+    x = make(data(2, 3, 4), device)
+    with pytest.raises(ShapeError, match=r"shape \(2, 3, 4\) and no dim; pass dim=\(-2, -1\)"):
+        x.norm("nuc")
+    with pytest.raises(ValueError, match=r"dim must be a pair of dims, got \(1,\)"):
+        x.norm("nuc", dim=1)
+    with pytest.raises(ShapeError, match="at least 2 dimensions"):
+        make(data(4), device).norm("nuc")
+    with pytest.raises(DTypeError, match="floating-point"):
+        make(np.ones((2, 3), dtype=np.int64), device).norm("nuc")
 
 
 # ------------------------------------------------------------------------------------------- cumsum
