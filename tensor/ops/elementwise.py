@@ -13,6 +13,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..errors import DeviceError, DTypeError
+from ..graph_backward import saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._util import promote
 from .arithmetic import pow as _pow, quotient_grads, sub
@@ -89,10 +90,24 @@ class Logit(Function):
         eps = ctx.eps
         with np.errstate(divide="ignore"):  # at 0 and 1 the slope is infinite, as in PyTorch
             out = grad / (x * (1 - x))
-        if eps is not None:  # as PyTorch: the clamp passes no gradient outside [eps, 1 - eps]
-            return out * ((x >= eps) & (x <= 1 - eps)), None
+        xp = ctx.xp
+        if eps is not None:  # as PyTorch: the clamp passes no gradient outside [eps, 1 - eps] (0, not 0 * inf)
+            return xp.where((x >= eps) & (x <= 1 - eps), out, xp.zeros((), dtype=out.dtype)), None
         # and without eps, NaN outside [0, 1], where logit itself is NaN
-        return ctx.xp.where((x < 0) | (x > 1), ctx.xp.asarray(np.nan, dtype=out.dtype), out), None
+        return xp.where((x < 0) | (x > 1), xp.asarray(np.nan, dtype=out.dtype), out), None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        """backward's formula on Tensors, recorded; the masks are constants (piecewise, as in PyTorch)."""
+        from .compare import where  # compare imports this module's neighbours
+
+        (x,) = saved_in_graph(ctx)
+        eps, raw = ctx.eps, x.data
+        with np.errstate(divide="ignore"):  # at 0 and 1 the slope is infinite, as in PyTorch
+            out = grad / (x * (1 - x))
+        if eps is not None:
+            return where(_wrap((raw >= eps) & (raw <= 1 - eps)), out, 0.0), None
+        return where(_wrap((raw < 0) | (raw > 1)), math.nan, out), None
 
 
 def logit(x, eps=None):

@@ -270,6 +270,15 @@ class IndexPut(Function):
             gv = _fold_to(grad[ctx.index], ctx.value_shape)
         return gx, None, gv
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        """backward on Tensors, recorded: both gradients are linear in grad (x's is grad with the
+        region written as 0, itself an IndexPut; value's is grad at the index, folded)."""
+        need_x, _, need_value = ctx.needs_input_grad
+        gx = IndexPut.apply(grad, ctx.index, 0) if need_x else None
+        gv = _fold_to(getitem(grad, ctx.index), ctx.value_shape) if need_value else None
+        return gx, None, gv
+
 
 def index_put(x, index, value):
     """x with x[index] = value, out of place; value is broadcast and cast to x's dtype.

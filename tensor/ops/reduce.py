@@ -422,6 +422,40 @@ class Cumprod(Function):
             g = g + xp.where(first_zero, reversed_cumsum(grad * out_without_zero), 0)
         return g.astype(dtype, copy=False), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad):
+        """backward's gradient, recorded. Without zeros it is backward's formula on Tensors. With a zero,
+        backward's masks would be constants, so the gradient's own derivative would miss that a zero's
+        neighbours still move the products past it: there, as PyTorch does under grad mode, each
+        element's gradient is sum_{i >= k} grad_i * prod_{j <= i, j != k} x_j (quadratic in the size)."""
+        x, out = saved_in_graph(ctx)
+        dim, dtype = ctx.meta
+        if x.ndim == 0:
+            return grad.to(dtype), None, None
+        wide = x.to(grad.dtype)  # the dtype forward accumulated in
+        if not (x.data == 0).any():
+            return (_reversed_cumsum(grad * out, dim) / wide).to(dtype), None, None
+        return _cumprod_grad_with_zeros(ctx.xp, wide, grad, dim).to(dtype), None, None
+
+
+def _reversed_cumsum(t, dim):
+    return t.flip(dim).cumsum(dim).flip(dim)
+
+
+def _cumprod_grad_with_zeros(xp, x, grad, dim):
+    """Recorded gradient of cumprod along dim, exact with zeros: element k's is the sum over later
+    outputs of grad times the running product with x_k taken as 1."""
+    from .compare import where  # compare imports this module
+    from .join import cat
+
+    n = x.shape[dim]
+    position = xp.arange(n).reshape((n,) + (1,) * (x.ndim - 1 - dim))
+    parts = []
+    for k in range(n):
+        without_k = where(_wrap(position == k), 1.0, x).cumprod(dim)
+        parts.append((grad * without_k).narrow(dim, k, n - k).sum(dim, keepdim=True))
+    return cat(parts, dim)
+
 
 def cumprod(x, dim, *, dtype=None):
     """Running product along `dim`; bool and integer tensors accumulate in int64, as in PyTorch."""

@@ -14,6 +14,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..errors import ShapeError
+from ..graph_backward import saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._util import normalize_dim
 from .arithmetic import sub
@@ -139,6 +140,28 @@ class LogCumSumExp(Function):
             for sign, part in ((1, xp.maximum(grad, 0)), (-1, xp.maximum(-grad, 0))):
                 log_terms = _running_logaddexp(xp, xp.log(part) - out, dim, reverse=True)
                 result = result + sign * xp.exp(x + log_terms)
+        return result, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        """backward's formula on Tensors, recorded: log|grad| enters only where grad has that sign,
+        elsewhere the lowest finite float (as PyTorch: a term that adds nothing, where -inf would make
+        -inf - -inf = NaN in the running sum's own backward), read through a safe where so that an
+        exact zero in grad gives a zero second derivative rather than log's 0 * inf."""
+        from .compare import where  # compare imports this package's modules
+
+        x, out = saved_in_graph(ctx)
+        if x.ndim == 0:
+            return grad, None
+        dim = ctx.dim
+        log_abs = where(grad == 0, 1.0, grad).abs().log()
+        lowest = float(np.finfo(grad.data.dtype).min)
+        result = None
+        for selected in (grad > 0, grad < 0):
+            log_part = where(selected, log_abs, lowest)
+            log_terms = (log_part - out).flip(dim).logcumsumexp(dim).flip(dim)
+            term = (x + log_terms).exp()
+            result = term if result is None else result - term
         return result, None
 
 

@@ -155,6 +155,24 @@ CASES = {
     "tensor_split overlapping": (lambda a: a.tensor_split([2, 1], 0)[1] * a.sum(0), [(3, 2)], 0.5),
     "remainder fmod floor_divide": (lambda a, b: (a % (b * b + 0.5)) * (a.fmod(b + 3) + a // 2), [(4,), (4,)], None),
     "nan_to_num": (lambda a: (a * a).masked_fill(a < 0, float("inf")).nan_to_num(posinf=2.0) * a, [(6,)], None),
+    "cumprod": (lambda a: a.cumprod(1) * a.cumprod(0).exp(), [(3, 4)], None),
+    "cumprod through zeros": (lambda a: (a * on(a, [[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0]])).cumprod(1) ** 2,
+                              [(2, 4)], None),
+    "cumprod to float64": (lambda a: (a * a).cumprod(0, dtype=tensor.float64), [(4,)], None),
+    "logcumsumexp": (lambda a: a.logcumsumexp(1) * a + (a * 3).logcumsumexp(0).exp(), [(3, 4)], None),
+    "logit": (lambda a: (a.sigmoid() * 0.9).logit() * a, [(6,)], None),
+    "logit eps": (lambda a: (a.sigmoid() * 0.9).logit(eps=0.2) ** 2, [(6,)], None),
+    "index_put": (lambda x, v: x.index_put((on(x, [0, 2]),), v * v) ** 2, [(3, 2), (2, 2)], None),
+    "index_put broadcast accumulate": (
+        lambda x, v: (x * x).index_put((on(x, [0, 2]),), v) * x.index_put((on(x, [2, 1]),), v * v, accumulate=True),
+        [(3, 2), (2,)], None),
+    "index_put_ index_copy_": (lambda x, v: x.clone().index_put_((on(x, [1]),), v * v).index_copy_(1, on(x, [1]), x[:, :1])
+                               * x, [(3, 2), (2,)], None),
+    "index_copy": (lambda x, v: (x * x).index_copy(1, on(x, [2, 0]), v * x[:, :2]) ** 2, [(2, 3), (2, 2)], None),
+    "masked_scatter": (lambda x, v: (x * x).masked_scatter(on(x, [[True, False, True], [False, True, False]]), v * v)
+                       * x, [(2, 3), (5,)], None),
+    "masked_scatter_ broadcast mask": (lambda x, v: (x * 1).masked_scatter_(on(x, [False, True, True]), v.exp()) * x,
+                                       [(2, 3), (5,)], None),
     "mse_loss": (lambda a, b: F.mse_loss(a * a, b) + F.mse_loss(a, b * a, reduction="sum"), [(3, 2), (3, 2)],
                  None),
 }
@@ -367,9 +385,61 @@ def test_hooks_see_tensors_with_history(device):
 
 
 def test_op_without_graph_backward_is_named(device):
+    class ArrayOnlyCube(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x * x
+
     x = leaf((3,), device)
-    with pytest.raises(AutogradError, match="Cumprod.*no backward that records a graph"):
-        tensor.autograd.grad(x.cumprod(0).sum(), x, create_graph=True)
+    with pytest.raises(AutogradError, match="ArrayOnlyCube.*no backward that records a graph"):
+        tensor.autograd.grad(ArrayOnlyCube.apply(x).sum(), x, create_graph=True)
+
+
+def _second_derivative(lib, fn, x_np, v_np):
+    """d/dx sum(x * g**2) with g = d/dx sum(fn(x) * v), in float64 (two create_graph walks)."""
+    x = lib.tensor(x_np, requires_grad=True)
+    (g,) = lib.autograd.grad((fn(lib, x) * lib.tensor(v_np)).sum(), x, create_graph=True)
+    (g * g * x).sum().backward()
+    return g.detach().numpy(), x.grad.numpy()
+
+
+_with_zeros = np.array([[0.5, 0.0, -1.2, 2.0, 0.0], [1.5, -0.7, 0.3, 0.0, 0.9], [0.0, 0.0, 1.1, -2.0, 0.4]])
+TORCH_CASES = {  # name: (function of the library and a tensor; the input)
+    "cumprod": (lambda lib, t: t.cumprod(1), np.random.default_rng(0).standard_normal((3, 5))),
+    "cumprod through zeros": (lambda lib, t: t.cumprod(1), _with_zeros),
+    "cumprod through zeros dim 0": (lambda lib, t: t.cumprod(0), _with_zeros),
+    "logcumsumexp": (lambda lib, t: t.logcumsumexp(1), np.random.default_rng(1).standard_normal((3, 5)) * 3),
+    "logcumsumexp dim 0": (lambda lib, t: t.logcumsumexp(0), np.random.default_rng(2).standard_normal((4, 2))),
+    "logit": (lambda lib, t: t.logit(), np.array([0.01, 0.2, 0.5, 0.8, 0.99])),
+    "logit eps": (lambda lib, t: t.logit(eps=0.1), np.array([0.01, 0.2, 0.5, 0.8, 0.99])),
+    "logit out of range": (lambda lib, t: t.logit(), np.array([0.0, 0.5, 1.0, 1.2, -0.1])),
+    "logit eps out of range": (lambda lib, t: t.logit(eps=0.1), np.array([0.0, 0.05, 0.5, 1.0, 1.2, -0.1])),
+    "index_put": (lambda lib, t: (t * t).index_put((lib.tensor([0, 2]),), t[1] * t[0]), np.arange(1.0, 7.0).reshape(3, 2)),
+    "index_put accumulate": (lambda lib, t: (t * t).index_put((lib.tensor([0, 0]),), t[1] * t[2], accumulate=True),
+                             np.arange(1.0, 7.0).reshape(3, 2)),
+    "index_copy": (lambda lib, t: (t * t).index_copy(1, lib.tensor([2, 0]), t[:, :2] * t[:, 1:]),
+                   np.arange(1.0, 7.0).reshape(2, 3)),
+    "masked_scatter": (lambda lib, t: (t * t).masked_scatter(lib.tensor([[True, False, True], [False, True, False]]),
+                                                             t.flatten() ** 3), np.arange(1.0, 7.0).reshape(2, 3) / 4),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCH_CASES))
+def test_second_derivatives_match_pytorch(name):
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    fn, x_np = TORCH_CASES[name]
+    v_np = np.random.default_rng(3).standard_normal(x_np.shape)
+    with np.errstate(all="ignore"):  # logit's infinite slope at 0 and 1, as in PyTorch
+        ours = _second_derivative(tensor, fn, x_np, v_np)
+    for a, b in zip(ours, _second_derivative(torch, fn, x_np, v_np)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_custom_function_opts_in_with_backward_graph(device):
