@@ -384,18 +384,21 @@ def test_hooks_see_tensors_with_history(device):
     assert seen == [True] and g.requires_grad
 
 
+class ArrayOnlyCube(Function):
+    """x ** 3 with a backward on arrays only: no graph-recording backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * 3 * x * x
+
+
 def test_op_without_graph_backward_is_named(device):
-    class ArrayOnlyCube(Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x ** 3
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return grad * 3 * x * x
-
     x = leaf((3,), device)
     with pytest.raises(AutogradError, match="ArrayOnlyCube.*no backward that records a graph"):
         tensor.autograd.grad(ArrayOnlyCube.apply(x).sum(), x, create_graph=True)
@@ -443,17 +446,7 @@ def test_second_derivatives_match_pytorch(name):
 
 
 def test_custom_function_opts_in_with_backward_graph(device):
-    class Cube(Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x ** 3
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return grad * 3 * x * x
-
+    class Cube(ArrayOnlyCube):
         @staticmethod
         def backward_graph(ctx, grad):
             (x,) = tensor.autograd.saved_in_graph(ctx)
