@@ -353,7 +353,7 @@ def _record_versions(ctx, args, arrays, outputs, raws):
 def _broadcast_error(cls, arrays, error):
     """NumPy's "operands could not be broadcast together" reworded with the op and the first dim whose
     sizes clash, as PyTorch words it; any other ValueError comes back as it was."""
-    if "could not be broadcast" not in str(error):
+    if "broadcast together with shapes" not in str(error):  # (einsum's "remapped shapes" words its own)
         return error
     shapes = [a.shape for a in arrays if hasattr(a, "shape") and a.ndim]
     clash = ""

@@ -62,11 +62,15 @@ def _reduce_weighted(loss, weights, reduction):
     denominator = loss.size if weights is None else weights.sum()
     if not loss.size:  # an empty batch averages to NaN, as PyTorch's 0/0, here without NumPy's warning
         denominator = math.nan  # (tested on the host size: a CuPy weights.sum() would sync the device)
-    return total / denominator, denominator
+    with np.errstate(divide="ignore", invalid="ignore"):  # every target ignored: 0/0, NaN, silent as in PyTorch
+        return total / denominator, denominator
 
 
 def _per_element_grad(grad, reduction, denominator):
-    return grad / denominator if reduction == "mean" else grad
+    if reduction != "mean":
+        return grad
+    with np.errstate(divide="ignore"):  # every target ignored: each element's share is 0 (see _where_valid)
+        return grad / denominator
 
 
 def _times(array, factor):
@@ -309,7 +313,7 @@ class NLLLoss(Function):
         if ctx.unbatched and reduction == "none":
             grad = grad[None]
         result = ctx.xp.zeros(shape, dtype)
-        result[index] = _where_valid(ctx.xp, -_per_element_grad(grad, reduction, denominator) * weights, valid)
+        result[index] = _where_valid(ctx.xp, -_per_element_grad(grad, reduction, denominator), valid) * weights
         return (result[0] if ctx.unbatched else result), None, None, None, None
 
     @staticmethod
