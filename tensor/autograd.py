@@ -357,7 +357,7 @@ def _broadcast_error(cls, arrays, error):
         return error
     shapes = [a.shape for a in arrays if hasattr(a, "shape") and a.ndim]
     clash = ""
-    for back in range(1, max(len(s) for s in shapes) + 1):
+    for back in range(1, max((len(s) for s in shapes), default=0) + 1):
         sizes = {s[-back] for s in shapes if len(s) >= back} - {1}
         if len(sizes) > 1:
             dim = max(len(s) for s in shapes) - back
