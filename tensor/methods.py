@@ -19,7 +19,7 @@ METHODS = {
     "compare": "eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or "
     "bitwise_xor bitwise_not isnan isinf isfinite isposinf isneginf isreal "
     "maximum minimum any all isclose allclose equal masked_fill",
-    "reduce": "sum mean prod max min amax amin argmax argmin cumsum cumprod",
+    "reduce": "sum mean prod max min amax amin argmax argmin cumsum",
     "statistics": "var std logsumexp norm renorm",
     "shape": "reshape view flatten unflatten transpose permute t squeeze unsqueeze expand expand_as "
     "movedim swapaxes view_as reshape_as",
@@ -39,7 +39,7 @@ METHODS = {
     "pointwise": "clamp_min clamp_max lerp addcmul addcdiv addmm nan_to_num nansum nanmean",
     # views.where is the method form, x.where(condition, other); tensor.where stays compare's (FUNCTIONS)
     "views": "narrow select diagonal diag trace nonzero argwhere where broadcast_to",
-    "sequence": "repeat_interleave diff logcumsumexp",
+    "sequence": "repeat_interleave diff cumprod logcumsumexp",
     "ranking": "median mode unique histc",
     "elementwise": "fmod frac sgn logit signbit float_power gcd lcm frexp angle",
     "inplace_shape": "squeeze_ unsqueeze_ t_ transpose_ resize_",

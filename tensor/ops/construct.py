@@ -22,7 +22,7 @@ from .gather import index_select
 from .join import _checked_list, _promoted, cat, stack
 from .layout import flip, pad
 from .ranking import _require_tensor
-from .reduce import cumprod
+from .sequence import cumprod
 from .shape import expand, reshape
 from .views import _diagonal_view, diag, meshgrid
 

@@ -7,7 +7,9 @@ tensor's sin_) or a shape beyond the tensor's is refused with the op's name.
 """
 from __future__ import annotations
 
-from . import aliases, arithmetic, blas, compare, elementwise, pointwise, reduce, special, statistics, trig, unary
+from . import (
+    aliases, arithmetic, blas, compare, elementwise, pointwise, reduce, sequence, special, statistics, trig, unary,
+)
 from .inplace_math import _inplace_of
 from .inplace_shape import transpose_
 
@@ -23,7 +25,8 @@ _TWINS = {
     compare: "eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_xor "
              "bitwise_not",
     pointwise: "clamp_min clamp_max addmm nan_to_num",
-    reduce: "cumsum cumprod",
+    reduce: "cumsum",
+    sequence: "cumprod",
     blas: "baddbmm addbmm addmv addr",
 }
 

@@ -1,9 +1,11 @@
-"""Ops along one dim of a sequence: repeat_interleave, diff, logcumsumexp.
+"""Ops along one dim of a sequence: repeat_interleave, diff, cumprod, logcumsumexp (cumsum is with
+the reductions, in reduce.py).
 
 repeat_interleave is index_select with a repeated arange (its backward adds repeated rows back
-up), and diff is slicing and subtraction, so both are exact compositions. logcumsumexp is one
-Function: a running log-sum-exp that never leaves log space, so it neither overflows nor loses
-small terms before a large one.
+up), and diff is slicing and subtraction, so both are exact compositions. cumprod is one Function
+whose gradient is exact where the input has zeros. logcumsumexp is one Function: a running
+log-sum-exp that never leaves log space, so it neither overflows nor loses small terms before a
+large one.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from ..graph_backward import saved_in_graph
 from ..tensor import Tensor, _wrap
 from ._util import normalize_dim
 from .arithmetic import sub
-from .compare import ne
+from .compare import ne, where
 from .gather import index_select
 from .join import cat
+from .reduce import _integer_accumulator
 from .shape import reshape
 from .views import narrow
 
@@ -100,6 +103,78 @@ def _edge(part, x, dim, name):
         raise ShapeError(f"diff: {name} must have the same number of dims as the input ({x.ndim}), "
                          f"got shape {tuple(part.shape)}")
     return part
+
+
+# ------------------------------------------------------------------------------------------ cumprod
+class Cumprod(Function):
+    """Running product along dim. The gradient is exact with zeros in the input: each element before
+    the first zero of its slice gets reversed_cumsum(grad * out) / x; the first zero gets
+    reversed_cumsum(grad * (the running product with that zero taken as 1)); later elements get 0,
+    since every product that contains them also contains that zero."""
+
+    @staticmethod
+    def forward(ctx, x, dim, dtype):
+        out = ctx.xp.cumprod(x.reshape(1) if x.ndim == 0 else x, axis=dim, dtype=dtype).reshape(x.shape)
+        ctx.save_for_backward(x, out)
+        ctx.meta = (dim, x.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        dim, dtype = ctx.meta
+        xp = ctx.xp
+        if x.ndim == 0:
+            return grad.astype(dtype, copy=False), None, None
+
+        def reversed_cumsum(a):
+            return xp.flip(xp.cumsum(xp.flip(a, dim), axis=dim), dim)
+
+        zeros_so_far = xp.cumsum(x == 0, axis=dim)
+        before_zero = zeros_so_far == 0
+        first_zero = (zeros_so_far == 1) & (x == 0)
+        g = reversed_cumsum(grad * out) / xp.where(before_zero, x, 1)
+        g = xp.where(before_zero, g, 0)
+        if first_zero.any():  # the slow path only for slices that hold a zero
+            out_without_zero = xp.cumprod(xp.where(first_zero, 1, x), axis=dim)
+            g = g + xp.where(first_zero, reversed_cumsum(grad * out_without_zero), 0)
+        return g.astype(dtype, copy=False), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad):
+        """backward's gradient, recorded. Without zeros it is backward's formula on Tensors. With a zero,
+        backward's masks would be constants, so the gradient's own derivative would miss that a zero's
+        neighbours still move the products past it: there, as PyTorch does under grad mode, each
+        element's gradient is sum_{i >= k} grad_i * prod_{j <= i, j != k} x_j (quadratic in the size)."""
+        x, out = saved_in_graph(ctx)
+        dim, dtype = ctx.meta
+        if x.ndim == 0:
+            return grad.to(dtype), None, None
+        wide = x.to(grad.dtype)  # the dtype forward accumulated in
+        if not (x.data == 0).any():
+            return (_reversed_cumsum(grad * out, dim) / wide).to(dtype), None, None
+        return _cumprod_grad_with_zeros(ctx.xp, wide, grad, dim).to(dtype), None, None
+
+
+def _reversed_cumsum(t, dim):
+    return t.flip(dim).cumsum(dim).flip(dim)
+
+
+def _cumprod_grad_with_zeros(xp, x, grad, dim):
+    """Recorded gradient of cumprod along dim, exact with zeros: element k's is the sum over later
+    outputs of grad times the running product with x_k taken as 1."""
+    n = x.shape[dim]
+    position = xp.arange(n).reshape((n,) + (1,) * (x.ndim - 1 - dim))
+    parts = []
+    for k in range(n):
+        without_k = where(_wrap(position == k), 1.0, x).cumprod(dim)
+        parts.append((grad * without_k).narrow(dim, k, n - k).sum(dim, keepdim=True))
+    return cat(parts, dim)
+
+
+def cumprod(x, dim, *, dtype=None):
+    """Running product along `dim`; bool and integer tensors accumulate in int64, as in PyTorch."""
+    return Cumprod.apply(x, normalize_dim(dim, x.ndim, "cumprod"), _integer_accumulator(x, dtype))
 
 
 # ------------------------------------------------------------------------------------ logcumsumexp
