@@ -18,7 +18,7 @@ import weakref
 
 import numpy as np
 
-from .errors import AutogradError, DeviceError, ShapeError
+from .errors import AutogradError, DeviceError, broadcast_error
 from .tensor import Tensor, _wrap
 
 # ---------------------------------------------------------------------------------------- grad mode
@@ -203,7 +203,7 @@ class Function:
         try:
             raw = cls.forward(ctx, *arrays)
         except ValueError as error:  # (free when nothing is raised: only a failing op pays for this)
-            raise _broadcast_error(cls, arrays, error) from None
+            raise broadcast_error(cls.__name__.removesuffix("Backward").lower(), arrays, error) from None
         if type(raw) is tuple:
             return _link_outputs(ctx, args, arrays, raw, edges if any_needed else None, track)
         if type(raw) is not np.ndarray:
@@ -348,24 +348,6 @@ def _record_versions(ctx, args, arrays, outputs, raws):
             counter = owner._version_box = [0]
         versions[index] = (counter, counter[0], tag)
     ctx._saved_versions = versions
-
-
-def _broadcast_error(cls, arrays, error):
-    """NumPy's "operands could not be broadcast together" reworded with the op and the first dim whose
-    sizes clash, as PyTorch words it; any other ValueError comes back as it was."""
-    if "broadcast together with shapes" not in str(error):  # (einsum's "remapped shapes" words its own)
-        return error
-    shapes = [a.shape for a in arrays if hasattr(a, "shape") and a.ndim]
-    clash = ""
-    for back in range(1, max((len(s) for s in shapes), default=0) + 1):
-        sizes = {s[-back] for s in shapes if len(s) >= back} - {1}
-        if len(sizes) > 1:
-            dim = max(len(s) for s in shapes) - back
-            clash = f": sizes {' and '.join(map(str, sorted(sizes)))} differ at dim {dim}"
-            break
-    listed = " and ".join(str(tuple(s)) for s in shapes)
-    return ShapeError(f"{cls.__name__.removesuffix('Backward').lower()}: shapes {listed} do not broadcast{clash} "
-                      "(each size must match or be 1); reshape or unsqueeze an operand so they line up")
 
 
 def _cpu_scalars_to_device(cls, args):

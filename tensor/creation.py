@@ -123,12 +123,12 @@ def _xp_and_dtype(device, dtype, default=None):
     return dev.xp, (dtypes.as_dtype(dtype) if dtype is not None else (default or dtypes.get_default_dtype())), dev
 
 
-def _shape(sizes, size=None):
+def _shape(sizes, size=None, op="size"):
     """One tuple of ints from f(2, 3), f((2, 3)), f([2, 3]) or torch's keyword spelling f(size=(2, 3))."""
     if size is not None:
-        if sizes:
-            raise TypeError(f"give the sizes either positionally or as size=, not both (got {sizes} and size={size!r})")
-        sizes = (size,)
+        from .ops.shape import _sizes_or_keyword  # (here: the ops package imports this module)
+
+        sizes = _sizes_or_keyword(sizes, size, op, "size")
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = sizes[0]
     return tuple(int(s) for s in sizes)
@@ -150,15 +150,15 @@ def _filled(fill, size, dtype, device, requires_grad):
 
 
 def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False):
-    return _filled(lambda xp, s, d: xp.zeros(s, d), _shape(sizes, size), dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: xp.zeros(s, d), _shape(sizes, size, "zeros"), dtype, device, requires_grad)
 
 
 def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False):
-    return _filled(lambda xp, s, d: xp.ones(s, d), _shape(sizes, size), dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: xp.ones(s, d), _shape(sizes, size, "ones"), dtype, device, requires_grad)
 
 
 def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False):
-    return _filled(lambda xp, s, d: xp.empty(s, d), _shape(sizes, size), dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: xp.empty(s, d), _shape(sizes, size, "empty"), dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):

@@ -184,14 +184,14 @@ def _make(array_fn, device, requires_grad):
 
 def rand(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1)."""
-    gen, dtype, shape = _generator(generator, device), _float_dtype(dtype), _shape(sizes, size)
+    gen, dtype, shape = _generator(generator, device), _float_dtype(dtype), _shape(sizes, size, "rand")
     sample_dtype = dtype if dtype.itemsize >= 4 else np.float32
     return _make(lambda: gen.rng.random(shape, dtype=sample_dtype).astype(dtype, copy=False), device, requires_grad)
 
 
 def randn(*sizes, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal."""
-    gen, dtype, shape = _generator(generator, device), _float_dtype(dtype), _shape(sizes, size)
+    gen, dtype, shape = _generator(generator, device), _float_dtype(dtype), _shape(sizes, size, "randn")
     sample_dtype = dtype if dtype.itemsize >= 4 else np.float32
     return _make(
         lambda: gen.rng.standard_normal(shape, dtype=sample_dtype).astype(dtype, copy=False), device, requires_grad
